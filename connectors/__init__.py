@@ -1,0 +1,1 @@
+"""Register connectors (one per proof type) and register simulators."""

@@ -1,0 +1,57 @@
+"""The IdNr (Steuer-Identifikationsnummer), the citizen identifier across registers.
+
+Rules (see docs/domain.md):
+1. 11 ASCII digits; the 11th is an ISO 7064 MOD 11,10 check digit over the first ten.
+2. No leading 0, except official test numbers (allowed only when ``allow_test`` is set).
+3. In digits 1-10 exactly one digit appears twice or three times, every other at most once.
+4. A digit that appears three times must not stand in three consecutive places.
+"""
+
+from collections import Counter
+
+__all__ = ["InvalidIdNrError", "check_digit", "is_valid_idnr", "validate_idnr"]
+
+
+class InvalidIdNrError(ValueError):
+    """The string is not a valid IdNr; the message says which rule failed."""
+
+
+def check_digit(first_ten: str) -> int:
+    """ISO 7064 MOD 11,10 check digit over ten digits."""
+    product = 10
+    for char in first_ten:
+        total = (int(char) + product) % 10 or 10
+        product = (2 * total) % 11
+    return (11 - product) % 10
+
+
+def validate_idnr(value: str, *, allow_test: bool = False) -> str:
+    """Return ``value`` if it is a valid IdNr, else raise InvalidIdNrError naming the rule."""
+    if len(value) != 11 or not value.isascii() or not value.isdigit():
+        msg = "an IdNr has exactly 11 digits"
+        raise InvalidIdNrError(msg)
+    if value[0] == "0" and not allow_test:
+        msg = "an IdNr does not start with 0 (test numbers are allowed only in demo mode)"
+        raise InvalidIdNrError(msg)
+    body = value[:10]
+    counts = Counter(body)
+    repeated = [digit for digit, n in counts.items() if n > 1]
+    if len(repeated) != 1 or counts[repeated[0]] > 3:  # noqa: PLR2004 - rule 3 of the IdNr
+        msg = "in the first ten digits of an IdNr exactly one digit appears two or three times"
+        raise InvalidIdNrError(msg)
+    if repeated[0] * 3 in body:
+        msg = "an IdNr digit must not appear three times in a row"
+        raise InvalidIdNrError(msg)
+    if check_digit(body) != int(value[10]):
+        msg = "the IdNr check digit is wrong"
+        raise InvalidIdNrError(msg)
+    return value
+
+
+def is_valid_idnr(value: str, *, allow_test: bool = False) -> bool:
+    """True if ``value`` is a valid IdNr."""
+    try:
+        validate_idnr(value, allow_test=allow_test)
+    except InvalidIdNrError:
+        return False
+    return True
