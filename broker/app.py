@@ -1,0 +1,74 @@
+"""Broker composition root: the only place that wires policies, connectors, store and keys."""
+
+from typing import Any
+
+import httpx
+import structlog
+from litestar import Router
+
+from broker.delivery import DeliveryWorker
+from broker.http import create_broker_router
+from broker.repository import BrokerRepository
+from broker.service import BrokerService
+from connectors.factory import build_connectors
+from einmal.citizen import CitizenAuth
+from einmal.keys import load_or_create_secret, load_or_create_signing_key
+from einmal.settings import Settings
+from einmal.store import create_engine
+from einmal.tokens import TokenIssuer, TokenVerifier
+
+__all__ = ["BrokerComponent"]
+
+log = structlog.get_logger()
+
+BROKER_AUDIENCE = "einmal-broker"
+CHANNEL_AUDIENCE = "einmal-cockpit-ingest"
+
+
+class BrokerComponent:
+    """Broker: built once at start-up; ``router`` serves, ``start``/``stop`` manage workers."""
+
+    name = "broker"
+
+    def __init__(self, settings: Settings, *, policies: Any, citizens: CitizenAuth) -> None:
+        keys_dir = settings.keys_dir
+        proof_key = load_or_create_signing_key(keys_dir, "broker-proof")
+        token_key = load_or_create_signing_key(keys_dir, "broker-token")
+        channel_key = load_or_create_signing_key(keys_dir, "broker-channel")
+        issuer = settings.broker_base_url
+        self.engine = create_engine(settings.database_url_for("broker"))
+        self.repository = BrokerRepository(self.engine)
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        self.connectors = build_connectors(settings.registers_base_url,
+                                           timeout_s=settings.register_timeout_s,
+                                           retries=settings.register_retries)
+        self.delivery = DeliveryWorker(
+            repository=self.repository, cockpit_url=settings.cockpit_base_url,
+            channel=TokenIssuer(key=channel_key, issuer=issuer, audience=CHANNEL_AUDIENCE,
+                                ttl_s=60),
+            http=self._http, interval_s=settings.delivery_interval_s)
+        access_tokens = TokenIssuer(key=token_key, issuer=issuer, audience=BROKER_AUDIENCE,
+                                    ttl_s=settings.access_token_ttl_s)
+        self.service = BrokerService(
+            repository=self.repository, policies=policies, connectors=self.connectors,
+            proof_key=proof_key, access_tokens=access_tokens,
+            pseudonym_key=load_or_create_secret(keys_dir, "broker-pseudonym"),
+            issuer=issuer, token_endpoint=f"{issuer}/v1/token",
+            allow_test_idnrs=settings.demo, on_committed=self.delivery.notify)
+        service_tokens = TokenVerifier(keys={token_key.kid: token_key.private_key.public_key()},
+                                       issuer=issuer, audience=BROKER_AUDIENCE)
+        self.router: Router = create_broker_router(
+            broker=self.service, service_tokens=service_tokens, citizens=citizens,
+            jwks={"keys": [proof_key.public_jwk]})
+
+    async def start(self) -> None:
+        await self.repository.create_schema()
+        self.delivery.start()
+        log.info("broker.started")
+
+    async def stop(self) -> None:
+        await self.delivery.stop()
+        for connector in self.connectors.values():
+            await connector.aclose()
+        await self._http.aclose()
+        await self.engine.dispose()

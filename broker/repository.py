@@ -1,0 +1,175 @@
+"""Broker persistence: consents, transfer records (outbox) and the assertion replay cache.
+
+Translates every SQLAlchemy error into ``StoreError`` (``raise ... from exc``).
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from broker.tables import BROKER_TABLES, AssertionJtiRow, ConsentRow, TransferRow, as_utc
+from einmal.domain.transfer import TransferRecord
+from einmal.store import StoreError
+
+__all__ = ["BrokerRepository", "ConsentUse", "StoredConsent"]
+
+_consent = ConsentRow.__table__  # type: ignore[attr-defined]
+_transfer = TransferRow.__table__  # type: ignore[attr-defined]
+_jti = AssertionJtiRow.__table__  # type: ignore[attr-defined]
+_encode = msgspec.json.Encoder().encode
+
+
+class StoredConsent(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    citizen_ref: str
+    subject_ref: str
+    subject_masked: str
+    service_id: str
+    proof_types: tuple[str, ...]
+    purpose: str
+    granted_at: datetime
+    valid_until: datetime
+    max_uses: int | None
+    uses: int
+    revoked_at: datetime | None
+
+
+class ConsentUse(msgspec.Struct, frozen=True, kw_only=True):
+    """Consume one use of a consent in the same transaction as the transfer record."""
+
+    consent_id: str
+    now: datetime
+
+
+def _to_consent(row: object) -> StoredConsent:
+    m = row._mapping  # type: ignore[attr-defined]
+    return StoredConsent(
+        id=m["id"], citizen_ref=m["citizen_ref"], subject_ref=m["subject_ref"],
+        subject_masked=m["subject_masked"], service_id=m["service_id"],
+        proof_types=tuple(m["proof_types"].split(",")), purpose=m["purpose"],
+        granted_at=as_utc(m["granted_at"]), valid_until=as_utc(m["valid_until"]),
+        max_uses=m["max_uses"], uses=m["uses"],
+        revoked_at=as_utc(m["revoked_at"]) if m["revoked_at"] else None,
+    )
+
+
+class BrokerRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            msg = f"broker store failed: {type(exc).__name__}"
+            raise StoreError(msg) from exc
+        except OSError as exc:
+            msg = f"broker store unreachable: {type(exc).__name__}"
+            raise StoreError(msg) from exc
+
+    async def create_schema(self) -> None:
+        from sqlmodel import SQLModel  # noqa: PLC0415 - only needed at start-up
+
+        async with self._tx() as conn:
+            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=BROKER_TABLES))
+
+    # -- client assertion replay cache -------------------------------------------------
+    async def remember_jti(self, client_id: str, jti: str, expires_at: datetime,
+                           now: datetime) -> bool:
+        """True if the ``jti`` is new; False if it was seen before (replay)."""
+        try:
+            async with self._tx() as conn:
+                await conn.execute(delete(_jti).where(_jti.c.expires_at < now))
+                await conn.execute(insert(_jti).values(client_id=client_id, jti=jti,
+                                                       expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    # -- consents --------------------------------------------------------------------------
+    async def add_consent(self, consent: StoredConsent) -> None:
+        values = msgspec.structs.asdict(consent)
+        values["proof_types"] = ",".join(sorted(consent.proof_types))
+        async with self._tx() as conn:
+            await conn.execute(insert(_consent).values(**values))
+
+    async def consent(self, consent_id: str) -> StoredConsent | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(_consent).where(_consent.c.id == consent_id))).first()
+        return _to_consent(row) if row else None
+
+    async def consents_of(self, citizen_ref: str) -> list[StoredConsent]:
+        query = (select(_consent).where(_consent.c.citizen_ref == citizen_ref)
+                 .order_by(_consent.c.granted_at.desc()))
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_to_consent(row) for row in rows]
+
+    async def revoke_consent(self, consent_id: str, citizen_ref: str, now: datetime,
+                             ) -> StoredConsent | None:
+        """Revoke (idempotent). Committed before this returns: requests that start later see it."""
+        async with self._tx() as conn:
+            await conn.execute(
+                update(_consent)
+                .where(_consent.c.id == consent_id, _consent.c.citizen_ref == citizen_ref,
+                       _consent.c.revoked_at.is_(None))
+                .values(revoked_at=now))
+            row = (await conn.execute(select(_consent).where(
+                _consent.c.id == consent_id, _consent.c.citizen_ref == citizen_ref))).first()
+        return _to_consent(row) if row else None
+
+    # -- transfer records --------------------------------------------------------------------
+    async def commit_transfer(self, record: TransferRecord, use: ConsentUse | None = None,
+                              ) -> bool:
+        """Commit the transfer record durably, consuming one consent use atomically.
+
+        Returns False (and writes nothing) if the consent is no longer usable at commit time
+        (revoked, expired or used up meanwhile): the caller then records a refusal instead.
+        """
+        async with self._tx() as conn:
+            if use is not None:
+                result = await conn.execute(
+                    update(_consent)
+                    .where(_consent.c.id == use.consent_id,
+                           _consent.c.revoked_at.is_(None),
+                           _consent.c.valid_until > use.now,
+                           or_(_consent.c.max_uses.is_(None),
+                               _consent.c.uses < _consent.c.max_uses))
+                    .values(uses=_consent.c.uses + 1))
+                if result.rowcount != 1:
+                    return False
+            await conn.execute(insert(_transfer).values(
+                id=record.id, created_at=record.occurred_at, record=_encode(record)))
+        return True
+
+    async def pending_transfers(self, limit: int) -> Sequence[tuple[int, bytes]]:
+        query = (select(_transfer.c.seq, _transfer.c.record)
+                 .where(_transfer.c.delivered_at.is_(None))
+                 .order_by(_transfer.c.seq).limit(limit))
+        async with self._tx() as conn:
+            return [(row.seq, row.record) for row in (await conn.execute(query)).all()]
+
+    async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
+        async with self._tx() as conn:
+            await conn.execute(update(_transfer).where(_transfer.c.seq.in_(seqs))
+                               .values(delivered_at=now))
+
+    async def mark_attempt(self, seqs: Sequence[int]) -> None:
+        async with self._tx() as conn:
+            await conn.execute(update(_transfer).where(_transfer.c.seq.in_(seqs))
+                               .values(attempts=_transfer.c.attempts + 1))
+
+    async def transfer_count(self) -> int:
+        from sqlalchemy import func  # noqa: PLC0415
+
+        async with self._tx() as conn:
+            return int((await conn.execute(select(func.count()).select_from(_transfer))).scalar_one())

@@ -1,0 +1,61 @@
+"""Broker tables (SQLModel). Rows never leave ``broker/``' persistence code."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Integer, LargeBinary, String
+from sqlmodel import Field, SQLModel
+
+__all__ = ["AssertionJtiRow", "ConsentRow", "TransferRow", "as_utc"]
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class ConsentRow(SQLModel, table=True):
+    __tablename__ = "broker_consent"
+
+    id: str = Field(primary_key=True)
+    #: keyed pseudonyms (HMAC-SHA256 with the broker's key), never the IdNr itself
+    citizen_ref: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    subject_ref: str = Field(sa_column=Column(String(64), nullable=False))
+    subject_masked: str
+    service_id: str
+    proof_types: str  # comma-separated, sorted
+    purpose: str
+    granted_at: datetime = Field(sa_column=_ts())
+    valid_until: datetime = Field(sa_column=_ts())
+    max_uses: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    uses: int = 0
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class TransferRow(SQLModel, table=True):
+    """The transfer record, committed before a proof is released; also the delivery outbox."""
+
+    __tablename__ = "broker_transfer"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(sa_column=Column(String(36), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=_ts())
+    record: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
+    attempts: int = 0
+
+
+class AssertionJtiRow(SQLModel, table=True):
+    """Seen client-assertion ids: a replayed ``jti`` hits the primary key."""
+
+    __tablename__ = "broker_assertion_jti"
+
+    client_id: str = Field(primary_key=True)
+    jti: str = Field(primary_key=True)
+    expires_at: datetime = Field(sa_column=_ts(index=True))
+
+
+BROKER_TABLES = [ConsentRow.__table__, TransferRow.__table__, AssertionJtiRow.__table__]  # type: ignore[attr-defined]

@@ -1,0 +1,184 @@
+"""Cockpit use-cases: accept transfer records from the broker, show citizens their transfers."""
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import and_, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRow
+from einmal.domain.transfer import Outcome, TransferRecord
+from einmal.problems import ProblemError
+
+__all__ = ["CockpitService", "TransferView"]
+
+log = structlog.get_logger()
+
+_entry = EntryRow.__table__  # type: ignore[attr-defined]
+_index = CitizenEntryRow.__table__  # type: ignore[attr-defined]
+_relation = RelationRow.__table__  # type: ignore[attr-defined]
+_VISIBLE_FOR = timedelta(days=730)  # OZG § 10: the last two years
+_PARENTAL_PROOFS = {"birth", "custody"}
+
+
+class TransferView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    occurred_at: datetime
+    outcome: str
+    error_type: str | None
+    proof_type: str
+    data_categories: tuple[str, ...]
+    service: dict[str, str]
+    register: dict[str, str] | None
+    intermediaries: tuple[str, ...]
+    purpose: str
+    purpose_text: str
+    legal_basis: str
+    consent_id: str | None
+    subject_masked: str
+    retention_until: datetime | None
+    correlation_id: str | None
+    relation: str = "self"
+
+
+_view_encoder = msgspec.json.Encoder()
+_view_decoder = msgspec.json.Decoder(TransferView)
+
+
+def _mask(idnr: str) -> str:
+    return f"{idnr[:2]}*******{idnr[-2:]}"
+
+
+def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table)
+
+
+class CockpitService:
+    def __init__(self, *, engine: AsyncEngine, pseudonym_key: bytes,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._engine = engine
+        self._key = pseudonym_key
+        self._clock = clock
+
+    def pseudonym(self, idnr: str) -> str:
+        return hmac.new(self._key, idnr.encode(), hashlib.sha256).hexdigest()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            log.error("store.unavailable", error=type(exc).__name__)
+            raise ProblemError("store-unavailable", "The cockpit store is unavailable.",
+                               headers={"Retry-After": "5"}) from exc
+
+    async def create_schema(self) -> None:
+        from sqlmodel import SQLModel  # noqa: PLC0415 - start-up only
+
+        async with self._tx() as conn:
+            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=COCKPIT_TABLES))
+
+    async def ingest(self, records: list[TransferRecord]) -> dict[str, int]:
+        """Store a batch in order. Idempotent by transfer id: a repeated record is counted as
+        a duplicate and changes nothing."""
+        accepted = duplicates = 0
+        now = self._clock()
+        async with self._tx() as conn:
+            for record in records:
+                subject_ref = self.pseudonym(record.subject)
+                result = await conn.execute(_insert_ignore(conn, _entry).values(
+                    id=record.id, occurred_at=record.occurred_at, received_at=now,
+                    subject_ref=subject_ref, body=_view_encoder.encode(_view(record))))
+                if result.rowcount != 1:
+                    duplicates += 1
+                    continue
+                accepted += 1
+                await self._index(conn, record, subject_ref)
+        log.info("cockpit.ingested", accepted=accepted, duplicates=duplicates)
+        return {"accepted": accepted, "duplicates": duplicates}
+
+    async def _index(self, conn: AsyncConnection, record: TransferRecord, subject_ref: str,
+                     ) -> None:
+        readers: dict[str, str] = {subject_ref: "self"}
+        named = [self.pseudonym(c.idnr) for c in record.concerned if c.idnr != record.subject]
+        if (record.outcome is Outcome.DELIVERED and record.proof_type in _PARENTAL_PROOFS
+                and named):
+            # The register named them as parents / custody holders of the subject.
+            await conn.execute(_insert_ignore(conn, _relation),
+                               [{"parent_ref": p, "child_ref": subject_ref} for p in named])
+        parents = (await conn.execute(select(_relation.c.parent_ref)
+                                      .where(_relation.c.child_ref == subject_ref))).scalars()
+        for parent_ref in parents:
+            readers.setdefault(parent_ref, "child")
+        for ref in named:
+            readers.setdefault(ref, "concerned")
+        await conn.execute(_insert_ignore(conn, _index), [
+            {"citizen_ref": ref, "transfer_id": record.id, "occurred_at": record.occurred_at,
+             "relation": relation} for ref, relation in readers.items()])
+
+    async def transfers_of(self, idnr: str, *, limit: int = 50, cursor: str | None = None,
+                           ) -> dict[str, Any]:
+        if not 1 <= limit <= 200:  # noqa: PLR2004
+            raise ProblemError("invalid-request", "limit: between 1 and 200.")
+        query = (select(_index.c.transfer_id, _index.c.occurred_at, _index.c.relation,
+                        _entry.c.body)
+                 .join(_entry, _entry.c.id == _index.c.transfer_id)
+                 .where(_index.c.citizen_ref == self.pseudonym(idnr),
+                        _index.c.occurred_at >= self._clock() - _VISIBLE_FOR))
+        if cursor:
+            after_time, after_id = _decode_cursor(cursor)
+            query = query.where(or_(_index.c.occurred_at < after_time,
+                                    and_(_index.c.occurred_at == after_time,
+                                         _index.c.transfer_id < after_id)))
+        query = query.order_by(_index.c.occurred_at.desc(), _index.c.transfer_id.desc())
+        async with self._tx() as conn:
+            rows = (await conn.execute(query.limit(limit + 1))).all()
+        items = [msgspec.structs.replace(_view_decoder.decode(row.body), relation=row.relation)
+                 for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = _encode_cursor(last.occurred_at, last.transfer_id)
+        return {"items": items, "next_cursor": next_cursor}
+
+
+def _view(record: TransferRecord) -> TransferView:
+    return TransferView(
+        id=record.id, occurred_at=record.occurred_at, outcome=record.outcome.value,
+        error_type=record.error_type, proof_type=record.proof_type,
+        data_categories=record.data_categories,
+        service=msgspec.structs.asdict(record.service),
+        register=msgspec.structs.asdict(record.register) if record.register else None,
+        intermediaries=record.intermediaries, purpose=record.purpose,
+        purpose_text=record.purpose_text, legal_basis=record.legal_basis,
+        consent_id=record.consent_id, subject_masked=_mask(record.subject),
+        retention_until=record.retention_until, correlation_id=record.correlation_id)
+
+
+def _encode_cursor(occurred_at: datetime, transfer_id: str) -> str:
+    raw = f"{occurred_at.isoformat()}|{transfer_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, transfer_id = raw.split("|", 1)
+        return datetime.fromisoformat(when), transfer_id
+    except ValueError as exc:
+        raise ProblemError("invalid-request", "cursor: not a cursor from this API.") from exc

@@ -1,0 +1,136 @@
+"""The ``einmal`` command line: serve, scenario, policies check."""
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="einmal")
+def main() -> None:
+    """Einmal: once-only proofs for family services, with a citizen privacy cockpit."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default: 8000].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Keys and SQLite files [default: ./.einmal].")
+@click.option("--database-url", default=None,
+              help="SQLAlchemy URL (sqlite:///… or postgresql://…) [default: SQLite files "
+                   "in the data dir].")
+@click.option("--components", default=None,
+              help="Comma-separated: broker,cockpit,registers [default: all].")
+@click.option("--demo/--no-demo", default=None,
+              help="Synthetic registers data, demo keys, demo login and credentials.")
+@click.option("--public-url", default=None, help="Base URL clients use [default: http://host:port].")
+@click.option("--broker-url", default=None, help="Broker base URL (when run separately).")
+@click.option("--cockpit-url", default=None, help="Cockpit base URL (when run separately).")
+@click.option("--registers-url", default=None, help="Registers base URL [default: <public>/registers].")
+@click.option("--policies-dir", type=click.Path(path_type=Path), default=None,
+              help="Policy documents [default: the shipped policies/documents].")
+@click.option("--families", "simulator_families", type=int, default=None,
+              help="Synthetic families in the register simulators [default: 300].")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default=None)
+def serve(**options: Any) -> None:
+    """Start broker, cockpit and register simulators (all in one process by default).
+
+    Every option can also be set as an environment variable EINMAL_<OPTION>, e.g.
+    EINMAL_DATABASE_URL.
+    """
+    import uvicorn  # noqa: PLC0415 - keep `einmal --help` fast
+
+    from einmal.logging import configure_logging  # noqa: PLC0415
+    from einmal.server import build_components, create_app  # noqa: PLC0415
+    from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings(os.environ, **options)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    try:
+        components = build_components(settings)
+    except Exception as exc:  # policy or key problems: one clear line, no traceback
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    app = create_app(settings, components)
+    _print_welcome(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, timeout_graceful_shutdown=10)
+
+
+def _print_welcome(settings: Any) -> None:
+    base = settings.base_url
+    lines = [f"Einmal {', '.join(sorted(settings.components))} on {base}"
+             f"{'  (DEMO MODE: synthetic data, public demo keys)' if settings.demo else ''}",
+             f"  data:     {settings.data_dir.resolve()}"
+             f"  store: {settings.database_url or 'SQLite'}",
+             f"  API docs: {base}/schema   health: {base}/health/ready"]
+    if "broker" in settings.components:
+        lines.append(f"  broker:   {settings.broker_base_url}/v1/proof-requests  "
+                     f"JWKS {settings.broker_base_url}/.well-known/jwks.json")
+    if "cockpit" in settings.components:
+        lines.append(f"  cockpit:  {settings.cockpit_base_url}/v1/me/transfers")
+    if "registers" in settings.components:
+        lines.append(f"  registers: {settings.registers_base_url}")
+    if settings.demo:
+        lines += [f"  demo credentials: {settings.data_dir / 'demo-credentials.json'}",
+                  "Try next, in another terminal:",
+                  f"  einmal scenario elfe --base-url {base}",
+                  f"  einmal scenario uvo --base-url {base}"]
+    click.echo("\n".join(lines), err=True)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["elfe", "uvo"]))
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
+              help="A running `einmal serve --demo`.")
+@click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="demo-credentials.json [default: fetched from the server's /demo/credentials].")
+def scenario(name: str, base_url: str, credentials: Path | None) -> None:
+    """Play a story (elfe, uvo) against a running demo server; exit 0 only if every check held."""
+    import httpx  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+
+    from einmal.scenario import run_scenario  # noqa: PLC0415
+
+    base_url = base_url.rstrip("/")
+    if credentials is not None:
+        try:
+            creds = json.loads(credentials.read_text())
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot read {credentials}: {exc}") from exc
+    else:
+        try:
+            response = httpx.get(f"{base_url}/demo/credentials", timeout=10)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(
+                f"no Einmal server at {base_url} - start one with `einmal serve --demo`") from exc
+        if response.status_code != 200:  # noqa: PLR2004
+            raise click.ClickException(
+                f"{base_url} is not in demo mode (GET /demo/credentials answered "
+                f"{response.status_code}); start it with `einmal serve --demo`")
+        creds = response.json()
+    ok = asyncio.run(run_scenario(name, base_url, creds, console=Console()))
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def policies() -> None:
+    """Policy documents: which online service may fetch what, why, on which basis."""
+
+
+def _register_policy_commands() -> None:
+    from einmal.cli_policies import check  # noqa: PLC0415
+
+    policies.add_command(check)
+
+
+_register_policy_commands()

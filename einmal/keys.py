@@ -1,0 +1,100 @@
+"""Key files: Ed25519 keys as JWK JSON in ``<data-dir>/keys``, private files mode 0600.
+
+The only place that reads or writes key material on disk.
+"""
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, PrivateFormat, NoEncryption
+
+__all__ = ["SigningKey", "load_or_create_secret", "load_or_create_signing_key",
+           "load_public_keys", "private_jwk", "public_jwk", "public_key_from_jwk"]
+
+
+def _b64u(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_jwk(key: Ed25519PublicKey, kid: str) -> dict[str, str]:
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64u(raw), "kid": kid, "alg": "EdDSA",
+            "use": "sig"}
+
+
+def private_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, str]:
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return {**public_jwk(key.public_key(), kid), "d": _b64u(raw)}
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "x" not in jwk:
+        msg = "not an Ed25519 public JWK"
+        raise ValueError(msg)
+    return Ed25519PublicKey.from_public_bytes(_unb64u(jwk["x"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_jwk(self) -> dict[str, str]:
+        return public_jwk(self.private_key.public_key(), self.kid)
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+
+
+def load_or_create_signing_key(keys_dir: Path, name: str) -> SigningKey:
+    """Load ``<name>.jwk.json`` or create it (0600); also writes ``<name>.public.json``."""
+    path = keys_dir / f"{name}.jwk.json"
+    if not path.exists():
+        kid = f"{name}-{secrets.token_hex(4)}"
+        key = Ed25519PrivateKey.generate()
+        try:
+            _write_private(path, json.dumps(private_jwk(key, kid)).encode())
+        except FileExistsError:
+            pass  # another process created it first: load theirs
+    jwk = json.loads(path.read_text())
+    key = Ed25519PrivateKey.from_private_bytes(_unb64u(jwk["d"]))
+    signing = SigningKey(kid=jwk["kid"], private_key=key)
+    public_path = keys_dir / f"{name}.public.json"
+    if not public_path.exists():
+        public_path.write_text(json.dumps({"keys": [signing.public_jwk]}, indent=2))
+    return signing
+
+
+def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
+    """A JWK set file -> {kid: public key}."""
+    document = json.loads(path.read_text())
+    return {jwk["kid"]: public_key_from_jwk(jwk) for jwk in document["keys"]}
+
+
+def load_or_create_secret(keys_dir: Path, name: str, size: int = 32) -> bytes:
+    """A random secret (e.g. a pseudonym HMAC key) kept in ``<name>.key`` with mode 0600."""
+    path = keys_dir / f"{name}.key"
+    if not path.exists():
+        try:
+            _write_private(path, secrets.token_bytes(size))
+        except FileExistsError:
+            pass
+    return path.read_bytes()

@@ -1,0 +1,48 @@
+"""The only structlog configuration. Citizen data never goes into logs (``redact`` below)."""
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+__all__ = ["REDACTED_KEYS", "configure_logging"]
+
+#: Keys whose values are dropped from every log line, whatever logs them.
+REDACTED_KEYS = frozenset({
+    "idnr", "subject", "token", "access_token", "client_assertion", "authorization",
+    "proof", "data", "private_jwk", "password",
+})
+
+
+def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in REDACTED_KEYS.intersection(event):
+        event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
+    """Configure structlog once, at process start (called by the CLI, not at import)."""
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            # NOTE: never show locals in tracebacks: they hold citizen data.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ) if fmt == "json" else structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )

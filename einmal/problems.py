@@ -1,0 +1,108 @@
+"""RFC 9457 problem details: the one error shape of every HTTP endpoint.
+
+``ProblemError`` is raised by handlers and services' HTTP adapters; ``exception_handlers()``
+turns it, Litestar's own HTTP errors and anything unexpected into ``application/problem+json``
+with a stable ``type`` (``urn:einmal:problem:<slug>``) and, where one fits, the EU OOTS code.
+"""
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+__all__ = ["PROBLEM_MEDIA_TYPE", "ProblemError", "exception_handlers", "problem_response"]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_PREFIX = "urn:einmal:problem:"
+
+log = structlog.get_logger()
+
+#: slug -> (status, title, OOTS code)
+CATALOGUE: dict[str, tuple[int, str, str | None]] = {
+    "invalid-request": (422, "Invalid request", "EDM:ERR:0003"),
+    "invalid-client": (401, "Client authentication failed", "EDM:ERR:0001"),
+    "unauthenticated": (401, "Authentication required", "EDM:ERR:0001"),
+    "forbidden": (403, "Forbidden", None),
+    "permission-denied": (403, "Not permitted by the service's policy", None),
+    "consent-required": (403, "Consent required", "EDM:ERR:0002"),
+    "not-found": (404, "Not found", "EDM:ERR:0004"),
+    "method-not-allowed": (405, "Method not allowed", None),
+    "payload-too-large": (413, "Request body too large", "EDM:ERR:0003"),
+    "unsupported-media-type": (415, "Unsupported media type", "EDM:ERR:0003"),
+    "routing-failed": (422, "No register is responsible", "EDM:ERR:0006"),
+    "register-unavailable": (502, "Register unavailable", "EDM:ERR:0008"),
+    "register-timeout": (504, "Register timeout", "EDM:ERR:0005"),
+    "store-unavailable": (503, "Store unavailable", None),
+    "internal": (500, "Internal error", None),
+}
+
+
+class ProblemError(Exception):
+    """An error with a problem-details representation. ``slug`` must be in CATALOGUE."""
+
+    def __init__(self, slug: str, detail: str, *, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extensions: Any) -> None:
+        if slug not in CATALOGUE:
+            msg = f"unknown problem type {slug!r}"
+            raise ValueError(msg)
+        super().__init__(detail)
+        self.slug = slug
+        self.detail = detail
+        self.status = status or CATALOGUE[slug][0]
+        self.headers = headers or {}
+        self.extensions = {k: v for k, v in extensions.items() if v is not None}
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        _, title, code = CATALOGUE[self.slug]
+        body: dict[str, Any] = {"type": _TYPE_PREFIX + self.slug, "title": title,
+                                "status": self.status, "detail": self.detail}
+        if code:
+            body["code"] = code
+        if instance:
+            body["instance"] = instance
+        body.update(self.extensions)
+        return body
+
+
+def problem_response(problem: ProblemError, request: Request[Any, Any, Any] | None = None,
+                     ) -> Response[bytes]:
+    instance = request.url.path if request is not None else None
+    return Response(
+        content=msgspec.json.encode(problem.body(instance)),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=problem.headers,
+    )
+
+
+_HTTP_SLUGS = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden",
+               404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
+               415: "unsupported-media-type", 422: "invalid-request", 503: "store-unavailable"}
+
+
+def _handle_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, ProblemError)  # noqa: S101 - registered for ProblemError only
+    return problem_response(exc, request)
+
+
+def _handle_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    slug = _HTTP_SLUGS.get(exc.status_code, "internal" if exc.status_code >= 500 else "invalid-request")
+    detail = exc.detail if exc.status_code < 500 else "The server could not complete the request."
+    problem = ProblemError(slug, detail, status=exc.status_code,
+                           headers=dict(exc.headers or {}))
+    return problem_response(problem, request)
+
+
+def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("http.unhandled_error", path=request.url.path, error=type(exc).__name__,
+              exc_info=exc)
+    problem = ProblemError("internal", "The server could not complete the request.")
+    return problem_response(problem, request)
+
+
+def exception_handlers() -> dict[type[Exception], Any]:
+    return {ProblemError: _handle_problem, HTTPException: _handle_http,
+            Exception: _handle_unexpected}

@@ -1,0 +1,162 @@
+"""The process: composes the configured components into one Litestar app on one port."""
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+from litestar import Litestar, Response, Router, get
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from einmal import __version__
+from einmal.citizen import CitizenAuth
+from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
+from einmal.problems import exception_handlers
+from einmal.settings import Settings
+
+__all__ = ["Component", "create_app", "default_policies_dir"]
+
+log = structlog.get_logger()
+MAX_BODY_BYTES = 64 * 1024
+
+
+class Component(Protocol):
+    name: str
+    router: Router
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def default_policies_dir() -> Path:
+    import policies  # noqa: PLC0415
+
+    return Path(policies.__file__).parent / "documents"
+
+
+def _request_context(app: ASGIApp) -> ASGIApp:
+    """Binds a request id to every log line of a request; logs one line per request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        structlog.contextvars.clear_contextvars()
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode()[:64] or str(uuid.uuid4())
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            log.info("http.request", method=scope["method"], path=scope["path"], status=status,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    return middleware
+
+
+def _citizen_auth(settings: Settings) -> CitizenAuth:
+    if settings.citizen_issuer and settings.citizen_keys_file:
+        issuer, keys_file = settings.citizen_issuer, settings.citizen_keys_file
+    else:
+        issuer = demo_issuer(settings)
+        keys_file = settings.keys_dir / f"{DEMO_IDP_KEY}.public.json"
+    return CitizenAuth(issuer=issuer, keys_file=keys_file, allow_test_idnrs=settings.demo)
+
+
+def build_components(settings: Settings) -> list[Any]:
+    """Build every configured component (order matters: keys are created on the way)."""
+    from connectors.simulators.app import SimulatorSettings, create_registers_router  # noqa: PLC0415
+    from connectors.simulators.population import generate_population  # noqa: PLC0415
+    from einmal.demo_keys import demo_private_jwk  # noqa: PLC0415
+    from policies import load_policies  # noqa: PLC0415
+
+    settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    citizens = _citizen_auth(settings)
+    components: list[Any] = []
+    policy_set = None
+    if "broker" in settings.components or settings.demo:
+        policy_set = load_policies(settings.policies_dir or default_policies_dir())
+    if settings.demo and "cockpit" in settings.components:
+        population = generate_population(seed=settings.simulator_seed,
+                                         families=settings.simulator_families)
+        people = {c.idnr: msgspec.to_builtins(c) for c in population.citizens()}
+        for c in population.demo_citizens():
+            people[c.idnr] = msgspec.to_builtins(c)
+        assert policy_set is not None  # noqa: S101 - loaded above in demo mode
+        services = [{"client_id": d.id, "name": d.name, "authority": d.authority,
+                     "private_jwk": demo_private_jwk(d.id)}
+                    for d in policy_set.services() if getattr(d, "demo", False)]
+        components.append(DemoComponent(settings, citizens=people, services=services))
+    if "registers" in settings.components:
+        router = create_registers_router(SimulatorSettings(seed=settings.simulator_seed,
+                                                           families=settings.simulator_families))
+        components.append(_StaticComponent("registers", router))
+    if "broker" in settings.components:
+        from broker.app import BrokerComponent  # noqa: PLC0415
+
+        components.append(BrokerComponent(settings, policies=policy_set, citizens=citizens))
+    if "cockpit" in settings.components:
+        from cockpit.app import CockpitComponent  # noqa: PLC0415
+
+        components.append(CockpitComponent(settings, citizens=citizens))
+    return components
+
+
+class _StaticComponent:
+    def __init__(self, name: str, router: Router) -> None:
+        self.name = name
+        self.router = router
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def create_app(settings: Settings, components: list[Any] | None = None) -> Litestar:
+    parts = components if components is not None else build_components(settings)
+    names = [c.name for c in parts]
+
+    @get("/health/live", summary="Liveness", tags=["operations"])
+    async def live() -> Response[bytes]:
+        return Response(content=b'{"status":"ok"}', media_type="application/json")
+
+    @get("/health/ready", summary="Readiness", tags=["operations"])
+    async def ready() -> Response[bytes]:
+        body = msgspec.json.encode({"status": "ok", "components": names})
+        return Response(content=body, media_type="application/json")
+
+    async def start() -> None:
+        for component in parts:
+            await component.start()
+
+    async def stop() -> None:
+        for component in reversed(parts):
+            await component.stop()
+
+    return Litestar(
+        route_handlers=[*(c.router for c in parts), live, ready],
+        on_startup=[start],
+        on_shutdown=[stop],
+        exception_handlers=exception_handlers(),
+        middleware=[_request_context],
+        openapi_config=OpenAPIConfig(title="Einmal", version=__version__, path="/schema"),
+        request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,124 @@
+"""Settings: one frozen struct, built from CLI options and ``EINMAL_*`` environment variables.
+
+Nothing is loaded at import time; ``load_settings`` is called by the CLI (or a test) and the
+result is passed into the app factory.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["COMPONENTS", "Settings", "SettingsError", "load_settings"]
+
+COMPONENTS = frozenset({"broker", "cockpit", "registers"})
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the setting."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".einmal")
+    #: None: one SQLite file per component in ``data_dir``. A URL (sqlite or postgresql)
+    #: is shared by all components; their tables carry a component prefix.
+    database_url: str | None = None
+    components: frozenset[str] = COMPONENTS
+    demo: bool = False
+    #: Base URL clients use to reach this process (default ``http://host:port``).
+    public_url: str | None = None
+    #: Where the other components live when they run as separate processes.
+    broker_url: str | None = None
+    cockpit_url: str | None = None
+    registers_url: str | None = None
+    policies_dir: Path | None = None
+    #: Citizen identity provider (OIDC issuer) and its public JWK set file. In demo mode the
+    #: built-in demo identity provider is used when these are not set.
+    citizen_issuer: str | None = None
+    citizen_keys_file: Path | None = None
+    access_token_ttl_s: int = 300
+    citizen_token_ttl_s: int = 3600
+    register_timeout_s: float = 5.0
+    register_retries: int = 2
+    simulator_seed: int = 1
+    simulator_families: int = 300
+    delivery_interval_s: float = 1.0
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def broker_base_url(self) -> str:
+        return (self.broker_url or self.base_url).rstrip("/")
+
+    @property
+    def cockpit_base_url(self) -> str:
+        return (self.cockpit_url or self.base_url).rstrip("/")
+
+    @property
+    def registers_base_url(self) -> str:
+        return (self.registers_url or f"{self.base_url}/registers").rstrip("/")
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def database_url_for(self, component: str) -> str:
+        """The SQLAlchemy async URL of one component's store."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.data_dir / (component + '.db')}"
+        url = self.database_url
+        for plain, driver in (("postgresql://", "postgresql+asyncpg://"),
+                              ("postgres://", "postgresql+asyncpg://"),
+                              ("sqlite:///", "sqlite+aiosqlite:///")):
+            if url.startswith(plain):
+                return driver + url[len(plain):]
+        return url
+
+
+_ENV_PREFIX = "EINMAL_"
+
+
+def _coerce(name: str, raw: str) -> Any:
+    if name == "components":
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if name == "demo":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw
+
+
+def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
+    """Settings from ``EINMAL_*`` variables, then ``overrides`` (CLI options; None = unset)."""
+    fields = set(Settings.__struct_fields__)
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if key.startswith(_ENV_PREFIX):
+            name = key[len(_ENV_PREFIX):].lower()
+            if name in fields:
+                values[name] = _coerce(name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("components"), str):
+        values["components"] = _coerce("components", values["components"])
+    try:
+        settings = msgspec.convert(values, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        msg = f"invalid setting: {exc}"
+        raise SettingsError(msg) from exc
+    unknown = settings.components - COMPONENTS
+    if unknown or not settings.components:
+        msg = (f"invalid setting components: {', '.join(sorted(unknown)) or 'empty'} "
+               f"(choose from {', '.join(sorted(COMPONENTS))})")
+        raise SettingsError(msg)
+    return settings
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError

@@ -1,0 +1,135 @@
+"""Shared fixtures: settings for a throw-away data dir, and a real server over real HTTP.
+
+The suite runs on SQLite by default and on PostgreSQL when EINMAL_TEST_DATABASE_URL is set
+(.ci/run does both).
+"""
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from einmal.server import build_components, create_app
+from einmal.settings import Settings, load_settings
+
+TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def reset_database(url: str) -> None:
+    """Drop Einmal's tables in a shared test database so each server starts empty.
+
+    Runs in its own thread: callers may already be inside an event loop."""
+    import broker.tables  # noqa: F401, PLC0415 - register the tables
+    import cockpit.tables  # noqa: F401, PLC0415
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_drop_async(url))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
+async def _drop_async(url: str) -> None:
+    from sqlmodel import SQLModel  # noqa: PLC0415
+
+    from einmal.store import create_engine  # noqa: PLC0415
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    async with engine.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.drop_all)
+    await engine.dispose()
+
+
+@pytest.fixture(name="make_settings")
+def fx_make_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"data_dir": tmp_path_factory.mktemp("einmal"), "demo": True,
+                                  "simulator_families": 60, "delivery_interval_s": 0.2,
+                                  "database_url": TEST_DATABASE_URL}
+        values.update(overrides)
+        return load_settings({}, **values)
+
+    return make
+
+
+@dataclass
+class LiveServer:
+    settings: Settings
+    base_url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    components: list[Any]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+    def component(self, name: str) -> Any:
+        return next(c for c in self.components if c.name == name)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+
+def start_server(settings: Settings) -> LiveServer:
+    if settings.database_url and settings.database_url.startswith("postgres"):
+        reset_database(settings.database_url)
+    components = build_components(settings)
+    app = create_app(settings, components)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            msg = "test server did not start"
+            raise RuntimeError(msg)
+        time.sleep(0.02)
+    return LiveServer(settings=settings, base_url=settings.base_url, server=server,
+                      thread=thread, components=components)
+
+
+@pytest.fixture(name="start_live_server")
+def fx_start_live_server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        overrides.setdefault("port", free_port())
+        live = start_server(make_settings(**overrides))
+        servers.append(live)
+        return live
+
+    yield start
+    for live in servers:
+        live.stop()
+
+
+@pytest.fixture(name="live_server")
+def fx_live_server(start_live_server: Callable[..., LiveServer]) -> LiveServer:
+    """A fresh demo server (broker + cockpit + registers) on a free port."""
+    return start_live_server()
