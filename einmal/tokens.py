@@ -63,6 +63,8 @@ class TokenVerifier:
                 issuer=self.issuer, leeway=self.leeway_s,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
+            if claims["exp"] + self.leeway_s <= current:  # also honours an injected clock
+                raise jwt.ExpiredSignatureError("expired")  # noqa: TRY301
         except jwt.InvalidTokenError as exc:
             raise ProblemError("unauthenticated", "The bearer token is invalid or expired.",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
