@@ -1,0 +1,3 @@
+from einmal.cli import main
+
+main(prog_name="einmal")

@@ -1,0 +1,101 @@
+"""The console script as a user runs it: real processes, real HTTP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+EINMAL = [sys.executable, "-m", "einmal"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 30,
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EINMAL, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+class TestServeRefusesBadInput:
+    def test_unknown_component_is_one_clear_line(self, tmp_path: Path) -> None:
+        result = _run("serve", "--components", "broker,cockpitt", "--data-dir", str(tmp_path))
+        assert result.returncode != 0
+        assert "cockpitt" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_bad_policy_document_stops_start_up_naming_the_file(self, tmp_path: Path) -> None:
+        policies = tmp_path / "policies"
+        policies.mkdir()
+        (policies / "broken.toml").write_text('id = "broken-service"\nname = 3\n')
+        result = _run("serve", "--policies-dir", str(policies), "--data-dir",
+                      str(tmp_path / "data"), "--port", str(free_port()))
+        assert result.returncode != 0
+        assert "broken.toml" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_bad_port_from_environment(self, tmp_path: Path) -> None:
+        result = _run("serve", "--data-dir", str(tmp_path), env={"EINMAL_PORT": "eighty"})
+        assert result.returncode != 0
+        assert "port" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestScenarioCommand:
+    def test_no_server_is_one_clear_line(self) -> None:
+        result = _run("scenario", "elfe", "--base-url", f"http://127.0.0.1:{free_port()}")
+        assert result.returncode != 0
+        assert "einmal serve --demo" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_unknown_story(self) -> None:
+        result = _run("scenario", "wedding")
+        assert result.returncode == 2
+        assert "wedding" in result.stderr
+
+
+class TestServeAndScenario:
+    def test_demo_server_and_both_stories_pass(self, tmp_path: Path) -> None:
+        port = free_port()
+        env = {**os.environ, "EINMAL_SIMULATOR_FAMILIES": "60"}
+        if os.environ.get("EINMAL_TEST_DATABASE_URL"):
+            from tests.conftest import reset_database  # noqa: PLC0415
+
+            reset_database(os.environ["EINMAL_TEST_DATABASE_URL"])
+            env["EINMAL_DATABASE_URL"] = os.environ["EINMAL_TEST_DATABASE_URL"]
+        server = subprocess.Popen(
+            [*EINMAL, "serve", "--demo", "--port", str(port), "--data-dir", str(tmp_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, server)
+            assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o777 == 0o600
+            for story in ("elfe", "uvo"):
+                result = _run("scenario", story, "--base-url", base, timeout=120)
+                assert result.returncode == 0, result.stdout + result.stderr
+                assert "✗" not in result.stdout
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                _, stderr = server.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                _, stderr = server.communicate()
+        assert "Traceback" not in stderr
+        assert "einmal scenario elfe" in stderr  # the welcome text says what to try next
+
+
+def _wait_ready(base: str, server: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read() if server.stderr else "server exited")
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("server did not become ready")
