@@ -29,10 +29,11 @@ from connectors.base import (
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
-from einmal.keys import SigningKey, public_key_from_jwk
+from einmal.keys import SigningKey
 from einmal.problems import ProblemError
 from einmal.store import StoreError
 from einmal.tokens import TokenIssuer
+from policies import PolicySet
 
 __all__ = ["BrokerService", "ConsentIn", "ConsentOut", "ProofRequestIn", "uuid7"]
 
@@ -90,7 +91,7 @@ def mask_idnr(idnr: str) -> str:
 class BrokerService:
     """Everything the broker does, wired once at start-up (no per-request set-up)."""
 
-    def __init__(self, *, repository: BrokerRepository, policies: Any,
+    def __init__(self, *, repository: BrokerRepository, policies: PolicySet,
                  connectors: Mapping[ProofType, Connector], proof_key: SigningKey,
                  access_tokens: TokenIssuer, pseudonym_key: bytes, issuer: str,
                  token_endpoint: str, allow_test_idnrs: bool,
@@ -107,14 +108,8 @@ class BrokerService:
         self._allow_test = allow_test_idnrs
         self._on_committed = on_committed
         self._clock = clock
-        # Parse every service's public keys once.
-        self._client_keys: dict[str, dict[str, Ed25519PublicKey]] = {}
-        for document in policies.services():
-            keys = {}
-            for jwk in document.keys:
-                as_dict = jwk if isinstance(jwk, dict) else msgspec.to_builtins(jwk)
-                keys[as_dict["kid"]] = public_key_from_jwk(as_dict)
-            self._client_keys[document.id] = keys
+        self._client_keys: dict[str, dict[str, Ed25519PublicKey]] = {
+            document.id: policies.public_keys(document.id) for document in policies.services()}
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
