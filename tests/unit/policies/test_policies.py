@@ -33,7 +33,7 @@ class TestPolicyDocumentsRefused:
          "permissions[0].consent_required"),
         (lambda t: t.replace('id = "familienkasse"', 'id = "Familien Kasse"'), "id"),
         (lambda t: t + t[t.index("[[permissions]]"):], "duplicate permission"),
-        (lambda t: t.replace("[[permissions]]", "[[nope]]"), "permissions"),
+        (lambda t: t.replace("[[permissions]]", "[[nope]]"), "nope: Object contains unknown field"),
         (lambda t: t.replace('name = "Kindergeld online"', 'name = "Kindergeld online'),
          "not valid TOML"),
     ])
