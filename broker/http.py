@@ -4,7 +4,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 
 from broker.service import BrokerService, ConsentIn, ProofRequestIn
 from einmal.citizen import Citizen, CitizenAuth
@@ -34,8 +35,8 @@ def _json_response(content: Any, status: int = 200) -> Response[bytes]:
 
 
 @post("/v1/token", summary="Exchange a signed client assertion for an access token (RFC 7523)",
-      tags=["online services"])
-async def token(request: Request[Any, Any, Any], broker: BrokerService) -> Response[bytes]:
+      tags=["online services"], status_code=200)
+async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService]) -> Response[bytes]:
     if request.headers.get("content-type", "").split(";")[0].strip() != \
             "application/x-www-form-urlencoded":
         raise ProblemError("invalid-request", "Send the token request form-encoded.",
@@ -45,9 +46,10 @@ async def token(request: Request[Any, Any, Any], broker: BrokerService) -> Respo
     return _json_response(await broker.issue_access_token(fields))
 
 
-@post("/v1/proof-requests", summary="Fetch a proof once-only", tags=["online services"])
-async def proof_request(request: Request[Any, Any, Any], broker: BrokerService,
-                        service_tokens: TokenVerifier) -> Response[bytes]:
+@post("/v1/proof-requests", summary="Fetch a proof once-only", tags=["online services"],
+      status_code=200)
+async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
+                        service_tokens: NamedDependency[TokenVerifier]) -> Response[bytes]:
     claims = service_tokens.verify(bearer_token(request))
     body = decode_body(await request.body(), ProofRequestIn)
     correlation = request.headers.get("x-correlation-id")
@@ -55,21 +57,21 @@ async def proof_request(request: Request[Any, Any, Any], broker: BrokerService,
 
 
 @post("/v1/consents", summary="Grant a consent", tags=["citizens"])
-async def grant_consent(request: Request[Any, Any, Any], broker: BrokerService,
-                        citizen: Citizen) -> Response[bytes]:
+async def grant_consent(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
+                        citizen: NamedDependency[Citizen]) -> Response[bytes]:
     body = decode_body(await request.body(), ConsentIn)
     return _json_response(await broker.grant_consent(citizen.idnr, body), status=201)
 
 
 @get("/v1/consents", summary="List my consents", tags=["citizens"])
-async def list_consents(broker: BrokerService, citizen: Citizen) -> Response[bytes]:
+async def list_consents(broker: NamedDependency[BrokerService], citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return _json_response({"items": await broker.list_consents(citizen.idnr)})
 
 
 @delete("/v1/consents/{consent_id:str}", summary="Revoke a consent", tags=["citizens"],
         status_code=200)
-async def revoke_consent(consent_id: str, broker: BrokerService,
-                         citizen: Citizen) -> Response[bytes]:
+async def revoke_consent(consent_id: FromPath[str], broker: NamedDependency[BrokerService],
+                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return _json_response(await broker.revoke_consent(citizen.idnr, consent_id))
 
 
@@ -78,7 +80,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
     jwks_body = _json.encode(jwks)
 
     @get("/.well-known/jwks.json", summary="The broker's public signing keys",
-         tags=["online services"])
+         tags=["online services"], status_code=200)
     async def jwks_handler() -> Response[bytes]:
         return Response(content=jwks_body, media_type="application/json",
                         headers={"cache-control": "public, max-age=300"})

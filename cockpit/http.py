@@ -5,7 +5,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery
 
 from cockpit.service import CockpitService
 from einmal.citizen import Citizen, CitizenAuth
@@ -40,9 +41,9 @@ class ChannelAuth:
 
 
 @post("/v1/transfer-records", summary="Accept transfer records (broker channel only)",
-      tags=["broker channel"])
-async def ingest(request: Request[Any, Any, Any], cockpit: CockpitService,
-                 channel: ChannelAuth) -> Response[bytes]:
+      tags=["broker channel"], status_code=200)
+async def ingest(request: Request[Any, Any, Any], cockpit: NamedDependency[CockpitService],
+                 channel: NamedDependency[ChannelAuth]) -> Response[bytes]:
     channel.check(request)
     try:
         batch = _batch.decode(await request.body())
@@ -53,8 +54,8 @@ async def ingest(request: Request[Any, Any, Any], cockpit: CockpitService,
 
 
 @get("/v1/me/transfers", summary="Transfers about me and my children", tags=["citizens"])
-async def my_transfers(cockpit: CockpitService, citizen: Citizen, limit: int = 50,
-                       cursor: str | None = None) -> Response[bytes]:
+async def my_transfers(cockpit: NamedDependency[CockpitService], citizen: NamedDependency[Citizen], limit: FromQuery[int] = 50,
+                       cursor: FromQuery[str | None] = None) -> Response[bytes]:
     page = await cockpit.transfers_of(citizen.idnr, limit=limit, cursor=cursor)
     return Response(content=_json.encode(page), media_type="application/json",
                     headers={"cache-control": "no-store"})

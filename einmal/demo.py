@@ -62,7 +62,8 @@ class DemoComponent:
         citizens = self._citizens
         credentials = _json.encode(self.credentials)
 
-        @post("/demo/citizen-token", summary="Demo login (stand-in for eID)", tags=["demo"])
+        @post("/demo/citizen-token", summary="Demo login (stand-in for eID)", tags=["demo"],
+              status_code=200)
         async def citizen_token(request: Request[Any, Any, Any]) -> Response[bytes]:
             try:
                 login = msgspec.json.decode(await request.body(), type=_LoginIn)

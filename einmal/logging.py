@@ -21,7 +21,7 @@ def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
+def configure_logging(*, fmt: str = "console", level: str = "info", cache: bool = True) -> None:
     """Configure structlog once, at process start (called by the CLI, not at import)."""
     renderer: Any
     if fmt == "json":
@@ -44,5 +44,5 @@ def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )

@@ -119,6 +119,6 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
-    if type_ is Path and isinstance(obj, str):
+    if type_ is Path and isinstance(obj, str | Path):
         return Path(obj)
     raise NotImplementedError

@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 import uvicorn
 
+from einmal.logging import configure_logging
 from einmal.server import build_components, create_app
 from einmal.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
+
+configure_logging(level="warning", cache=False)  # quiet; capture_logs still sees everything
 
 
 def free_port() -> int:

@@ -1,6 +1,7 @@
 """Actors for end-to-end tests: online services and citizens talking raw HTTP to a live server."""
 
 import json
+from datetime import UTC, datetime, timedelta
 import time
 import uuid
 from collections.abc import Callable
@@ -68,7 +69,7 @@ class Demo:
     def grant(self, idnr: str, service_id: str, proof_types: list[str], purpose: str,
               **extra: Any) -> dict[str, Any]:
         body = {"service_id": service_id, "proof_types": proof_types, "purpose": purpose,
-                "valid_until": "2030-01-01T00:00:00Z", **extra}
+                "valid_until": in_days(30), **extra}
         response = self.http.post("/v1/consents", json=body,
                                   headers=bearer(self.citizen_token(idnr)))
         assert response.status_code == 201, response.text
@@ -91,6 +92,10 @@ class Demo:
             if wait_for <= {item["id"] for item in items} or time.monotonic() > deadline:
                 return items
             time.sleep(0.1)
+
+
+def in_days(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat().replace("+00:00", "Z")
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Register simulators: synthetic, deterministic registers over real HTTP, with fault knobs."""
