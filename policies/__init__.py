@@ -1,18 +1,52 @@
-"""Policies: declarative documents (TOML) saying which online service may fetch which proof,
-for which purpose, on which legal basis, with which fields.
+"""Policies: declarative TOML documents, one per online service, saying which proofs the
+service may fetch, for which purpose, on which legal basis, and which data fields
+(minimisation). Onboarding a service or a Land is a new document, not new code.
 
-Errors:
-* PolicyError   a document is invalid (message: ``FILE: FIELD: problem``)
+Load once at start-up with ``load_policies(directory)``; ask the returned ``PolicySet``.
+``check_directory`` lists every problem for ``einmal policies check``.
+
+Errors (every message names file, field path and problem: ``FILE: FIELD: problem``):
+
+* PolicyError
+  x PolicySyntaxError       the file cannot be read or is not valid TOML
+  x PolicySchemaError       unknown, missing or wrongly typed field (from msgspec)
+  x PolicyRuleError         well-formed but breaks a rule: a data field the proof does not
+                            carry, duplicate purpose, unknown Land, private or unusable key
+  x DuplicateServiceError   the same service id in two documents
+  x PolicyDirectoryError    the directory is missing, not a directory, or empty
 """
 
-from policies._loader import (
+from policies._errors import (
+    DuplicateServiceError,
+    PolicyDirectoryError,
     PolicyError,
+    PolicyRuleError,
+    PolicySchemaError,
+    PolicySyntaxError,
+)
+from policies._loader import (
+    DOCUMENTS_DIR,
     PolicySet,
     check_directory,
     load_policies,
     load_policy_file,
 )
-from policies._model import Jwk, Permission, PolicyDocument
+from policies._model import LANDS, Jwk, Permission, PolicyDocument
 
-__all__ = ["Jwk", "Permission", "PolicyDocument", "PolicyError", "PolicySet",
-           "check_directory", "load_policies", "load_policy_file"]
+__all__ = [
+    "DOCUMENTS_DIR",
+    "LANDS",
+    "DuplicateServiceError",
+    "Jwk",
+    "Permission",
+    "PolicyDirectoryError",
+    "PolicyDocument",
+    "PolicyError",
+    "PolicyRuleError",
+    "PolicySchemaError",
+    "PolicySet",
+    "PolicySyntaxError",
+    "check_directory",
+    "load_policies",
+    "load_policy_file",
+]

@@ -1,0 +1,285 @@
+"""Stories played against a running demo server, as the online services and parents would.
+
+``einmal scenario elfe``: a family has a baby; Elterngeld and Kindergeld fetch proofs with the
+parents' consent; one fetch without consent is refused; a revoked consent stops the next fetch;
+each parent's cockpit log shows exactly those transfers.
+``einmal scenario uvo``: a single parent proves sole custody for Unterhaltsvorschuss.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from einmal.client import (
+    CitizenClient,
+    ConsentRequiredError,
+    EinmalError,
+    ServiceClient,
+    TransportError,
+    VerifiedProof,
+)
+
+__all__ = ["SCENARIOS", "run_scenario"]
+
+ELTERNGELD = "elterngeldstelle-bremen"
+FAMILIENKASSE = "familienkasse"
+UVO = "unterhaltsvorschussstelle-hamburg"
+LOG_WAIT_S = 15.0
+
+
+@dataclass
+class Story:
+    console: Console
+    base_url: str
+    credentials: dict[str, Any]
+    http: httpx.AsyncClient
+    results: list[tuple[str, bool]] = field(default_factory=list)
+    step_no: int = 0
+
+    def step(self, text: str) -> None:
+        self.step_no += 1
+        self.console.print(f"\n[bold]{self.step_no}. {text}[/bold]")
+
+    def check(self, label: str, ok: bool, detail: str = "") -> bool:
+        mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+        self.console.print(f"   {mark} {label}" + (f" [dim]({detail})[/dim]" if detail else ""))
+        self.results.append((label, ok))
+        return ok
+
+    def person(self, family: str, role: str, index: int = 0) -> dict[str, Any]:
+        people = [c for c in self.credentials["citizens"]
+                  if c.get("family") == family and c.get("role") == role]
+        if len(people) <= index:
+            msg = f"the demo credentials have no {role} #{index + 1} in family {family!r}"
+            raise EinmalError(msg)
+        return people[index]
+
+    def service(self, client_id: str) -> ServiceClient:
+        entry = next((s for s in self.credentials["services"] if s["client_id"] == client_id),
+                     None)
+        if entry is None:
+            msg = f"the demo credentials have no service {client_id!r}"
+            raise EinmalError(msg)
+        return ServiceClient(self.credentials.get("broker_url", self.base_url), client_id,
+                             entry["private_jwk"], http=self.http,
+                             token_endpoint=self.credentials.get("token_endpoint"))
+
+    async def login(self, person: dict[str, Any]) -> CitizenClient:
+        return await CitizenClient.demo_login(self.credentials.get("cockpit_url", self.base_url),
+                                              person["idnr"], http=self.http)
+
+    async def expect_refusal(self, label: str, call: Awaitable[Any]) -> str | None:
+        try:
+            await call
+        except ConsentRequiredError as exc:
+            self.check(label, bool(exc.transfer_id), f"403 {exc.code}, recorded as {exc.transfer_id}")
+            return str(exc.transfer_id)
+        self.check(label, False, "the proof was released")
+        return None
+
+    async def log_check(self, who: str, citizen: CitizenClient, expected: dict[str, str],
+                        since: datetime, secrets: list[str]) -> None:
+        """The citizen's cockpit shows exactly ``expected`` (id -> outcome) among this run's
+        transfers, and no proof value appears anywhere in it."""
+        deadline = time.monotonic() + LOG_WAIT_S
+        while True:
+            log = await citizen.transfers()
+            mine = {t.id: t for t in log if t.occurred_at >= since}
+            if set(expected) <= set(mine) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        missing = set(expected) - set(mine)
+        unexpected = set(mine) - set(expected)
+        self.check(f"{who}'s cockpit shows exactly the {len(expected)} transfers of this story",
+                   not missing and not unexpected,
+                   f"missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+                   if missing or unexpected else "")
+        wrong = [i for i, outcome in expected.items() if i in mine and mine[i].outcome != outcome]
+        self.check(f"{who}'s log has the right outcome for each", not wrong,
+                   f"wrong outcome for {wrong}" if wrong else
+                   ", ".join(sorted({o for o in expected.values()})))
+        raw = json.dumps(await citizen.raw_transfers(), ensure_ascii=False)
+        leaked = [s for s in secrets if s and s in raw]
+        self.check(f"{who}'s log holds no proof values", not leaked,
+                   f"found {leaked}" if leaked else "only categories, purposes, bases")
+
+
+def _fields_ok(proof: VerifiedProof, required: set[str]) -> bool:
+    return required <= set(proof.data) and all(proof.data[k] not in (None, "", []) for k in required)
+
+
+async def _elfe(story: Story) -> None:
+    p1, p2 = story.person("elfe", "parent", 0), story.person("elfe", "parent", 1)
+    child = story.person("elfe", "child")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    birth_params = {"place_of_birth": child["place_of_birth"], "birth_date": child["birth_date"]}
+    born = date.fromisoformat(child["birth_date"])
+    last = date(born.year, born.month, 1) - timedelta(days=1)
+    first = date(last.year - 1, last.month, 1) + timedelta(days=32)
+    income_params = {"from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}"}
+    until = datetime.now(UTC) + timedelta(days=90)
+
+    story.step(f"{child['given_names']} {child['family_name']} is born on {child['birth_date']} "
+               f"(municipality {child['place_of_birth']}); parents {p1['given_names']} and "
+               f"{p2['given_names']} {p1['family_name']} apply for Elterngeld and Kindergeld")
+    parent1, parent2 = await story.login(p1), await story.login(p2)
+    story.check("both parents logged in (demo eID)", True)
+
+    story.step("The parents consent in the cockpit")
+    c_child = await parent1.grant_consent(ELTERNGELD, ["birth", "custody"], "elterngeld-antrag",
+                                          until, subject=child["idnr"])
+    c_income1 = await parent1.grant_consent(ELTERNGELD, ["income"], "elterngeld-antrag", until)
+    c_kindergeld = await parent1.grant_consent(FAMILIENKASSE, ["birth"], "kindergeld-antrag",
+                                               until, subject=child["idnr"], max_uses=1)
+    c_income2 = await parent2.grant_consent(ELTERNGELD, ["income"], "elterngeld-antrag", until)
+    story.check("four consents granted and active",
+                all(c.status == "active" for c in (c_child, c_income1, c_kindergeld, c_income2)))
+
+    elterngeld, kindergeld = story.service(ELTERNGELD), story.service(FAMILIENKASSE)
+    story.step("Elterngeld fetches the birth, custody and income proofs")
+    birth = await elterngeld.fetch_proof("birth", child["idnr"], "elterngeld-antrag",
+                                         consent_id=c_child.id, parameters=birth_params)
+    story.check("birth proof signed by the broker, from the Standesamt",
+                birth.register_id == f"standesamt:{child['place_of_birth']}", birth.register_name)
+    story.check("birth proof carries the child and both parents",
+                _fields_ok(birth, {"child_given_names", "birth_date", "parents"})
+                and len(birth.data["parents"]) == 2)
+    custody = await elterngeld.fetch_proof("custody", child["idnr"], "elterngeld-antrag",
+                                           consent_id=c_child.id,
+                                           parameters={"land": child["home_land"]})
+    holders = {h.get("idnr") for h in custody.data.get("holders", [])}
+    story.check("custody: joint, both parents hold it",
+                custody.data.get("custody") == "joint" and holders == {p1["idnr"], p2["idnr"]},
+                custody.register_name)
+    income1 = await elterngeld.fetch_proof("income", p1["idnr"], "elterngeld-antrag",
+                                           consent_id=c_income1.id, parameters=income_params)
+    income2 = await elterngeld.fetch_proof("income", p2["idnr"], "elterngeld-antrag",
+                                           consent_id=c_income2.id, parameters=income_params)
+    story.check("income of both parents for the 12 months before the birth",
+                len(income1.data["months"]) == 12 and len(income2.data["months"]) == 12,
+                f"{income_params['from']} to {income_params['to']}")
+
+    story.step("The Familienkasse fetches the birth proof for Kindergeld")
+    kg_birth = await kindergeld.fetch_proof("birth", child["idnr"], "kindergeld-antrag",
+                                            consent_id=c_kindergeld.id, parameters=birth_params)
+    story.check("Kindergeld gets only what its policy allows",
+                "register_number" not in kg_birth.data and "child_sex" not in kg_birth.data,
+                ", ".join(sorted(kg_birth.data)))
+
+    story.step("A fetch without consent is refused")
+    refused_kg = await story.expect_refusal(
+        "Familienkasse, used-up consent: refused (its consent allowed one use)",
+        kindergeld.fetch_proof("birth", child["idnr"], "kindergeld-antrag",
+                               consent_id=c_kindergeld.id, parameters=birth_params))
+    refused_none = await story.expect_refusal(
+        "Familienkasse without any consent: refused",
+        kindergeld.fetch_proof("birth", child["idnr"], "kindergeld-antrag",
+                               parameters=birth_params))
+
+    story.step(f"{p2['given_names']} revokes the income consent; the next fetch stops")
+    revoked = await parent2.revoke_consent(c_income2.id)
+    story.check("consent revoked", revoked.status == "revoked")
+    refused_income = await story.expect_refusal(
+        "Elterngeld's next income fetch is refused",
+        elterngeld.fetch_proof("income", p2["idnr"], "elterngeld-antrag",
+                               consent_id=c_income2.id, parameters=income_params))
+
+    story.step("Each parent's cockpit shows exactly these transfers")
+    about_child = {birth.transfer_id: "delivered", custody.transfer_id: "delivered",
+                   kg_birth.transfer_id: "delivered"}
+    about_child.update({i: "refused" for i in (refused_kg, refused_none) if i})
+    secrets = [child["given_names"], income1.data["total_gross_eur"],
+               income2.data["total_gross_eur"], child["idnr"], p1["idnr"]]
+    await story.log_check(p1["given_names"], parent1,
+                          {**about_child, income1.transfer_id: "delivered"}, since, secrets)
+    p2_expected = {**about_child, income2.transfer_id: "delivered"}
+    if refused_income:
+        p2_expected[refused_income] = "refused"
+    await story.log_check(p2["given_names"], parent2, p2_expected, since, secrets)
+    for client in (parent1, parent2, elterngeld, kindergeld):
+        await client.aclose()
+
+
+async def _uvo(story: Story) -> None:
+    parent, child = story.person("uvo", "parent"), story.person("uvo", "child")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    today = datetime.now(UTC).date().isoformat()
+    story.step(f"{parent['given_names']} {parent['family_name']}, single parent in "
+               f"{parent['home_land']}, applies for Unterhaltsvorschuss for "
+               f"{child['given_names']} (born {child['birth_date']} in {child['place_of_birth']})")
+    citizen = await story.login(parent)
+    consent = await citizen.grant_consent(UVO, ["birth", "custody"], "unterhaltsvorschuss-antrag",
+                                          datetime.now(UTC) + timedelta(days=30),
+                                          subject=child["idnr"])
+    story.check("consent for birth and custody granted", consent.status == "active")
+
+    uvo = story.service(UVO)
+    story.step("The UVO office fetches the birth proof")
+    birth = await uvo.fetch_proof(
+        "birth", child["idnr"], "unterhaltsvorschuss-antrag", consent_id=consent.id,
+        parameters={"place_of_birth": child["place_of_birth"], "birth_date": child["birth_date"]})
+    story.check("birth proof names one parent", len(birth.data.get("parents", [])) == 1,
+                birth.register_name)
+
+    story.step("…and a custody proof as of today, instead of a 'negative certificate'")
+    custody = await uvo.fetch_proof(
+        "custody", child["idnr"], "unterhaltsvorschuss-antrag", consent_id=consent.id,
+        parameters={"land": parent["home_land"], "as_of": today})
+    holders = [h.get("idnr") for h in custody.data.get("holders", [])]
+    story.check("sole custody of the applying parent, as of today",
+                custody.data.get("custody") == "sole" and holders == [parent["idnr"]]
+                and custody.data.get("as_of") == today, f"since {custody.data.get('since')}")
+    story.check("found through the index: the record is held where the child was born",
+                not custody.register_id.endswith(f":{parent['home_land']}"),
+                f"asked {parent['home_land']}, answered by {custody.register_name}")
+
+    story.step("The cockpit shows both transfers")
+    await story.log_check(parent["given_names"], citizen,
+                          {birth.transfer_id: "delivered", custody.transfer_id: "delivered"},
+                          since, [child["given_names"], child["idnr"]])
+    await citizen.aclose()
+    await uvo.aclose()
+
+
+SCENARIOS: dict[str, Callable[[Story], Awaitable[None]]] = {"elfe": _elfe, "uvo": _uvo}
+
+
+async def run_scenario(name: str, base_url: str, credentials: dict[str, Any], *,
+                       console: Console) -> bool:
+    """Play ``name``; True only if every check held."""
+    play = SCENARIOS.get(name)
+    if play is None:
+        msg = f"unknown scenario {name!r} (choose from {', '.join(SCENARIOS)})"
+        raise ValueError(msg)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=3.0)) as http:
+        story = Story(console=console, base_url=base_url.rstrip("/"), credentials=credentials,
+                      http=http)
+        console.print(f"[bold]Scenario {name}[/bold] against {story.base_url}")
+        try:
+            await play(story)
+        except TransportError:
+            console.print(f"[red]no Einmal server at {base_url} - start one with "
+                          "`einmal serve --demo`[/red]")
+            return False
+        except EinmalError as exc:
+            story.check(f"unexpected error: {exc}", False)
+    table = Table(title=f"Scenario {name}: {time.perf_counter() - started:.2f} s")
+    table.add_column("checks")
+    table.add_column("passed")
+    table.add_column("failed")
+    failed = sum(1 for _, ok in story.results if not ok)
+    table.add_row(str(len(story.results)), str(len(story.results) - failed), str(failed))
+    console.print()
+    console.print(table)
+    ok = failed == 0 and bool(story.results)
+    console.print("[green]All checks held.[/green]" if ok else "[red]Some checks failed.[/red]")
+    return ok
