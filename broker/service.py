@@ -139,7 +139,8 @@ class BrokerService:
         client_id = claims["iss"]
         now = self._now()
         expires_at = datetime.fromtimestamp(claims["exp"], UTC)
-        if not await self._repo.remember_jti(client_id, claims["jti"], expires_at, now):
+        if not await self._store(self._repo.remember_jti(client_id, claims["jti"], expires_at,
+                                                         now)):
             log.warning("token.assertion_replayed", client_id=client_id)
             raise _invalid_client("The client assertion was already used (jti replay).")
         token = self._access_tokens.issue(client_id, now=self._clock(), client_id=client_id)

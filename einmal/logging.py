@@ -2,7 +2,7 @@
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -21,7 +21,8 @@ def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(*, fmt: str = "console", level: str = "info", cache: bool = True) -> None:
+def configure_logging(*, fmt: str = "console", level: str = "info", cache: bool = True,
+                      stream: TextIO | None = None) -> None:
     """Configure structlog once, at process start (called by the CLI, not at import)."""
     renderer: Any
     if fmt == "json":
@@ -43,6 +44,6 @@ def configure_logging(*, fmt: str = "console", level: str = "info", cache: bool 
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=cache,
     )

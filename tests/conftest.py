@@ -23,7 +23,8 @@ from einmal.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
 
-configure_logging(level="warning", cache=False)  # quiet; capture_logs still sees everything
+# Every event is produced (so capture_logs sees them all) but written nowhere.
+configure_logging(level="debug", cache=False, stream=open(os.devnull, "w"))  # noqa: SIM115
 
 
 def free_port() -> int:
@@ -84,6 +85,7 @@ class LiveServer:
     server: uvicorn.Server
     thread: threading.Thread
     components: list[Any]
+    loop: Any = None
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -102,6 +104,12 @@ def start_server(settings: Settings) -> LiveServer:
         reset_database(settings.database_url)
     components = build_components(settings)
     app = create_app(settings, components)
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def remember_loop() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    app.on_startup.append(remember_loop)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
@@ -114,7 +122,7 @@ def start_server(settings: Settings) -> LiveServer:
             raise RuntimeError(msg)
         time.sleep(0.02)
     return LiveServer(settings=settings, base_url=settings.base_url, server=server,
-                      thread=thread, components=components)
+                      thread=thread, components=components, loop=loops[0] if loops else None)
 
 
 @pytest.fixture(name="start_live_server")

@@ -1,0 +1,194 @@
+"""Consent API and cockpit log end to end, including who may see and touch what."""
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.e2e.conftest import bearer, in_days
+from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, birth_request, problem
+
+
+class TestConsentApi:
+    def test_needs_a_citizen_token(self, demo) -> None:
+        problem(demo.http.get("/v1/consents"), 401, "unauthenticated")
+        problem(demo.http.get("/v1/consents", headers=bearer("not-a-token")), 401,
+                "unauthenticated")
+
+    @pytest.mark.parametrize(("change", "needle"), [
+        ({"service_id": "nobody"}, "unknown service"),
+        ({"purpose": "werbung"}, "may not fetch"),
+        ({"proof_types": ["income", "birth"]}, "may not fetch"),  # familienkasse: birth only
+        ({"proof_types": []}, "at least one"),
+        ({"valid_until": "2020-01-01T00:00:00Z"}, "future"),
+        ({"valid_until": "2031-01-01T00:00:00"}, "time zone"),
+        ({"max_uses": 0}, "at least 1"),
+        ({"subject": "86095742718"}, "check digit"),
+        ({"colour": "blue"}, "colour"),
+    ])
+    def test_invalid_grants(self, demo, change, needle) -> None:
+        parent = demo.citizen("elfe", "parent")
+        body = {"service_id": "familienkasse", "proof_types": ["birth"],
+                "purpose": "kindergeld-antrag", "valid_until": in_days(10), **change}
+        response = demo.http.post("/v1/consents", json=body,
+                                  headers=bearer(demo.citizen_token(parent["idnr"])))
+        assert needle in problem(response, 422, "invalid-request")["detail"]
+
+    def test_list_shows_only_my_consents_masked(self, demo) -> None:
+        anna, clara = demo.citizen("elfe", "parent"), demo.citizen("uvo", "parent")
+        child = demo.citizen("elfe", "child")
+        mine = demo.grant(anna["idnr"], ELTERNGELD, ["birth", "custody"], "elterngeld-antrag",
+                          subject=child["idnr"])
+        assert mine["status"] == "active"
+        assert mine["subject"] == f"{child['idnr'][:2]}*******{child['idnr'][-2:]}"
+        listed = demo.http.get("/v1/consents",
+                               headers=bearer(demo.citizen_token(anna["idnr"]))).json()["items"]
+        assert [c["id"] for c in listed] == [mine["id"]]
+        theirs = demo.http.get("/v1/consents",
+                               headers=bearer(demo.citizen_token(clara["idnr"]))).json()["items"]
+        assert mine["id"] not in {c["id"] for c in theirs}
+
+    def test_another_citizen_cannot_revoke_my_consent(self, demo) -> None:
+        anna, clara = demo.citizen("elfe", "parent"), demo.citizen("uvo", "parent")
+        consent = demo.grant(anna["idnr"], ELTERNGELD, ["income"], "elterngeld-antrag")
+        response = demo.http.delete(f"/v1/consents/{consent['id']}",
+                                    headers=bearer(demo.citizen_token(clara["idnr"])))
+        problem(response, 404, "not-found")
+        listed = demo.http.get("/v1/consents",
+                               headers=bearer(demo.citizen_token(anna["idnr"]))).json()["items"]
+        assert listed[0]["status"] == "active"
+
+    def test_revoke_is_idempotent(self, demo) -> None:
+        anna = demo.citizen("elfe", "parent")
+        consent = demo.grant(anna["idnr"], ELTERNGELD, ["income"], "elterngeld-antrag")
+        token = demo.citizen_token(anna["idnr"])
+        first = demo.http.delete(f"/v1/consents/{consent['id']}", headers=bearer(token)).json()
+        second = demo.http.delete(f"/v1/consents/{consent['id']}", headers=bearer(token)).json()
+        assert first["status"] == second["status"] == "revoked"
+        assert first["revoked_at"] == second["revoked_at"]
+
+
+class TestCockpit:
+    def test_transfers_need_a_citizen_token(self, demo) -> None:
+        problem(demo.http.get("/v1/me/transfers"), 401, "unauthenticated")
+        service_token = demo.service_token(NAMENSDIENST)
+        problem(demo.http.get("/v1/me/transfers", headers=bearer(service_token)), 401,
+                "unauthenticated")
+
+    def test_ingest_refuses_anyone_but_the_broker(self, demo, live_server) -> None:
+        problem(demo.http.post("/v1/transfer-records", json={"records": []}), 401,
+                "unauthenticated")
+        anna = demo.citizen("elfe", "parent")
+        problem(demo.http.post("/v1/transfer-records", json={"records": []},
+                               headers=bearer(demo.citizen_token(anna["idnr"]))),
+                401, "unauthenticated")
+        problem(demo.http.post("/v1/transfer-records", json={"records": []},
+                               headers=bearer(demo.service_token(NAMENSDIENST))),
+                401, "unauthenticated")
+
+    def test_ingest_is_idempotent_by_transfer_id(self, demo, live_server) -> None:
+        response = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+        transfer_id = response.json()["transfer_id"]
+        child = demo.citizen("elfe", "child")
+        demo.transfers(child["idnr"], wait_for={transfer_id})
+        broker = live_server.component("broker")
+        # Deliver the same record again, as a retrying outbox would.
+        import asyncio  # noqa: PLC0415
+
+        from sqlalchemy import update  # noqa: PLC0415
+
+        from broker.tables import TransferRow  # noqa: PLC0415
+
+        async def redeliver() -> int:
+            async with broker.engine.begin() as conn:
+                await conn.execute(update(TransferRow.__table__).values(delivered_at=None))
+            return await broker.delivery.deliver_once()
+
+        future = asyncio.run_coroutine_threadsafe(redeliver(), _server_loop(live_server))
+        assert future.result(timeout=10) >= 1
+        log = demo.transfers(child["idnr"])
+        assert [e["id"] for e in log].count(transfer_id) == 1
+
+    def test_pagination_is_stable_and_complete(self, demo) -> None:
+        ids = {demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+               .json()["transfer_id"] for _ in range(5)}
+        child = demo.citizen("elfe", "child")
+        demo.transfers(child["idnr"], wait_for=ids)
+        token = demo.citizen_token(child["idnr"])
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = demo.http.get("/v1/me/transfers", params=params, headers=bearer(token)).json()
+            seen += [e["id"] for e in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert len(seen) == len(set(seen))
+        assert ids <= set(seen)
+        assert seen == sorted(seen, reverse=True)  # UUIDv7: newest first
+
+    @pytest.mark.parametrize(("params", "needle"), [
+        ({"limit": 0}, "limit"), ({"limit": 500}, "limit"), ({"cursor": "!!"}, "cursor")])
+    def test_bad_query(self, demo, params, needle) -> None:
+        anna = demo.citizen("elfe", "parent")
+        response = demo.http.get("/v1/me/transfers", params=params,
+                                 headers=bearer(demo.citizen_token(anna["idnr"])))
+        assert needle in problem(response, 422, "invalid-request")["detail"]
+
+
+class TestNoCitizenDataInLogs:
+    def test_a_whole_story_logs_no_idnr_token_or_value(self, demo) -> None:
+        child = demo.citizen("elfe", "child")
+        anna = demo.citizen("elfe", "parent")
+        with capture_logs() as logs:
+            token = demo.citizen_token(anna["idnr"])
+            consent = demo.grant(anna["idnr"], ELTERNGELD, ["birth"], "elterngeld-antrag",
+                                 subject=child["idnr"])
+            body = {**birth_request(demo), "consent_id": consent["id"]}
+            released = demo.request_proof(ELTERNGELD, body).json()
+            demo.transfers(anna["idnr"], wait_for={released["transfer_id"]})
+            demo.request_proof(ELTERNGELD, {**birth_request(demo)})  # refused
+        text = repr(logs)
+        assert logs, "expected log events"
+        for secret in (child["idnr"], anna["idnr"], child["given_names"], token,
+                       released["proof"]):
+            assert secret not in text
+
+
+class TestStoreFailure:
+    def test_no_record_no_proof(self, demo, live_server) -> None:
+        """If the transfer record cannot be committed, nothing is released (503)."""
+        import asyncio  # noqa: PLC0415
+
+        broker = live_server.component("broker")
+        token = demo.service_token(NAMENSDIENST)
+
+        async def break_store() -> None:
+            await broker.engine.dispose()
+            broker.repository._engine = _broken_engine()  # noqa: SLF001
+
+        asyncio.run_coroutine_threadsafe(break_store(), _server_loop(live_server)).result(10)
+        response = demo.http.post("/v1/proof-requests",
+                                  json=birth_request(demo, "namensbestimmung"),
+                                  headers=bearer(token))
+        body = problem(response, 503, "store-unavailable")
+        assert "proof" not in body
+        assert response.headers["retry-after"] == "5"
+        # the token endpoint, which records assertion ids, fails closed the same way
+        problem(demo.http.post("/v1/token", data=demo.token_form(NAMENSDIENST)), 503,
+                "store-unavailable")
+
+
+def _broken_engine():
+    from einmal.store import create_engine  # noqa: PLC0415
+
+    return create_engine("sqlite+aiosqlite:////nonexistent-dir/einmal/broker.db")
+
+
+def _server_loop(live_server):
+    import asyncio  # noqa: PLC0415
+
+    loop = getattr(live_server, "loop", None)
+    if loop is None:
+        pytest.fail("the live server does not expose its event loop")
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    return loop
