@@ -33,9 +33,10 @@ def check(directory: Path) -> None:
             policy_set = load_policies(directory)
         except PolicyError as exc:  # changed between the two reads: report, don't trace
             problems = list(exc.problems)
-    if problems:
-        for problem in problems:
-            click.echo(problem, err=True)
-        raise SystemExit(1)
-    permissions = sum(len(document.permissions) for document in policy_set.services())
-    click.echo(f"OK: {len(policy_set)} documents, {permissions} permissions")
+        else:
+            permissions = sum(len(document.permissions) for document in policy_set.services())
+            click.echo(f"OK: {len(policy_set)} documents, {permissions} permissions")
+            return
+    for problem in problems:
+        click.echo(problem, err=True)
+    raise SystemExit(1)

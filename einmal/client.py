@@ -1,92 +1,96 @@
-"""A small typed async client for Einmal: online services (``ServiceClient``) and citizens
-(``CitizenClient``).
+"""A small typed async client for Einmal: online services fetch proofs, citizens manage consents.
 
-Errors:
+``ServiceClient`` authenticates an online service with an RFC 7523 client assertion, fetches
+proofs and verifies the broker's signature before anything is used. ``CitizenClient`` grants
+and revokes consents and reads the citizen's cockpit log. Both speak ``docs/api.md``.
+
+Errors (every httpx error is translated here, chained with ``raise ... from exc``):
+
 * EinmalError
-  x TransportError            the server could not be reached
-  x ProofVerificationError    a proof's signature or claims do not verify (no detail)
-  x ProblemError              the server answered an RFC 9457 problem
-    x InvalidRequestError, AuthenticationError, PermissionDeniedError, ConsentRequiredError,
-      NotFoundError, RegisterUnavailableError, RegisterTimeoutError, StoreUnavailableError
+  x TransportError                 the server could not be reached / the connection broke
+  x InvalidResponseError           a 2xx answer that is not what the contract promises
+  x ProofVerificationError         the proof's signature or claims do not verify (one message)
+  x ProblemError                   the server answered with an error (RFC 9457 problem details)
+    x AuthenticationError          ``invalid-client``, ``unauthenticated``
+    x PermissionDeniedError        ``permission-denied``, ``forbidden``
+    x ConsentRequiredError         ``consent-required``
+    x NotFoundError                ``not-found``
+    x InvalidRequestError          ``invalid-request``
+      x RoutingFailedError         ``routing-failed``
+    x RegisterUnavailableError     ``register-unavailable``
+      x RegisterTimeoutError       ``register-timeout``
+    x StoreUnavailableError        ``store-unavailable``
 """
 
+import asyncio
+import secrets
 import time
-import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import jwt
 import msgspec
 
-from einmal.keys import _unb64u
+from einmal._client_errors import (
+    AuthenticationError,
+    ConsentRequiredError,
+    EinmalError,
+    InvalidRequestError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProblemError,
+    ProofVerificationError,
+    RegisterTimeoutError,
+    RegisterUnavailableError,
+    RoutingFailedError,
+    StoreUnavailableError,
+    TransportError,
+    problem_from_response,
+)
 
 __all__ = [
-    "AuthenticationError", "CitizenClient", "Consent", "ConsentRequiredError", "EinmalError",
-    "InvalidRequestError", "NotFoundError", "PermissionDeniedError", "ProblemError",
-    "ProofVerificationError", "RegisterTimeoutError", "RegisterUnavailableError",
-    "ServiceClient", "StoreUnavailableError", "Transfer", "TransportError", "VerifiedProof",
+    "AuthenticationError",
+    "CitizenClient",
+    "Consent",
+    "ConsentRequiredError",
+    "EinmalError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProblemError",
+    "ProofVerificationError",
+    "RegisterRef",
+    "RegisterTimeoutError",
+    "RegisterUnavailableError",
+    "RoutingFailedError",
+    "ServiceClient",
+    "ServiceRef",
+    "StoreUnavailableError",
+    "Transfer",
+    "TransportError",
+    "VerifiedProof",
 ]
 
-_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+#: Timeouts of every HTTP call when the client creates its own ``httpx.AsyncClient``.
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_PROOF_TYP = "proof+jwt"
+_ASSERTION_TTL_S = 60
+_TOKEN_MARGIN_S = 30
+_CLOCK_LEEWAY_S = 30
+_MAX_PAGE = 200
+_T = TypeVar("_T")
 
 
-class EinmalError(Exception):
-    """Base of every client error."""
-
-
-class TransportError(EinmalError):
-    """The server could not be reached."""
-
-
-class ProofVerificationError(EinmalError):
-    """The proof does not verify. Deliberately without detail."""
-
-
-class ProblemError(EinmalError):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status = status
-        self.type = str(body.get("type", "about:blank"))
-        self.title = str(body.get("title", ""))
-        self.detail = str(body.get("detail", ""))
-        self.code = body.get("code")
-        self.transfer_id = body.get("transfer_id")
-        super().__init__(f"{status} {self.type.rsplit(':', 1)[-1]}: {self.detail or self.title}")
-
-
-class InvalidRequestError(ProblemError): ...
-class AuthenticationError(ProblemError): ...
-class PermissionDeniedError(ProblemError): ...
-class ConsentRequiredError(ProblemError): ...
-class NotFoundError(ProblemError): ...
-class RegisterUnavailableError(ProblemError): ...
-class RegisterTimeoutError(ProblemError): ...
-class StoreUnavailableError(ProblemError): ...
-
-
-_BY_TYPE: dict[str, type[ProblemError]] = {
-    "invalid-request": InvalidRequestError, "routing-failed": InvalidRequestError,
-    "invalid-client": AuthenticationError, "unauthenticated": AuthenticationError,
-    "forbidden": PermissionDeniedError, "permission-denied": PermissionDeniedError,
-    "consent-required": ConsentRequiredError, "not-found": NotFoundError,
-    "register-unavailable": RegisterUnavailableError, "register-timeout": RegisterTimeoutError,
-    "store-unavailable": StoreUnavailableError,
-}
-
-
-def problem_from(response: httpx.Response) -> ProblemError:
-    try:
-        body = response.json()
-        if not isinstance(body, dict):
-            body = {}
-    except ValueError:
-        body = {"detail": response.text[:200]}
-    slug = str(body.get("type", "")).rsplit(":", 1)[-1]
-    return _BY_TYPE.get(slug, ProblemError)(response.status_code, body)
-
+# --- result types ------------------------------------------------------------------------------
 
 class VerifiedProof(msgspec.Struct, frozen=True, kw_only=True):
+    """A proof whose broker signature and claims have been verified."""
+
     transfer_id: str
     proof_type: str
     subject: str
@@ -99,194 +103,412 @@ class VerifiedProof(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Consent(msgspec.Struct, frozen=True, kw_only=True):
+    """A citizen's consent as the broker reports it; unknown fields are ignored."""
+
     id: str
     service_id: str
-    proof_types: list[str]
+    proof_types: tuple[str, ...]
     purpose: str
-    status: str
-    subject: str = ""
+    status: str                     # "active" | "revoked" | "expired" | "used_up"
     service_name: str = ""
+    subject: str | None = None
+    granted_at: datetime | None = None
     valid_until: datetime | None = None
     max_uses: int | None = None
     uses: int = 0
+    revoked_at: datetime | None = None
+
+
+class ServiceRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The online service that received (or asked for) a proof."""
+
+    id: str
+    name: str = ""
+    authority: str = ""
+    land: str = ""
+
+
+class RegisterRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The register that answered."""
+
+    id: str
+    name: str = ""
 
 
 class Transfer(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the citizen's cockpit log; never carries proof values."""
+
     id: str
     occurred_at: datetime
-    outcome: str
+    outcome: str                    # "delivered" | "refused" | "failed"
     proof_type: str
-    purpose: str
-    service: dict[str, str]
+    service: ServiceRef
+    purpose: str = ""
     error_type: str | None = None
-    register: dict[str, str] | None = None
-    data_categories: list[str] = []
-    legal_basis: str = ""
+    data_categories: tuple[str, ...] = ()
+    register: RegisterRef | None = None
+    intermediaries: tuple[str, ...] = ()
     purpose_text: str = ""
+    legal_basis: str = ""
     consent_id: str | None = None
-    relation: str = "self"
+    subject_masked: str = ""
+    relation: str = ""              # "self" | "child" | "parent" | "concerned"
+    retention_until: datetime | None = None
+    correlation_id: str | None = None
 
 
-class _Base:
+class _Token(msgspec.Struct, frozen=True):
+    access_token: str
+    expires_in: int = 300
+
+
+class _ProofAnswer(msgspec.Struct, frozen=True):
+    transfer_id: str
+    proof: str
+
+
+class _ConsentList(msgspec.Struct, frozen=True):
+    items: list[Consent]
+
+
+class _RawPage(msgspec.Struct, frozen=True):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class _JwkSet(msgspec.Struct, frozen=True):
+    keys: list[dict[str, Any]]
+
+
+# --- shared HTTP plumbing ----------------------------------------------------------------------
+
+class _Http:
+    """An httpx client that is either borrowed (left open) or owned (closed by ``aclose``)."""
+
     def __init__(self, base_url: str, http: httpx.AsyncClient | None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=_TIMEOUT)
+        self.owned = http is None
+        self.client = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
+    def url(self, path: str) -> str:
+        return path if "://" in path else f"{self.base_url}{path}"
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        url = self.url(path)
         try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            msg = f"cannot reach {self.base_url}: {type(exc).__name__}"
-            raise TransportError(msg) from exc
-        if response.status_code >= 400:  # noqa: PLR2004
-            raise problem_from(response)
+            response = await self.client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            msg = f"{method} {url}: {type(exc).__name__}: {exc}"
+            raise TransportError(msg, url=url) from exc
+        if response.is_error:
+            raise problem_from_response(response)
         return response
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
+        if self.owned:
+            await self.client.aclose()
+
+
+def _decode(response: httpx.Response, type_: type[_T]) -> _T:
+    try:
+        return msgspec.json.decode(response.content, type=type_)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        msg = f"{response.request.method} {response.request.url}: unexpected answer ({exc})"
+        raise InvalidResponseError(msg) from exc
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+# --- online services ---------------------------------------------------------------------------
+
+class ServiceClient:
+    """An online service talking to the broker.
+
+    Args:
+        base_url: the broker's base URL, e.g. ``http://127.0.0.1:8000``.
+        client_id: the service id (the policy ``id``).
+        private_jwk: the service's Ed25519 private JWK (with ``kid``).
+        http: an httpx client to borrow (not closed here); by default one is created
+            with a 10 s timeout.
+        token_endpoint: the token endpoint URL, also the assertion's ``aud``
+            (default ``<base_url>/v1/token``; use the broker's published URL if it differs).
+        issuer: if given, a proof's ``iss`` must equal it.
+        clock: seconds since the epoch (injected for tests).
+    """
+
+    def __init__(self, base_url: str, client_id: str, private_jwk: Mapping[str, Any], *,
+                 http: httpx.AsyncClient | None = None, token_endpoint: str | None = None,
+                 issuer: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        try:
+            kid = str(private_jwk["kid"])
+            key = jwt.PyJWK(dict(private_jwk), algorithm="EdDSA").key
+        except (KeyError, jwt.PyJWKError) as exc:
+            msg = "private_jwk must be an Ed25519 private JWK with a kid"
+            raise ValueError(msg) from exc
+        self._http = _Http(base_url, http)
+        self.client_id = client_id
+        self.token_endpoint = token_endpoint or f"{self._http.base_url}/v1/token"
+        self._kid, self._key = kid, key
+        self._issuer = issuer
+        self._clock = clock
+        self._token: str | None = None
+        self._token_refresh_at = 0.0
+        self._token_lock = asyncio.Lock()
+        self._jwks: dict[str, Any] | None = None
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *_: type[BaseException] | BaseException | TracebackType | None,
-                        ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        await self._http.aclose()
 
-class ServiceClient(_Base):
-    """An online service: authenticates with its private key and fetches verified proofs."""
+    # -- token ----------------------------------------------------------------------------------
 
-    def __init__(self, base_url: str, client_id: str, private_jwk: dict[str, Any], *,
-                 http: httpx.AsyncClient | None = None, token_endpoint: str | None = None,
-                 ) -> None:
-        super().__init__(base_url, http)
-        self.client_id = client_id
-        self._kid = private_jwk["kid"]
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
-            Ed25519PrivateKey,
-        )
-
-        self._key = Ed25519PrivateKey.from_private_bytes(_unb64u(private_jwk["d"]))
-        self._token_endpoint = token_endpoint or f"{self.base_url}/v1/token"
-        self._token: tuple[str, float] | None = None
-        self._jwks: dict[str, Any] | None = None
+    def client_assertion(self) -> str:
+        """A fresh RFC 7523 client assertion (EdDSA, valid 60 s, unique ``jti``)."""
+        now = int(self._clock())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.token_endpoint,
+                  "iat": now, "exp": now + _ASSERTION_TTL_S, "jti": secrets.token_urlsafe(16)}
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self._kid})
 
     async def access_token(self) -> str:
-        if self._token and self._token[1] > time.time() + 30:
-            return self._token[0]
-        now = int(time.time())
-        assertion = jwt.encode(
-            {"iss": self.client_id, "sub": self.client_id, "aud": self._token_endpoint,
-             "iat": now, "exp": now + 60, "jti": str(uuid.uuid4())},
-            self._key, algorithm="EdDSA", headers={"kid": self._kid})
-        response = await self._send("POST", self._token_endpoint, data={
-            "grant_type": "client_credentials",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion})
-        body = response.json()
-        self._token = (body["access_token"], time.time() + float(body["expires_in"]))
-        return self._token[0]
+        """The cached access token, or a new one shortly before the cached one expires."""
+        async with self._token_lock:
+            if self._token is not None and self._clock() < self._token_refresh_at:
+                return self._token
+            form = {"grant_type": "client_credentials", "client_id": self.client_id,
+                    "client_assertion_type": _JWT_BEARER,
+                    "client_assertion": self.client_assertion()}
+            obtained = self._clock()
+            token = _decode(await self._http.send("POST", self.token_endpoint, data=form),
+                            _Token)
+            # Renew 30 s before expiry, or half-way through a very short lifetime.
+            lifetime = max(token.expires_in - _TOKEN_MARGIN_S, token.expires_in / 2)
+            self._token, self._token_refresh_at = token.access_token, obtained + lifetime
+            return token.access_token
 
-    async def _keys(self, *, refresh: bool = False) -> dict[str, Any]:
-        if self._jwks is None or refresh:
-            document = (await self._send("GET", "/.well-known/jwks.json")).json()
-            self._jwks = {k["kid"]: jwt.PyJWK(k).key for k in document["keys"]}
-        return self._jwks
+    # -- proofs ---------------------------------------------------------------------------------
 
     async def fetch_proof(self, proof_type: str, subject: str, purpose: str, *,
                           consent_id: str | None = None,
-                          parameters: dict[str, Any] | None = None) -> VerifiedProof:
-        body = {"proof_type": proof_type, "subject": subject, "purpose": purpose,
-                "parameters": parameters or {}}
-        if consent_id:
+                          parameters: Mapping[str, Any] | None = None,
+                          correlation_id: str | None = None) -> VerifiedProof:
+        """Request a proof and return it verified.
+
+        Raises:
+            ProblemError: the broker refused or failed (the subclass says why; a recorded
+                refusal or failure carries ``transfer_id``).
+            ProofVerificationError: the answer's signature or claims do not verify.
+            TransportError: the broker could not be reached.
+        """
+        body: dict[str, Any] = {"proof_type": proof_type, "subject": subject, "purpose": purpose}
+        if consent_id is not None:
             body["consent_id"] = consent_id
+        if parameters is not None:
+            body["parameters"] = dict(parameters)
+        headers = {"x-correlation-id": correlation_id} if correlation_id else {}
+        try:
+            response = await self._post_proof_request(body, headers)
+        except AuthenticationError:
+            # The broker may have restarted with new keys: one retry with a fresh token
+            # (a 401 means nothing was fetched, so the retry cannot fetch twice).
+            self._token = None
+            response = await self._post_proof_request(body, headers)
+        try:
+            answer = msgspec.json.decode(response.content, type=_ProofAnswer)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ProofVerificationError from exc
+        return await self.verify(answer.proof, transfer_id=answer.transfer_id, subject=subject,
+                                 proof_type=proof_type)
+
+    async def _post_proof_request(self, body: dict[str, Any], headers: dict[str, str],
+                                  ) -> httpx.Response:
         token = await self.access_token()
-        response = await self._send("POST", "/v1/proof-requests", json=body,
-                                    headers={"authorization": f"Bearer {token}"})
-        answer = response.json()
-        return await self.verify(answer["proof"], transfer_id=answer["transfer_id"],
-                                 subject=subject, proof_type=proof_type)
+        return await self._http.send("POST", "/v1/proof-requests", json=body,
+                                     headers={**headers, **_bearer(token)})
 
     async def verify(self, unverified_jws: str, *, transfer_id: str, subject: str,
                      proof_type: str) -> VerifiedProof:
+        """Verify a compact JWS from the broker against its JWKS and the expected claims.
+
+        NOTE: only EdDSA is accepted; the key is chosen by ``kid`` from the broker's JWKS
+        (refetched once for an unknown ``kid``: key rotation); every failure raises the same
+        ``ProofVerificationError`` (the cause is chained for developers, the message is fixed).
+        """
         try:
-            kid = jwt.get_unverified_header(unverified_jws).get("kid")
-            keys = await self._keys()
-            if kid not in keys:
-                keys = await self._keys(refresh=True)
-            claims = jwt.decode(unverified_jws, keys[kid], algorithms=["EdDSA"],
-                                audience=self.client_id,
+            header = jwt.get_unverified_header(unverified_jws)
+        except jwt.PyJWTError as exc:
+            raise ProofVerificationError from exc
+        kid = header.get("kid")
+        # 1. Pin the algorithm and type before any key lookup.
+        if (header.get("alg") != "EdDSA" or not isinstance(kid, str)
+                or header.get("typ", _PROOF_TYP) != _PROOF_TYP):
+            raise ProofVerificationError
+        # 2. The broker's key for this kid.
+        key = await self._broker_key(kid)
+        # 3. Signature, audience, issuer (if pinned) and required claims.
+        try:
+            claims = jwt.decode(unverified_jws, key, algorithms=["EdDSA"],
+                                audience=self.client_id, issuer=self._issuer,
+                                leeway=_CLOCK_LEEWAY_S,
                                 options={"require": ["iss", "aud", "sub", "iat", "jti"]})
-        except (jwt.InvalidTokenError, KeyError) as exc:
-            raise ProofVerificationError("the proof does not verify") from exc
-        if (claims["jti"] != transfer_id or claims["sub"] != subject
-                or claims.get("proof_type") != proof_type):
-            raise ProofVerificationError("the proof does not verify")
+        except jwt.PyJWTError as exc:
+            raise ProofVerificationError from exc
+        # 4. The claims are about what was asked for.
+        register, data, iat = claims.get("register"), claims.get("data"), claims.get("iat")
+        if (claims.get("jti") != transfer_id or claims.get("sub") != subject
+                or claims.get("proof_type") != proof_type or not isinstance(data, dict)
+                or not isinstance(register, dict) or not isinstance(iat, int)):
+            raise ProofVerificationError
         return VerifiedProof(
             transfer_id=transfer_id, proof_type=proof_type, subject=subject,
-            register_id=claims["register"]["id"], register_name=claims["register"]["name"],
-            purpose=claims["purpose"], issued_at=datetime.fromtimestamp(claims["iat"], UTC),
-            data=claims["data"], raw_jws=unverified_jws)
+            register_id=str(register.get("id", "")), register_name=str(register.get("name", "")),
+            purpose=str(claims.get("purpose", "")), issued_at=datetime.fromtimestamp(iat, tz=UTC),
+            data=data, raw_jws=unverified_jws)
+
+    async def _broker_key(self, kid: str) -> Any:
+        if self._jwks is None or kid not in self._jwks:
+            self._jwks = await self._fetch_jwks()
+        key = self._jwks.get(kid)
+        if key is None:
+            raise ProofVerificationError
+        return key
+
+    async def _fetch_jwks(self) -> dict[str, Any]:
+        response = await self._http.send("GET", "/.well-known/jwks.json")
+        keys: dict[str, Any] = {}
+        for jwk in _decode(response, _JwkSet).keys:
+            # NOTE: Ed25519 public keys only; anything else in the set is skipped.
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
+                continue
+            try:
+                keys[str(jwk["kid"])] = jwt.PyJWK(jwk, algorithm="EdDSA").key
+            except (KeyError, jwt.PyJWKError):
+                continue
+        return keys
 
 
-class CitizenClient(_Base):
-    """A citizen with a bearer token (eID login; the demo identity provider in demo mode)."""
+# --- citizens ----------------------------------------------------------------------------------
+
+class CitizenClient:
+    """A citizen managing consents (broker) and reading their transfer log (cockpit).
+
+    Args:
+        base_url: the server's base URL (broker and cockpit in one process).
+        access_token: a citizen access token (eID login; ``demo_login`` in demo mode).
+        http: an httpx client to borrow (not closed here); by default one is created
+            with a 10 s timeout.
+    """
 
     def __init__(self, base_url: str, access_token: str, *,
                  http: httpx.AsyncClient | None = None) -> None:
-        super().__init__(base_url, http)
-        self._auth = {"authorization": f"Bearer {access_token}"}
+        self._http = _Http(base_url, http)
+        self._headers = _bearer(access_token)
 
     @classmethod
     async def demo_login(cls, base_url: str, idnr: str, *,
-                         http: httpx.AsyncClient | None = None) -> "CitizenClient":
-        probe = _Base(base_url, http)
+                         http: httpx.AsyncClient | None = None) -> Self:
+        """Log in as a demo citizen (demo mode only: the stand-in for eID)."""
+        transport = _Http(base_url, http)
         try:
-            response = await probe._send("POST", "/demo/citizen-token", json={"idnr": idnr})  # noqa: SLF001
-        finally:
-            await probe.aclose()
-        return cls(base_url, response.json()["access_token"], http=http)
+            response = await transport.send("POST", "/demo/citizen-token", json={"idnr": idnr})
+            token = _decode(response, _Token)
+        except BaseException:
+            await transport.aclose()
+            raise
+        citizen = cls(base_url, token.access_token, http=transport.client)
+        citizen._http.owned = transport.owned  # noqa: SLF001 - hand over a client made here
+        return citizen
 
-    async def grant_consent(self, service_id: str, proof_types: list[str], purpose: str,
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        await self._http.aclose()
+
+    async def grant_consent(self, service_id: str, proof_types: Sequence[str], purpose: str,
                             valid_until: datetime, *, max_uses: int | None = None,
                             subject: str | None = None) -> Consent:
-        body: dict[str, Any] = {"service_id": service_id, "proof_types": proof_types,
-                                "purpose": purpose,
-                                "valid_until": valid_until.astimezone(UTC).isoformat()}
+        """Grant ``service_id`` a consent; ``subject`` defaults to the citizen (or a child)."""
+        body: dict[str, Any] = {"service_id": service_id, "proof_types": list(proof_types),
+                                "purpose": purpose, "valid_until": _rfc3339(valid_until)}
         if max_uses is not None:
             body["max_uses"] = max_uses
         if subject is not None:
             body["subject"] = subject
-        response = await self._send("POST", "/v1/consents", json=body, headers=self._auth)
-        return msgspec.convert(response.json(), Consent, strict=False)
+        response = await self._http.send("POST", "/v1/consents", json=body,
+                                         headers=self._headers)
+        return _decode(response, Consent)
 
     async def list_consents(self) -> list[Consent]:
-        response = await self._send("GET", "/v1/consents", headers=self._auth)
-        return msgspec.convert(response.json()["items"], list[Consent], strict=False)
+        """Every consent of the citizen, whatever its status."""
+        response = await self._http.send("GET", "/v1/consents", headers=self._headers)
+        return _decode(response, _ConsentList).items
 
     async def revoke_consent(self, consent_id: str) -> Consent:
-        response = await self._send("DELETE", f"/v1/consents/{consent_id}", headers=self._auth)
-        return msgspec.convert(response.json(), Consent, strict=False)
+        """Revoke a consent; it binds every proof request that starts after this returns."""
+        response = await self._http.send("DELETE", f"/v1/consents/{consent_id}",
+                                         headers=self._headers)
+        return _decode(response, Consent)
 
-    async def transfers(self, *, limit: int = 200) -> list[Transfer]:
-        items: list[Transfer] = []
+    async def transfers(self, *, limit: int | None = None,
+                        since: datetime | None = None) -> list[Transfer]:
+        """The cockpit log, newest first, following ``next_cursor``.
+
+        Args:
+            limit: at most this many entries (default: all).
+            since: stop at the first entry that occurred before this time.
+        """
+        raw = await self.raw_transfers(limit=limit, since=since)
+        try:
+            return msgspec.convert(raw, list[Transfer])
+        except msgspec.ValidationError as exc:
+            msg = f"GET /v1/me/transfers: unexpected answer ({exc})"
+            raise InvalidResponseError(msg) from exc
+
+    async def raw_transfers(self, *, limit: int | None = None,
+                            since: datetime | None = None) -> list[dict[str, Any]]:
+        """The cockpit log exactly as the server sent it (for audits: no field dropped)."""
+        items: list[dict[str, Any]] = []
         cursor: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": limit}
+        while limit is None or len(items) < limit:
+            size = _MAX_PAGE if limit is None else min(_MAX_PAGE, limit - len(items))
+            params: dict[str, Any] = {"limit": size}
             if cursor:
                 params["cursor"] = cursor
-            page = (await self._send("GET", "/v1/me/transfers", params=params,
-                                     headers=self._auth)).json()
-            items += msgspec.convert(page["items"], list[Transfer], strict=False)
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return items
+            response = await self._http.send("GET", "/v1/me/transfers", params=params,
+                                             headers=self._headers)
+            page = _decode(response, _RawPage)
+            for item in page.items:
+                if since is not None and _occurred_before(item, since):
+                    return items
+                items.append(item)
+            cursor = page.next_cursor
+            if not cursor or not page.items:
+                break
+        return items
 
-    async def raw_transfers(self) -> list[dict[str, Any]]:
-        """The log as the server sent it (for checks that no value leaked)."""
-        response = await self._send("GET", "/v1/me/transfers", params={"limit": 200},
-                                    headers=self._auth)
-        return list(response.json()["items"])
+
+def _rfc3339(value: datetime) -> str:
+    if value.tzinfo is None:
+        msg = "valid_until must be timezone-aware"
+        raise ValueError(msg)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _occurred_before(item: Mapping[str, Any], since: datetime) -> bool:
+    try:
+        occurred = datetime.fromisoformat(str(item["occurred_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return False
+    return occurred < since

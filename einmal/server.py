@@ -32,9 +32,13 @@ class Component(Protocol):
 
 
 def default_policies_dir() -> Path:
-    import policies  # noqa: PLC0415
+    from policies import DOCUMENTS_DIR  # noqa: PLC0415
 
-    return Path(policies.__file__).parent / "documents"
+    return DOCUMENTS_DIR
+
+
+class DemoPolicyError(Exception):
+    """A demo policy document (public private key) was given to a non-demo server."""
 
 
 def _request_context(app: ASGIApp) -> ASGIApp:
@@ -90,6 +94,13 @@ def build_components(settings: Settings) -> list[Any]:
     policy_set = None
     if "broker" in settings.components or settings.demo:
         policy_set = load_policies(settings.policies_dir or default_policies_dir())
+        demo_documents = [d.id for d in policy_set.services() if d.demo]
+        if demo_documents and not settings.demo:
+            # NOTE: anyone can compute a demo service's private key (decision 0006).
+            msg = (f"demo policy documents ({', '.join(demo_documents)}) are refused outside demo "
+                   "mode: their private keys are public knowledge. Start with --demo, or give "
+                   "--policies-dir with your own documents.")
+            raise DemoPolicyError(msg)
     if settings.demo and "cockpit" in settings.components:
         population = generate_population(seed=settings.simulator_seed,
                                          families=settings.simulator_families)

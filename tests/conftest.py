@@ -5,6 +5,7 @@ The suite runs on SQLite by default and on PostgreSQL when EINMAL_TEST_DATABASE_
 """
 
 import asyncio
+import atexit
 import os
 import socket
 import threading
@@ -24,7 +25,9 @@ from einmal.settings import Settings, load_settings
 TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
 
 # Every event is produced (so capture_logs sees them all) but written nowhere.
-configure_logging(level="debug", cache=False, stream=open(os.devnull, "w"))  # noqa: SIM115
+_DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the test session
+atexit.register(_DEVNULL.close)
+configure_logging(level="debug", cache=False, stream=_DEVNULL)
 
 
 def free_port() -> int:
@@ -144,3 +147,26 @@ def fx_start_live_server(make_settings: Callable[..., Settings]) -> Iterator[Cal
 def fx_live_server(start_live_server: Callable[..., LiveServer]) -> LiveServer:
     """A fresh demo server (broker + cockpit + registers) on a free port."""
     return start_live_server()
+
+
+@pytest.fixture(name="production_policies")
+def fx_production_policies(tmp_path: Path) -> Path:
+    """A policy directory as a real deployment has it: no demo documents, a fresh key."""
+    import json  # noqa: PLC0415
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
+    from einmal.keys import public_jwk  # noqa: PLC0415
+    from policies import DOCUMENTS_DIR  # noqa: PLC0415
+
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    text = (DOCUMENTS_DIR / "familienkasse.toml").read_text()
+    key = public_jwk(Ed25519PrivateKey.generate().public_key(), "familienkasse-2026-1")
+    start = text.index('x = "')
+    end = text.index("\n", start)
+    text = text[:start] + f"x = {json.dumps(key['x'])}" + text[end:]
+    text = text.replace("demo = true", "demo = false").replace(
+        'kid = "familienkasse-demo-1"', 'kid = "familienkasse-2026-1"')
+    (directory / "familienkasse.toml").write_text(text)
+    return directory

@@ -155,18 +155,18 @@ class TestNoCitizenDataInLogs:
 
 
 class TestStoreFailure:
-    def test_no_record_no_proof(self, demo, live_server) -> None:
+    def test_no_record_no_proof(self, demo, live_server, monkeypatch) -> None:
         """If the transfer record cannot be committed, nothing is released (503)."""
-        import asyncio  # noqa: PLC0415
+        from einmal.store import StoreError  # noqa: PLC0415
 
-        broker = live_server.component("broker")
+        async def store_down(*_args, **_kwargs):
+            msg = "disk full"
+            raise StoreError(msg)
+
+        repository = live_server.component("broker").repository
         token = demo.service_token(NAMENSDIENST)
-
-        async def break_store() -> None:
-            await broker.engine.dispose()
-            broker.repository._engine = _broken_engine()  # noqa: SLF001
-
-        asyncio.run_coroutine_threadsafe(break_store(), _server_loop(live_server)).result(10)
+        monkeypatch.setattr(repository, "commit_transfer", store_down)
+        monkeypatch.setattr(repository, "remember_jti", store_down)
         response = demo.http.post("/v1/proof-requests",
                                   json=birth_request(demo, "namensbestimmung"),
                                   headers=bearer(token))
@@ -176,12 +176,6 @@ class TestStoreFailure:
         # the token endpoint, which records assertion ids, fails closed the same way
         problem(demo.http.post("/v1/token", data=demo.token_form(NAMENSDIENST)), 503,
                 "store-unavailable")
-
-
-def _broken_engine():
-    from einmal.store import create_engine  # noqa: PLC0415
-
-    return create_engine("sqlite+aiosqlite:////nonexistent-dir/einmal/broker.db")
 
 
 def _server_loop(live_server):

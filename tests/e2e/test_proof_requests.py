@@ -199,10 +199,16 @@ class TestRegisterFailures:
 
 
 class TestDemoOnlyPaths:
-    def test_demo_login_and_credentials_do_not_exist_outside_demo_mode(self, start_live_server,
-                                                                        ) -> None:
-        live = start_live_server(demo=False)
+    def test_demo_login_and_credentials_do_not_exist_outside_demo_mode(
+            self, start_live_server, production_policies) -> None:
+        live = start_live_server(demo=False, policies_dir=production_policies)
         with httpx.Client(base_url=live.base_url) as http:
             assert http.post("/demo/citizen-token", json={"idnr": "86095742719"}).status_code == 404
             assert http.get("/demo/credentials").status_code == 404
         assert not (live.data_dir / "demo-credentials.json").exists()
+
+    def test_demo_policy_documents_are_refused_outside_demo_mode(self, make_settings) -> None:
+        from einmal.server import DemoPolicyError, build_components  # noqa: PLC0415
+
+        with pytest.raises(DemoPolicyError, match="public knowledge"):
+            build_components(make_settings(demo=False))

@@ -99,3 +99,11 @@ def _wait_ready(base: str, server: subprocess.Popen[str]) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError("server did not become ready")
+
+
+class TestServeOutsideDemoMode:
+    def test_refuses_the_shipped_demo_documents(self, tmp_path: Path) -> None:
+        result = _run("serve", "--data-dir", str(tmp_path), "--port", str(free_port()))
+        assert result.returncode != 0
+        assert "public knowledge" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,425 @@
+"""einmal.client without a server: problem mapping, token caching, proof verification."""
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import einmal.client
+from einmal.client import (
+    AuthenticationError,
+    CitizenClient,
+    ConsentRequiredError,
+    EinmalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProblemError,
+    ProofVerificationError,
+    RegisterTimeoutError,
+    RegisterUnavailableError,
+    RoutingFailedError,
+    ServiceClient,
+    StoreUnavailableError,
+    TransportError,
+    VerifiedProof,
+)
+from einmal.keys import private_jwk, public_jwk
+
+BASE = "http://einmal.test"
+SERVICE = "elterngeldstelle-bremen"
+CHILD = "86095742719"
+TRANSFER = "0193aaaa-0000-7000-8000-000000000001"
+
+
+def problem_response(slug: str | None, status: int, **extra: Any) -> httpx.Response:
+    body = {"title": "t", "status": status, "detail": "d", **extra}
+    if slug is not None:
+        body["type"] = f"urn:einmal:problem:{slug}"
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
+
+
+class Broker:
+    """A fake broker behind httpx.MockTransport: counts calls, signs proofs as told."""
+
+    def __init__(self) -> None:
+        self.service_key = Ed25519PrivateKey.generate()
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.signing_kid = "broker-1"
+        self.calls: dict[str, int] = {}
+        self.claims: dict[str, Any] = {}
+        self.header: dict[str, Any] = {"kid": self.signing_kid, "typ": "proof+jwt"}
+        self.sign_with: Ed25519PrivateKey | None = None
+        self.jws: str | None = None
+        self.expires_in = 300
+        self.proof_error: httpx.Response | None = None
+
+    @property
+    def service_jwk(self) -> dict[str, Any]:
+        return private_jwk(self.service_key, "svc-1")
+
+    def default_claims(self) -> dict[str, Any]:
+        return {"iss": BASE, "aud": SERVICE, "sub": CHILD, "iat": int(time.time()),
+                "jti": TRANSFER, "proof_type": "birth", "purpose": "elterngeld-antrag",
+                "register": {"id": "standesamt:04011000", "name": "Standesamt Bremen"},
+                "data": {"birth_date": "2026-10-12"}}
+
+    def sign(self) -> str:
+        claims = {**self.default_claims(), **self.claims}
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(claims, self.sign_with or self.signing_key, algorithm="EdDSA",
+                          headers=self.header)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.calls[path] = self.calls.get(path, 0) + 1
+        if path == "/v1/token":
+            form = dict(item.split("=", 1) for item in request.content.decode().split("&"))
+            assertion = jwt.decode(form["client_assertion"], self.service_key.public_key(),
+                                   algorithms=["EdDSA"], audience=f"{BASE}/v1/token",
+                                   options={"verify_exp": False, "verify_iat": False})
+            assert assertion["iss"] == assertion["sub"] == SERVICE
+            assert assertion["exp"] - assertion["iat"] <= 300
+            return httpx.Response(200, json={"access_token": f"tok-{uuid.uuid4()}",
+                                             "token_type": "Bearer",
+                                             "expires_in": self.expires_in})
+        if path == "/.well-known/jwks.json":
+            return httpx.Response(200, json={"keys": [
+                public_jwk(self.signing_key.public_key(), self.signing_kid)]})
+        if path == "/v1/proof-requests":
+            assert request.headers["authorization"].startswith("Bearer tok-")
+            if self.proof_error is not None:
+                return self.proof_error
+            return httpx.Response(200, json={"transfer_id": TRANSFER,
+                                             "proof": self.jws or self.sign()})
+        return httpx.Response(404)
+
+
+@pytest.fixture(name="broker")
+def fx_broker() -> Broker:
+    return Broker()
+
+
+@pytest.fixture(name="service")
+async def fx_service(broker: Broker) -> Any:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(broker.handler))
+    async with http, ServiceClient(BASE, SERVICE, broker.service_jwk, http=http) as client:
+        yield client
+
+
+@pytest.fixture(name="make_service")
+async def fx_make_service(broker: Broker) -> Any:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(broker.handler))
+
+    def make(**kwargs: Any) -> ServiceClient:
+        return ServiceClient(BASE, SERVICE, broker.service_jwk, http=http, **kwargs)
+
+    async with http:
+        yield make
+
+
+def fetch(service: ServiceClient) -> Any:
+    return service.fetch_proof("birth", CHILD, "elterngeld-antrag", consent_id="c-1",
+                               parameters={"place_of_birth": "04011000",
+                                           "birth_date": "2026-10-12"})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TestProblemMapping:
+    """problem+json -> the exception subclass chosen by the type, one row per type."""
+
+    @pytest.mark.parametrize(("slug", "status", "expected"), [
+        ("consent-required", 403, ConsentRequiredError),
+        ("permission-denied", 403, PermissionDeniedError),
+        ("forbidden", 403, PermissionDeniedError),
+        ("not-found", 404, NotFoundError),
+        ("invalid-request", 422, InvalidRequestError),
+        ("routing-failed", 422, RoutingFailedError),
+        ("invalid-client", 401, AuthenticationError),
+        ("unauthenticated", 401, AuthenticationError),
+        ("register-unavailable", 502, RegisterUnavailableError),
+        ("register-timeout", 504, RegisterTimeoutError),
+        ("store-unavailable", 503, StoreUnavailableError),
+        ("internal", 500, ProblemError),
+        ("something-new", 418, ProblemError),
+    ])
+    async def test_problem_type_selects_exception_class(
+            self, broker: Broker, service: ServiceClient, slug: str, status: int,
+            expected: type[ProblemError]) -> None:
+        broker.proof_error = problem_response(slug, status, code="EDM:ERR:0002",
+                                              transfer_id=TRANSFER)
+        with pytest.raises(expected) as info:
+            await fetch(service)
+        assert type(info.value) is expected
+        assert info.value.status == status
+        assert info.value.type == f"urn:einmal:problem:{slug}"
+        assert info.value.code == "EDM:ERR:0002"
+        assert info.value.transfer_id == TRANSFER
+        assert (info.value.title, info.value.detail) == ("t", "d")
+
+    async def test_register_timeout_is_a_register_unavailable_error(
+            self, broker: Broker, service: ServiceClient) -> None:
+        broker.proof_error = problem_response("register-timeout", 504)
+        with pytest.raises(RegisterUnavailableError):
+            await fetch(service)
+
+    async def test_non_problem_error_body_becomes_problem_error(
+            self, broker: Broker, service: ServiceClient) -> None:
+        broker.proof_error = httpx.Response(502, text="<html>Bad Gateway</html>")
+        with pytest.raises(ProblemError) as info:
+            await fetch(service)
+        assert type(info.value) is ProblemError
+        assert info.value.status == 502
+        assert info.value.type == "about:blank"
+        assert info.value.title == "Bad Gateway"
+        assert "Bad Gateway" in info.value.detail
+        assert info.value.transfer_id is None
+
+    async def test_problem_without_transfer_id_has_none(
+            self, broker: Broker, service: ServiceClient) -> None:
+        broker.proof_error = problem_response("permission-denied", 403)
+        with pytest.raises(PermissionDeniedError) as info:
+            await fetch(service)
+        assert info.value.transfer_id is None
+        assert info.value.code is None
+
+    async def test_citizen_errors_use_the_same_mapping(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return problem_response("not-found", 404)
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            citizen = CitizenClient(BASE, "token", http=http)
+            with pytest.raises(NotFoundError):
+                await citizen.revoke_consent("nope")
+
+    async def test_problem_errors_are_einmal_errors(self) -> None:
+        assert issubclass(ProblemError, EinmalError)
+        assert issubclass(ProofVerificationError, EinmalError)
+        assert issubclass(TransportError, EinmalError)
+
+
+class TestTransport:
+    async def test_connection_refused_becomes_transport_error_chained(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            msg = "connection refused"
+            raise httpx.ConnectError(msg, request=request)
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            with pytest.raises(TransportError) as info:
+                await CitizenClient.demo_login(BASE, CHILD, http=http)
+        assert isinstance(info.value.__cause__, httpx.ConnectError)
+        assert info.value.url == f"{BASE}/demo/citizen-token"
+
+
+class TestTokenCaching:
+    async def test_second_fetch_reuses_the_access_token(
+            self, broker: Broker, service: ServiceClient) -> None:
+        await fetch(service)
+        await fetch(service)
+        assert broker.calls["/v1/token"] == 1
+        assert broker.calls["/v1/proof-requests"] == 2
+
+    async def test_jwks_is_fetched_once(self, broker: Broker, service: ServiceClient) -> None:
+        await fetch(service)
+        await fetch(service)
+        assert broker.calls["/.well-known/jwks.json"] == 1
+
+    async def test_token_is_renewed_shortly_before_expiry(
+            self, broker: Broker, make_service: Callable[..., ServiceClient]) -> None:
+        now = [1_000_000.0]
+        service = make_service(clock=lambda: now[0])
+        await fetch(service)
+        now[0] += 300 - 31
+        await fetch(service)
+        assert broker.calls["/v1/token"] == 1
+        now[0] += 2
+        await fetch(service)
+        assert broker.calls["/v1/token"] == 2
+
+    async def test_token_is_renewed_once_when_refused(
+            self, broker: Broker, service: ServiceClient) -> None:
+        await fetch(service)
+        responses = [problem_response("unauthenticated", 401)]
+
+        def once(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/proof-requests" and responses:
+                return responses.pop()
+            return broker.handler(request)
+
+        service._http.client._transport = httpx.MockTransport(once)  # noqa: SLF001
+        await fetch(service)
+        assert broker.calls["/v1/token"] == 2
+
+    async def test_assertion_claims(self, broker: Broker, service: ServiceClient) -> None:
+        assertion = service.client_assertion()
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(assertion, broker.service_key.public_key(), algorithms=["EdDSA"],
+                            audience=f"{BASE}/v1/token")
+        assert header["alg"] == "EdDSA"
+        assert header["kid"] == "svc-1"
+        assert claims["iss"] == claims["sub"] == SERVICE
+        assert claims["exp"] - claims["iat"] == 60
+        assert claims["jti"] != jwt.decode(service.client_assertion(),
+                                           options={"verify_signature": False})["jti"]
+
+
+class TestProofVerification:
+    """Every way a proof can be wrong raises the same opaque ProofVerificationError."""
+
+    async def assert_rejected(self, service: ServiceClient) -> None:
+        with pytest.raises(ProofVerificationError) as info:
+            await fetch(service)
+        assert str(info.value) == "the proof could not be verified"
+
+    async def test_wrong_key_is_rejected(self, broker: Broker, service: ServiceClient) -> None:
+        broker.sign_with = Ed25519PrivateKey.generate()
+        await self.assert_rejected(service)
+
+    async def test_wrong_audience_is_rejected(self, broker: Broker,
+                                              service: ServiceClient) -> None:
+        broker.claims = {"aud": "familienkasse"}
+        await self.assert_rejected(service)
+
+    async def test_alg_none_is_rejected(self, broker: Broker, service: ServiceClient) -> None:
+        header = _b64(json.dumps({"alg": "none", "kid": broker.signing_kid}).encode())
+        payload = _b64(json.dumps(broker.default_claims()).encode())
+        broker.jws = f"{header}.{payload}."
+        await self.assert_rejected(service)
+
+    async def test_other_algorithm_is_rejected(self, broker: Broker,
+                                               service: ServiceClient) -> None:
+        broker.jws = jwt.encode(broker.default_claims(), "secret-secret-secret-secret-32b!",
+                                algorithm="HS256", headers={"kid": broker.signing_kid})
+        await self.assert_rejected(service)
+
+    async def test_tampered_payload_is_rejected(self, broker: Broker,
+                                                service: ServiceClient) -> None:
+        header, _, signature = broker.sign().split(".")
+        forged = {**broker.default_claims(), "data": {"birth_date": "2020-01-01"}}
+        broker.jws = f"{header}.{_b64(json.dumps(forged).encode())}.{signature}"
+        await self.assert_rejected(service)
+
+    async def test_unknown_kid_is_rejected_after_one_refetch(
+            self, broker: Broker, service: ServiceClient) -> None:
+        broker.header = {"kid": "unknown", "typ": "proof+jwt"}
+        await self.assert_rejected(service)
+        assert broker.calls["/.well-known/jwks.json"] == 1
+        await self.assert_rejected(service)
+        assert broker.calls["/.well-known/jwks.json"] == 2
+
+    async def test_rotated_key_is_found_by_refetching_jwks(
+            self, broker: Broker, service: ServiceClient) -> None:
+        await fetch(service)
+        broker.signing_key, broker.signing_kid = Ed25519PrivateKey.generate(), "broker-2"
+        broker.header = {"kid": "broker-2", "typ": "proof+jwt"}
+        proof = await fetch(service)
+        assert proof.transfer_id == TRANSFER
+        assert broker.calls["/.well-known/jwks.json"] == 2
+
+    @pytest.mark.parametrize("claims", [
+        {"jti": "another-transfer"},
+        {"sub": "47036892816"},
+        {"proof_type": "income"},
+        {"data": None},
+        {"register": None},
+        {"iat": None},
+        {"iss": None},
+        {"iat": int(time.time()) + 3600},
+    ], ids=["jti", "sub", "proof_type", "no-data", "no-register", "no-iat", "no-iss",
+            "iat-future"])
+    async def test_claims_not_matching_the_request_are_rejected(
+            self, broker: Broker, service: ServiceClient, claims: dict[str, Any]) -> None:
+        broker.claims = claims
+        await self.assert_rejected(service)
+
+    async def test_wrong_typ_is_rejected(self, broker: Broker, service: ServiceClient) -> None:
+        broker.header = {"kid": broker.signing_kid, "typ": "JWT"}
+        await self.assert_rejected(service)
+
+    async def test_garbage_is_rejected(self, broker: Broker, service: ServiceClient) -> None:
+        broker.jws = "not-a-jws"
+        await self.assert_rejected(service)
+
+    async def test_wrong_issuer_is_rejected_when_pinned(
+            self, broker: Broker, make_service: Callable[..., ServiceClient]) -> None:
+        broker.claims = {"iss": "https://evil.test"}
+        await self.assert_rejected(make_service(issuer=BASE))
+
+    async def test_valid_proof_is_returned_verified(self, broker: Broker,
+                                                    service: ServiceClient) -> None:
+        proof = await fetch(service)
+        assert isinstance(proof, VerifiedProof)
+        assert proof.transfer_id == TRANSFER
+        assert proof.subject == CHILD
+        assert proof.proof_type == "birth"
+        assert proof.register_id == "standesamt:04011000"
+        assert proof.register_name == "Standesamt Bremen"
+        assert proof.purpose == "elterngeld-antrag"
+        assert proof.data == {"birth_date": "2026-10-12"}
+        assert proof.issued_at.tzinfo is UTC
+        assert proof.issued_at <= datetime.now(UTC)
+
+
+class TestCitizenClient:
+    async def test_transfers_follow_next_cursor_and_ignore_unknown_fields(self) -> None:
+        def item(n: int) -> dict[str, Any]:
+            return {"id": f"t{n}", "occurred_at": "2026-11-28T20:15:00Z", "outcome": "delivered",
+                    "proof_type": "birth", "purpose": "p", "future_field": 1,
+                    "service": {"id": "s", "name": "n", "authority": "a", "land": "HB"}}
+
+        seen: list[str | None] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            assert request.headers["authorization"] == "Bearer tok"
+            cursor = request.url.params.get("cursor")
+            seen.append(cursor)
+            if cursor is None:
+                return httpx.Response(200, json={"items": [item(1), item(2)],
+                                                 "next_cursor": "c2"})
+            return httpx.Response(200, json={"items": [item(3)], "next_cursor": None})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            transfers = await CitizenClient(BASE, "tok", http=http).transfers()
+        assert [t.id for t in transfers] == ["t1", "t2", "t3"]
+        assert seen == [None, "c2"]
+        assert transfers[0].service.land == "HB"
+
+    async def test_grant_consent_sends_the_contract_body(self) -> None:
+        sent: list[dict[str, Any]] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            sent.append(json.loads(request.content))
+            return httpx.Response(201, json={**sent[-1], "id": "c1", "status": "active",
+                                             "uses": 0, "granted_at": "2026-11-28T20:15:00Z",
+                                             "new_field": True})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            consent = await CitizenClient(BASE, "tok", http=http).grant_consent(
+                SERVICE, ["birth"], "elterngeld-antrag",
+                datetime(2027, 1, 31, tzinfo=UTC), subject=CHILD)
+        assert sent == [{"service_id": SERVICE, "proof_types": ["birth"],
+                         "purpose": "elterngeld-antrag", "valid_until": "2027-01-31T00:00:00Z",
+                         "subject": CHILD}]
+        assert consent.id == "c1"
+        assert consent.proof_types == ("birth",)
+
+
+def test_public_surface_is_pinned() -> None:
+    assert set(einmal.client.__all__) == {
+        "AuthenticationError", "CitizenClient", "Consent", "ConsentRequiredError",
+        "EinmalError", "InvalidRequestError", "InvalidResponseError", "NotFoundError",
+        "PermissionDeniedError", "ProblemError", "ProofVerificationError", "RegisterRef",
+        "RegisterTimeoutError", "RegisterUnavailableError", "RoutingFailedError",
+        "ServiceClient", "ServiceRef", "StoreUnavailableError", "Transfer", "TransportError",
+        "VerifiedProof"}
