@@ -3,10 +3,11 @@
 import structlog
 from litestar import Router
 
-from cockpit.http import ChannelAuth, create_cockpit_router
+from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
+from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from einmal.citizen import CitizenAuth
-from einmal.keys import load_or_create_secret
+from einmal.keys import load_or_create_secret, load_or_create_signing_key
 from einmal.settings import Settings
 from einmal.store import create_engine
 
@@ -22,17 +23,27 @@ class CockpitComponent:
 
     def __init__(self, settings: Settings, *, citizens: CitizenAuth) -> None:
         self.engine = create_engine(settings.database_url_for("cockpit"))
+        self.log = TransferLog(engine=self.engine,
+                               key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"),
+                               origin=settings.log_origin_line,
+                               retention_days=settings.log_retention_days)
         self.service = CockpitService(
             engine=self.engine,
-            pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"))
+            pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"),
+            on_ingested=self.log.notify)
         channel = ChannelAuth(keys_file=settings.keys_dir / "broker-channel.public.json",
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)
-        self.router: Router = create_cockpit_router(cockpit=self.service, citizens=citizens,
-                                                    channel=channel)
+        self.router: Router = create_cockpit_router(
+            cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
+            auditors=AuditorAuth(keys_file=settings.auditor_keys))
 
     async def start(self) -> None:
         await self.service.create_schema()
-        log.info("cockpit.started")
+        async with self.engine.begin() as conn:
+            await self.log.initialise(conn)
+        self.log.start()
+        log.info("cockpit.started", log_origin=self.log.origin)
 
     async def stop(self) -> None:
+        await self.log.stop()
         await self.engine.dispose()

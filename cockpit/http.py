@@ -1,13 +1,20 @@
 """Cockpit HTTP controllers (API; the web view comes with the cockpit issue)."""
 
+import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import jwt
 
 import msgspec
+import structlog
 from litestar import Request, Response, Router, get, post
+from litestar.response import Stream
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromQuery
+from litestar.params import FromQuery, QueryParameter
 
+from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
@@ -15,9 +22,13 @@ from einmal.keys import load_public_keys
 from einmal.problems import ProblemError
 from einmal.tokens import TokenVerifier, bearer_token
 
-__all__ = ["ChannelAuth", "create_cockpit_router"]
+__all__ = ["AUDIT_AUDIENCE", "AuditorAuth", "ChannelAuth", "create_cockpit_router"]
+
+AUDIT_AUDIENCE = "einmal-audit"
+_TEXT = "text/plain; charset=utf-8"
 
 _json = msgspec.json.Encoder()
+log = structlog.get_logger()
 _batch = msgspec.json.Decoder(TransferBatch)
 
 
@@ -38,6 +49,86 @@ class ChannelAuth:
             self._verifier = TokenVerifier(keys=load_public_keys(self._keys_file),
                                            issuer=self._issuer, audience=self._audience)
         self._verifier.verify(bearer_token(request))
+
+
+class AuditorAuth:
+    """Auditors sign a short-lived JWT themselves (``iss`` = ``sub`` = their key id,
+    ``aud`` = ``einmal-audit``, at most 5 minutes); the cockpit knows their public keys."""
+
+    def __init__(self, *, keys_file: Path) -> None:
+        self._keys_file = keys_file
+
+    def check(self, request: Request[Any, Any, Any]) -> str:
+        unverified = bearer_token(request)
+        keys = load_public_keys(self._keys_file) if self._keys_file.exists() else {}
+        try:
+            kid = str(jwt.get_unverified_header(unverified).get("kid"))
+            key = keys.get(kid)
+            if key is None:
+                raise jwt.InvalidTokenError("unknown auditor key")  # noqa: TRY301
+            claims = jwt.decode(unverified, key, algorithms=["EdDSA"], audience=AUDIT_AUDIENCE,
+                                issuer=kid, options={"require": ["exp", "iat", "iss", "sub"]})
+            if claims["sub"] != kid or claims["exp"] - time.time() > 300:  # noqa: PLR2004
+                raise jwt.InvalidTokenError("bad claims")  # noqa: TRY301
+        except jwt.InvalidTokenError as exc:
+            raise ProblemError("unauthenticated", "An auditor token is required.",
+                               headers={"WWW-Authenticate": "Bearer"}) from exc
+        return kid
+
+
+@get("/v1/log/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
+     tags=["transfer log"])
+async def checkpoint(transfer_log: NamedDependency[TransferLog]) -> Response[str]:
+    _, note = await transfer_log.checkpoint()
+    return Response(content=note, media_type=_TEXT, headers={"cache-control": "no-cache"})
+
+
+@get("/v1/log/verifier-key", summary="The log's verifier key (C2SP signed-note)",
+     tags=["transfer log"])
+async def verifier_key(transfer_log: NamedDependency[TransferLog]) -> Response[str]:
+    return Response(content=transfer_log.verifier_key + "\n", media_type=_TEXT)
+
+
+@get("/v1/log/proof/inclusion", summary="Inclusion proof (RFC 9162 §2.1.3.1)",
+     tags=["transfer log"])
+async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: FromQuery[int],
+                          tree_size: FromQuery[int]) -> Response[bytes]:
+    return Response(content=_json.encode(await transfer_log.inclusion(index, tree_size)),
+                    media_type="application/json")
+
+
+@get("/v1/log/proof/consistency", summary="Consistency proof (RFC 9162 §2.1.4.1)",
+     tags=["transfer log"])
+async def consistency_proof(transfer_log: NamedDependency[TransferLog],
+                            first: Annotated[int, QueryParameter(name="from")],
+                            second: Annotated[int, QueryParameter(name="to")]) -> Response[bytes]:
+    return Response(content=_json.encode(await transfer_log.consistency(first, second)),
+                    media_type="application/json")
+
+
+@get("/v1/audit/export", summary="Export the log for offline verification (NDJSON)",
+     tags=["auditors"])
+async def audit_export(request: Request[Any, Any, Any],
+                       transfer_log: NamedDependency[TransferLog],
+                       auditors: NamedDependency[AuditorAuth],
+                       since: FromQuery[datetime | None] = None,
+                       until: FromQuery[datetime | None] = None,
+                       service: FromQuery[str | None] = None,
+                       register: FromQuery[str | None] = None,
+                       tree_size: FromQuery[int | None] = None,
+                       after: FromQuery[int] = -1) -> Stream:
+    auditor = auditors.check(request)
+    latest, _ = await transfer_log.checkpoint()
+    size = latest if tree_size is None else tree_size
+    if not 0 <= size <= latest:
+        raise ProblemError("invalid-request", f"tree_size must be between 0 and {latest}.",
+                           status=400)
+    log.info("audit.export", auditor=auditor, tree_size=size, filtered=bool(service or register
+                                                                            or since or until))
+    lines = transfer_log.export(tree_size=size, after=after, since=since, until=until,
+                                service=service, register=register)
+    return Stream(lines, media_type="application/x-ndjson",
+                  headers={"x-einmal-tree-size": str(size), "cache-control": "no-store"})
 
 
 @post("/v1/transfer-records", summary="Accept transfer records (broker channel only)",
@@ -62,8 +153,13 @@ async def my_transfers(cockpit: NamedDependency[CockpitService], citizen: NamedD
 
 
 def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
-                          channel: ChannelAuth) -> Router:
-    return Router(path="/", route_handlers=[ingest, my_transfers], dependencies={
+                          channel: ChannelAuth, transfer_log: TransferLog,
+                          auditors: AuditorAuth) -> Router:
+    return Router(path="/", route_handlers=[
+        ingest, my_transfers, checkpoint, verifier_key, inclusion_proof, consistency_proof,
+        audit_export], dependencies={
+        "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
+        "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),
         "cockpit": Provide(lambda: cockpit, use_cache=True, sync_to_thread=False),
         "channel": Provide(lambda: channel, use_cache=True, sync_to_thread=False),
         "citizen": Provide(citizens.dependency(), sync_to_thread=False),

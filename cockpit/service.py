@@ -15,7 +15,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cockpit.leaf import encode_leaf
 from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRow
+from einmal import tlog
 from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError
 
@@ -48,6 +50,9 @@ class TransferView(msgspec.Struct, frozen=True, kw_only=True):
     retention_until: datetime | None
     correlation_id: str | None
     relation: str = "self"
+    #: position in the signed transfer log; None until integrated (within about a second)
+    log_index: int | None = None
+    included: bool = False
 
 
 _view_encoder = msgspec.json.Encoder()
@@ -69,8 +74,10 @@ def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
 
 class CockpitService:
     def __init__(self, *, engine: AsyncEngine, pseudonym_key: bytes,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_ingested: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
+        self._on_ingested = on_ingested
         self._key = pseudonym_key
         self._clock = clock
 
@@ -101,15 +108,20 @@ class CockpitService:
         async with self._tx() as conn:
             for record in records:
                 subject_ref = self.pseudonym(record.subject)
+                leaf = encode_leaf(record, subject_ref)
                 result = await conn.execute(_insert_ignore(conn, _entry).values(
                     id=record.id, occurred_at=record.occurred_at, received_at=now,
-                    subject_ref=subject_ref, body=_view_encoder.encode(_view(record))))
+                    subject_ref=subject_ref, body=_view_encoder.encode(_view(record)),
+                    leaf=leaf, leaf_hash=tlog.leaf_hash(leaf), service_id=record.service.id,
+                    register_id=record.register.id if record.register else None))
                 if result.rowcount != 1:
                     duplicates += 1
                     continue
                 accepted += 1
                 await self._index(conn, record, subject_ref)
         log.info("cockpit.ingested", accepted=accepted, duplicates=duplicates)
+        if accepted:
+            self._on_ingested()
         return {"accepted": accepted, "duplicates": duplicates}
 
     async def _index(self, conn: AsyncConnection, record: TransferRecord, subject_ref: str,
@@ -136,7 +148,7 @@ class CockpitService:
         if not 1 <= limit <= 200:  # noqa: PLR2004
             raise ProblemError("invalid-request", "limit: between 1 and 200.")
         query = (select(_index.c.transfer_id, _index.c.occurred_at, _index.c.relation,
-                        _entry.c.body)
+                        _entry.c.body, _entry.c.log_index)
                  .join(_entry, _entry.c.id == _index.c.transfer_id)
                  .where(_index.c.citizen_ref == self.pseudonym(idnr),
                         _index.c.occurred_at >= self._clock() - _VISIBLE_FOR))
@@ -148,8 +160,10 @@ class CockpitService:
         query = query.order_by(_index.c.occurred_at.desc(), _index.c.transfer_id.desc())
         async with self._tx() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
-        items = [msgspec.structs.replace(_view_decoder.decode(row.body), relation=row.relation)
-                 for row in rows[:limit]]
+        items = [msgspec.structs.replace(_view_decoder.decode(row.body), relation=row.relation,
+                                         log_index=row.log_index,
+                                         included=row.log_index is not None)
+                 for row in rows[:limit] if row.body is not None]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]

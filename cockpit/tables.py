@@ -2,10 +2,11 @@
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, String
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
-__all__ = ["COCKPIT_TABLES", "CitizenEntryRow", "EntryRow", "RelationRow"]
+__all__ = ["COCKPIT_TABLES", "CheckpointRow", "CitizenEntryRow", "EntryRow", "LogStateRow",
+           "RelationRow", "TreeNodeRow"]
 
 
 class EntryRow(SQLModel, table=True):
@@ -18,7 +19,16 @@ class EntryRow(SQLModel, table=True):
     occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     subject_ref: str = Field(sa_column=Column(String(64), nullable=False))
-    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    #: the citizen view of the entry; NULL once shredded
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    #: the exact leaf bytes (decision 0009); NULL once shredded - the hash stays
+    leaf: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    #: position in the Merkle tree, set by the sequencer; NULL until integrated
+    log_index: int | None = Field(default=None, sa_column=Column(
+        BigInteger, nullable=True, unique=True))
+    service_id: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    register_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class CitizenEntryRow(SQLModel, table=True):
@@ -44,4 +54,34 @@ class RelationRow(SQLModel, table=True):
     child_ref: str = Field(sa_column=Column(String(64), primary_key=True))
 
 
-COCKPIT_TABLES = [EntryRow.__table__, CitizenEntryRow.__table__, RelationRow.__table__]  # type: ignore[attr-defined]
+class TreeNodeRow(SQLModel, table=True):
+    """Hash of the perfect subtree covering leaves [idx * 2**level, (idx + 1) * 2**level)."""
+
+    __tablename__ = "cockpit_tree_node"
+
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class CheckpointRow(SQLModel, table=True):
+    __tablename__ = "cockpit_checkpoint"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LogStateRow(SQLModel, table=True):
+    """One row: the integrated tree size. Updating it first is the sequencer's lock."""
+
+    __tablename__ = "cockpit_log_state"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    tree_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+COCKPIT_TABLES = [EntryRow.__table__, CitizenEntryRow.__table__, RelationRow.__table__,  # type: ignore[attr-defined]
+                  TreeNodeRow.__table__, CheckpointRow.__table__, LogStateRow.__table__]  # type: ignore[attr-defined]

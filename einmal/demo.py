@@ -21,6 +21,7 @@ from einmal.tokens import TokenIssuer
 __all__ = ["DEMO_IDP_KEY", "DemoComponent", "demo_issuer"]
 
 DEMO_IDP_KEY = "demo-idp"
+DEMO_AUDITOR = "datenschutz-audit"  # the demo auditor's key name (decision 0006)
 _json = msgspec.json.Encoder()
 
 
@@ -42,6 +43,13 @@ class DemoComponent:
                                    audience=CITIZEN_AUDIENCE, ttl_s=settings.citizen_token_ttl_s)
         self._citizens = citizens
         self._settings = settings
+        from einmal.demo_keys import demo_private_jwk, demo_public_jwk  # noqa: PLC0415
+
+        auditor = demo_private_jwk(DEMO_AUDITOR)
+        auditors_file = settings.auditor_keys
+        if not auditors_file.exists():
+            auditors_file.parent.mkdir(parents=True, exist_ok=True)
+            auditors_file.write_text(json.dumps({"keys": [demo_public_jwk(DEMO_AUDITOR)]}))
         base = settings.base_url
         self.credentials = {
             "note": "DEMO ONLY: these keys are public knowledge. Never use them in production.",
@@ -53,6 +61,7 @@ class DemoComponent:
             "jwks_uri": f"{settings.broker_base_url}/.well-known/jwks.json",
             "citizen_token_endpoint": f"{settings.cockpit_base_url}/demo/citizen-token",
             "services": services,
+            "auditors": [{"id": auditor["kid"], "private_jwk": auditor}],
             "citizens": [c for c in citizens.values() if c.get("family")],
         }
         self.router = self._router()

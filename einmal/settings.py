@@ -39,6 +39,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: built-in demo identity provider is used when these are not set.
     citizen_issuer: str | None = None
     citizen_keys_file: Path | None = None
+    #: The transfer log's origin line (its permanent name) and retention.
+    log_origin: str | None = None
+    log_retention_days: int = 730
+    #: Auditors' public keys (JWK set). In demo mode the demo auditor's key is written there.
+    auditor_keys_file: Path | None = None
     access_token_ttl_s: int = 300
     citizen_token_ttl_s: int = 3600
     register_timeout_s: float = 5.0
@@ -64,6 +69,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def registers_base_url(self) -> str:
         return (self.registers_url or f"{self.base_url}/registers").rstrip("/")
+
+    @property
+    def log_origin_line(self) -> str:
+        if self.log_origin:
+            return self.log_origin
+        netloc = self.cockpit_base_url.split("://", 1)[-1]
+        return f"{netloc}/einmal-transfer-log"
+
+    @property
+    def auditor_keys(self) -> Path:
+        return self.auditor_keys_file or self.keys_dir / "auditors.public.json"
 
     @property
     def keys_dir(self) -> Path:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
     "Checkpoint", "CompactRange", "NoteError", "ProofError", "consistency_proof", "format_checkpoint",
-    "inclusion_path", "key_id", "leaf_hash", "mth", "node_hash", "parse_checkpoint",
+    "inclusion_path", "key_id", "leaf_hash", "mth", "mth_from", "node_hash", "parse_checkpoint",
     "parse_verifier_key", "root_from_inclusion", "sign_note", "verifier_key", "verify_consistency",
     "verify_inclusion", "verify_note",
 ]
@@ -71,6 +71,11 @@ def _range_hash(subtree: HashAt, start: int, end: int) -> bytes:
         return subtree(start, end)
     k = _split(n)
     return node_hash(_range_hash(subtree, start, start + k), _range_hash(subtree, start + k, end))
+
+
+def mth_from(size: int, subtree: HashAt) -> bytes:
+    """MTH of the first ``size`` leaves from stored perfect subtrees."""
+    return EMPTY_ROOT if size == 0 else _range_hash(subtree, 0, size)
 
 
 def inclusion_path(index: int, size: int, subtree: HashAt) -> list[bytes]:

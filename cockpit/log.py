@@ -1,0 +1,265 @@
+"""The tamper-evident transfer log: sequencer, checkpoints, proofs, export, shredding.
+
+One sequencer at a time integrates new entries in batches (the ``cockpit_log_state`` row is
+updated first in the same transaction: a row lock on PostgreSQL, the write lock on SQLite), so a
+crashed sequencer leaves either the whole batch or nothing - the tree never forks.
+"""
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cockpit.leaf import decode_leaf
+from cockpit.tables import CheckpointRow, CitizenEntryRow, EntryRow, LogStateRow, TreeNodeRow
+from einmal import tlog
+from einmal.keys import SigningKey
+from einmal.problems import ProblemError
+
+__all__ = ["TransferLog"]
+
+log = structlog.get_logger()
+
+_entry = EntryRow.__table__  # type: ignore[attr-defined]
+_node = TreeNodeRow.__table__  # type: ignore[attr-defined]
+_checkpoint = CheckpointRow.__table__  # type: ignore[attr-defined]
+_state = LogStateRow.__table__  # type: ignore[attr-defined]
+_index = CitizenEntryRow.__table__  # type: ignore[attr-defined]
+_b64 = base64.b64encode
+_line = msgspec.json.Encoder()
+
+
+def _perfect(start: int, end: int) -> tuple[int, int]:
+    level = (end - start).bit_length() - 1
+    return level, start >> level
+
+
+def _needed(fn: Callable[[tlog.HashAt], Any]) -> set[tuple[int, int]]:
+    """The stored nodes a tree computation touches (a dry run with placeholder hashes)."""
+    keys: set[tuple[int, int]] = set()
+
+    def record(start: int, end: int) -> bytes:
+        keys.add(_perfect(start, end))
+        return b"\x00" * 32
+
+    fn(record)
+    return keys
+
+
+class TransferLog:
+    def __init__(self, *, engine: AsyncEngine, key: SigningKey, origin: str,
+                 batch_size: int = 5000, interval_s: float = 0.5,
+                 retention_days: int = 730) -> None:
+        self._engine = engine
+        self._key = key
+        self.origin = origin
+        self._batch = batch_size
+        self._interval = interval_s
+        self._retention = timedelta(days=retention_days)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_shred: datetime | None = None
+        self.verifier_key = tlog.verifier_key(origin, key.private_key.public_key())
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def initialise(self, conn: AsyncConnection) -> None:
+        """Create the state row and the signed empty checkpoint, once."""
+        if (await conn.execute(select(_state.c.id))).first() is None:
+            now = datetime.now(UTC)
+            await conn.execute(insert(_state).values(id=1, tree_size=0, updated_at=now))
+            await conn.execute(insert(_checkpoint).values(
+                tree_size=0, root=tlog.EMPTY_ROOT, note=self._sign(0, tlog.EMPTY_ROOT),
+                created_at=now))
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="einmal-sequencer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                while await self.integrate() == self._batch:
+                    pass
+                now = datetime.now(UTC)
+                if self._last_shred is None or now - self._last_shred > timedelta(hours=1):
+                    await self.shred(now - self._retention)
+                    self._last_shred = now
+            except (SQLAlchemyError, OSError, ProblemError) as exc:
+                log.warning("log.sequencer_failed", error=type(exc).__name__)
+                await asyncio.sleep(1)
+
+    # -- sequencing ----------------------------------------------------------------------------
+    def _sign(self, size: int, root: bytes) -> str:
+        text = tlog.format_checkpoint(tlog.Checkpoint(origin=self.origin, size=size, root=root))
+        return tlog.sign_note(text, self.origin, self._key.private_key)
+
+    async def integrate(self) -> int:
+        """Integrate one batch of pending entries and sign a checkpoint. Returns the count."""
+        async with self._engine.begin() as conn:
+            now = datetime.now(UTC)
+            # The lock: nobody else sequences until this transaction ends.
+            await conn.execute(update(_state).where(_state.c.id == 1).values(updated_at=now))
+            size = (await conn.execute(select(_state.c.tree_size).where(_state.c.id == 1))
+                    ).scalar_one()
+            pending = (await conn.execute(
+                select(_entry.c.seq, _entry.c.leaf_hash).where(_entry.c.log_index.is_(None))
+                .order_by(_entry.c.seq).limit(self._batch))).all()
+            if not pending:
+                return 0
+            frontier = [(level, (size >> level) - 1) for level in range(size.bit_length())
+                        if size >> level & 1]
+            nodes = await self._nodes(conn, frontier)
+            new: dict[tuple[int, int], bytes] = {}
+            for offset, row in enumerate(pending):
+                index = size + offset
+                level, idx, h = 0, index, row.leaf_hash
+                new[(0, idx)] = h
+                while idx & 1:
+                    left = new.get((level, idx - 1)) or nodes[(level, idx - 1)]
+                    h = tlog.node_hash(left, h)
+                    level, idx = level + 1, idx >> 1
+                    new[(level, idx)] = h
+            new_size = size + len(pending)
+            await conn.execute(
+                update(_entry).where(_entry.c.seq == bindparam("b_seq"))
+                .values(log_index=bindparam("b_index")),
+                [{"b_seq": row.seq, "b_index": size + i} for i, row in enumerate(pending)])
+            await conn.execute(insert(_node), [{"level": k[0], "idx": k[1], "hash": v}
+                                               for k, v in new.items()])
+            known = {**nodes, **new}
+            root = tlog.mth_from(new_size, lambda s, e: known[_perfect(s, e)])
+            await conn.execute(update(_state).where(_state.c.id == 1)
+                               .values(tree_size=new_size))
+            await conn.execute(insert(_checkpoint).values(
+                tree_size=new_size, root=root, note=self._sign(new_size, root), created_at=now))
+        log.info("log.integrated", count=len(pending), tree_size=new_size)
+        return len(pending)
+
+    async def _nodes(self, conn: AsyncConnection, keys: Iterable[tuple[int, int]],
+                     ) -> dict[tuple[int, int], bytes]:
+        wanted = set(keys)
+        found: dict[tuple[int, int], bytes] = {}
+        for level in {k[0] for k in wanted}:
+            idxs = [k[1] for k in wanted if k[0] == level]
+            rows = await conn.execute(select(_node.c.idx, _node.c.hash).where(
+                _node.c.level == level, _node.c.idx.in_(idxs)))
+            found.update({(level, r.idx): r.hash for r in rows})
+        if len(found) != len(wanted):
+            msg = "the stored tree is missing nodes"
+            raise ProblemError("internal", msg)
+        return found
+
+    # -- reading -------------------------------------------------------------------------------
+    async def checkpoint(self) -> tuple[int, str]:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(_checkpoint.c.tree_size, _checkpoint.c.note)
+                                      .order_by(_checkpoint.c.tree_size.desc()).limit(1))).first()
+        if row is None:
+            raise ProblemError("not-found", "The log has no checkpoint yet.")
+        return int(row.tree_size), str(row.note)
+
+    async def _computed(self, fn: Callable[[tlog.HashAt], Any]) -> Any:
+        keys = _needed(fn)
+        async with self._engine.connect() as conn:
+            nodes = await self._nodes(conn, keys)
+        return fn(lambda s, e: nodes[_perfect(s, e)])
+
+    async def inclusion(self, index: int, tree_size: int) -> dict[str, Any]:
+        size, _ = await self.checkpoint()
+        if not 0 <= index < tree_size:
+            raise ProblemError("invalid-request", "index must be >= 0 and < tree_size.",
+                               status=400)
+        if tree_size > size:
+            raise ProblemError("not-found", f"No checkpoint of size {tree_size} yet; the latest "
+                               f"has size {size}. Entries are integrated within about a second.")
+        async with self._engine.connect() as conn:
+            leaf = (await conn.execute(select(_entry.c.leaf_hash)
+                                       .where(_entry.c.log_index == index))).scalar_one()
+        path = await self._computed(lambda h: tlog.inclusion_path(index, tree_size, h))
+        return {"index": index, "tree_size": tree_size, "leaf_hash": _b64(leaf).decode(),
+                "hashes": tlog.hashes_b64(path)}
+
+    async def consistency(self, first: int, second: int) -> dict[str, Any]:
+        size, _ = await self.checkpoint()
+        if not 1 <= first <= second:
+            raise ProblemError("invalid-request", "from must be >= 1 and <= to.", status=400)
+        if second > size:
+            raise ProblemError("not-found", f"No checkpoint of size {second} yet; the latest "
+                               f"has size {size}.")
+        proof = await self._computed(lambda h: tlog.consistency_proof(first, second, h))
+        return {"from": first, "to": second, "hashes": tlog.hashes_b64(proof)}
+
+    async def export(self, *, tree_size: int, after: int = -1, since: datetime | None = None,
+                     until: datetime | None = None, service: str | None = None,
+                     register: str | None = None, chunk: int = 2000) -> AsyncIterator[bytes]:
+        """NDJSON lines in index order, in constant memory (keyset pages of ``chunk``)."""
+        filtered = any(v is not None for v in (since, until, service, register))
+        cursor = after
+        while True:
+            query = (select(_entry.c.log_index, _entry.c.leaf, _entry.c.leaf_hash)
+                     .where(_entry.c.log_index > cursor, _entry.c.log_index < tree_size))
+            if since is not None:
+                query = query.where(_entry.c.occurred_at >= since)
+            if until is not None:
+                query = query.where(_entry.c.occurred_at < until)
+            if service is not None:
+                query = query.where(_entry.c.service_id == service)
+            if register is not None:
+                query = query.where(_entry.c.register_id == register)
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query.order_by(_entry.c.log_index).limit(chunk))).all()
+            for row in rows:
+                line: dict[str, Any] = {"index": row.log_index}
+                if row.leaf is not None:
+                    line["leaf"] = _b64(row.leaf).decode()
+                    line["entry"] = decode_leaf(row.leaf)
+                else:
+                    line["leaf_hash"] = _b64(row.leaf_hash).decode()
+                    line["entry"] = None
+                if filtered:
+                    index = int(row.log_index)
+                    path = await self._computed(
+                        lambda h, i=index: tlog.inclusion_path(i, tree_size, h))
+                    line["inclusion"] = tlog.hashes_b64(path)
+                yield _line.encode(line) + b"\n"
+            if len(rows) < chunk:
+                return
+            cursor = rows[-1].log_index
+
+    # -- retention -----------------------------------------------------------------------------
+    async def shred(self, before: datetime) -> int:
+        """Destroy the per-entry data of integrated entries older than ``before``. The leaf
+        hashes stay, so the tree, checkpoints and proofs still verify."""
+        async with self._engine.begin() as conn:
+            doomed = select(_entry.c.id).where(_entry.c.occurred_at < before,
+                                               _entry.c.log_index.is_not(None),
+                                               _entry.c.leaf.is_not(None))
+            ids = [r.id for r in (await conn.execute(doomed)).all()]
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                await conn.execute(delete(_index).where(_index.c.transfer_id.in_(part)))
+                await conn.execute(update(_entry).where(_entry.c.id.in_(part))
+                                   .values(leaf=None, body=None))
+        if ids:
+            log.info("log.shredded", count=len(ids))
+        return len(ids)
+
