@@ -134,3 +134,83 @@ def _register_policy_commands() -> None:
 
 
 _register_policy_commands()
+
+
+@main.group()
+def audit() -> None:
+    """Auditors: export the transfer log and verify it offline."""
+
+
+@audit.command("export")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Bundle folder (an interrupted export resumes there).")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The auditor's private JWK [default: the demo auditor from /demo/credentials].")
+@click.option("--since", default=None, help="Only entries from this time (RFC 3339).")
+@click.option("--until", default=None, help="Only entries before this time (RFC 3339).")
+@click.option("--service", default=None, help="Only this online service (id).")
+@click.option("--register", default=None, help="Only this register (id).")
+def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str | None) -> None:
+    """Write a verifiable bundle: entries.ndjson, checkpoint, verifier-key."""
+    import httpx  # noqa: PLC0415
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    from einmal.audit import AuditError, export_bundle  # noqa: PLC0415
+
+    base_url = base_url.rstrip("/")
+    if key_file is not None:
+        try:
+            private_jwk = json.loads(key_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot read the auditor key {key_file}: {exc}") from exc
+    else:
+        try:
+            creds = httpx.get(f"{base_url}/demo/credentials", timeout=10)
+            private_jwk = creds.json()["auditors"][0]["private_jwk"]
+        except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+            raise click.ClickException(
+                f"give --key (no demo auditor at {base_url})") from exc
+    chosen = {k: v for k, v in filters.items() if v is not None}
+    with Progress(TextColumn("export"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task("export", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = export_bundle(base_url, out, private_jwk, chosen, progress=progress)
+        except AuditError as exc:
+            raise click.ClickException(str(exc)) from exc
+    resumed = (f", resumed after index {result['resumed_after']}"
+               if result["resumed_after"] >= 0 else "")
+    click.echo(f"exported {result['lines']} entries of a tree of size {result['tree_size']} "
+               f"to {out}{resumed}")
+
+
+@audit.command("verify")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--previous-checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="An earlier checkpoint: the log must extend it.")
+@click.option("--verifier-key", default=None,
+              help="The log's verifier key, obtained out of band [default: the bundle's copy].")
+def audit_verify(folder: Path, previous_checkpoint: Path | None,
+                 verifier_key: str | None) -> None:
+    """Verify a bundle offline; one line per problem; exit 0 only if everything holds."""
+    from einmal.audit import MAX_PROBLEMS_SHOWN, verify_bundle  # noqa: PLC0415
+
+    if verifier_key and Path(verifier_key).is_file():
+        verifier_key = Path(verifier_key).read_text()
+    report = verify_bundle(folder, verifier_key=verifier_key,
+                           previous_checkpoint=previous_checkpoint)
+    for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
+        click.echo(f"FAIL {problem}", err=True)
+    if len(report.problems) > MAX_PROBLEMS_SHOWN:
+        click.echo(f"FAIL … and {len(report.problems) - MAX_PROBLEMS_SHOWN} more problems",
+                   err=True)
+    if not report.ok:
+        raise SystemExit(1)
+    rate = report.entries / report.seconds if report.seconds else 0
+    click.echo(f"OK: {report.entries} entries verified against the signed checkpoint of size "
+               f"{report.tree_size} ({report.seconds:.2f} s, {rate:,.0f} entries/s)")
