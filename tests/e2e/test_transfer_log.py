@@ -260,3 +260,20 @@ class TestShredding:
                               [base64.b64decode(h) for h in proof["hashes"]], checkpoint.root)
         child = demo.citizen("elfe", "child")
         assert not set(ids) & {e["id"] for e in demo.transfers(child["idnr"])}
+
+    def test_the_shred_command(self, filled, live_server) -> None:
+        import os  # noqa: PLC0415
+        import subprocess  # noqa: PLC0415
+        import sys  # noqa: PLC0415
+
+        demo, ids, checkpoint, _ = filled
+        env = dict(os.environ)
+        if live_server.settings.database_url:
+            env["EINMAL_DATABASE_URL"] = live_server.settings.database_url
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+        result = subprocess.run(
+            [sys.executable, "-m", "einmal", "log", "shred", "--before", tomorrow,
+             "--data-dir", str(live_server.data_dir), "--yes"],
+            capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert f"shredded {checkpoint.size} entries" in result.stdout

@@ -107,3 +107,17 @@ class TestServeOutsideDemoMode:
         assert result.returncode != 0
         assert "public knowledge" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+class TestLogShredCommand:
+    def test_bad_date_is_one_line(self, tmp_path: Path) -> None:
+        result = _run("log", "shred", "--before", "soon", "--data-dir", str(tmp_path), "--yes")
+        assert result.returncode == 2
+        assert "--before" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_no_cockpit_data(self, tmp_path: Path) -> None:
+        result = _run("log", "shred", "--before", "2025-01-01", "--data-dir", str(tmp_path),
+                      "--yes")
+        assert result.returncode == 1
+        assert "no cockpit data" in result.stderr
