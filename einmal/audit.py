@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import jwt
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from einmal import tlog
@@ -26,6 +27,18 @@ __all__ = ["AuditError", "VerifyReport", "auditor_token", "export_bundle", "veri
 
 AUDIT_AUDIENCE = "einmal-audit"
 MAX_PROBLEMS_SHOWN = 20
+_decode_json = msgspec.json.Decoder().decode
+
+
+class _Line(msgspec.Struct):
+    index: int
+    leaf: str | None = None
+    leaf_hash: str | None = None
+    entry: msgspec.Raw = msgspec.Raw(b"null")
+    inclusion: list[str] = []
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
 
 
 class AuditError(Exception):
@@ -131,34 +144,32 @@ class VerifyReport:
         self.problems.append(text)
 
 
-def _read_lines(path: Path, report: VerifyReport) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_lines(path: Path, report: VerifyReport) -> Iterator[tuple[int, _Line]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                line = json.loads(raw)
-                index = line["index"]
-                if not isinstance(index, int):
-                    raise TypeError  # noqa: TRY301
-            except (ValueError, KeyError, TypeError):
+                line = _decode_line(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
                 report.problem(f"line {number}: not a valid export line")
                 continue
-            yield index, line
+            yield line.index, line
 
 
-def _leaf_hash_of(index: int, line: dict[str, Any], report: VerifyReport) -> bytes | None:
+def _leaf_hash_of(index: int, line: _Line, report: VerifyReport) -> bytes | None:
     try:
-        if "leaf" in line:
-            leaf = base64.b64decode(line["leaf"], validate=True)
-            try:
-                decoded = json.loads(leaf)
-            except ValueError:
-                report.problem(f"index {index}: the leaf bytes are not valid JSON")
-            else:
-                if line.get("entry") is not None and decoded != line["entry"]:
-                    report.problem(f"index {index}: the decoded entry differs from its leaf bytes")
+        if line.leaf is not None:
+            leaf = base64.b64decode(line.leaf, validate=True)
+            entry = bytes(line.entry)
+            if entry != leaf and entry != b"null":  # not byte-identical: compare as JSON
+                try:
+                    if _decode_json(leaf) != _decode_json(entry):
+                        report.problem(
+                            f"index {index}: the decoded entry differs from its leaf bytes")
+                except msgspec.DecodeError:
+                    report.problem(f"index {index}: the leaf bytes are not valid JSON")
             return tlog.leaf_hash(leaf)
-        if "leaf_hash" in line:
-            value = base64.b64decode(line["leaf_hash"], validate=True)
+        if line.leaf_hash is not None:
+            value = base64.b64decode(line.leaf_hash, validate=True)
             if len(value) != 32:  # noqa: PLR2004
                 raise ValueError  # noqa: TRY301
             return value
@@ -261,7 +272,7 @@ def _verify_filtered(entries: Path, checkpoint: tlog.Checkpoint, report: VerifyR
         if leaf is None:
             continue
         try:
-            path = [base64.b64decode(h, validate=True) for h in line.get("inclusion", [])]
+            path = [base64.b64decode(h, validate=True) for h in line.inclusion]
             tlog.verify_inclusion(index, checkpoint.size, leaf, path, checkpoint.root)
         except (binascii.Error, tlog.ProofError) as exc:
             report.problem(f"index {index}: inclusion proof fails ({exc})")

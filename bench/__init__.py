@@ -1,0 +1,1 @@
+"""Benchmarks (issue 6). Not part of the test suite: run ``python -m bench.run [--quick]``."""

@@ -1,0 +1,145 @@
+"""Benchmark server processes, started by ``bench.run`` as subprocesses.
+
+* ``echo``: a raw Litestar msgspec JSON echo endpoint - the ceiling any Python handler reaches.
+* ``einmal-memory``: the default ``einmal serve --demo`` composition, except that the broker's
+  birth connector is replaced by an in-memory one (no HTTP) that returns the ``ProofData`` a real
+  fetch returned once at start-up (fetched from the register simulator through an in-process
+  ASGI transport, before the server starts).
+
+Both run exactly like ``einmal serve``: ``uvicorn.run`` with one worker, ``log_level="warning"``,
+``access_log=False``; the application log level is ``warning``.
+"""
+
+import argparse
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvicorn
+
+UVICORN_OPTIONS: dict[str, Any] = {"log_level": "warning", "access_log": False,
+                                   "timeout_graceful_shutdown": 10}
+
+
+class EchoIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The same body the proof request sends."""
+
+    proof_type: str
+    subject: str
+    purpose: str
+    consent_id: str | None = None
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def echo_app() -> Any:
+    from litestar import Litestar, post  # noqa: PLC0415
+
+    @post("/echo", status_code=200)
+    async def echo(data: EchoIn) -> EchoIn:
+        return data
+
+    @post("/v1/proof-requests", status_code=200)  # same path and body as the broker
+    async def echo_proof(data: EchoIn) -> EchoIn:
+        return data
+
+    from litestar import get  # noqa: PLC0415
+
+    @get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return Litestar(route_handlers=[echo, echo_proof, ready], logging_config=None, debug=False,
+                    openapi_config=None)
+
+
+class InMemoryBirthConnector:
+    """An in-process register: answers with a ``ProofData`` captured from one real fetch."""
+
+    def __init__(self, real: Any, answers: Mapping[str, Any]) -> None:
+        from einmal.domain.proofs import ProofType  # noqa: PLC0415
+
+        self.proof_type = ProofType.BIRTH
+        self._real = real
+        self._answers = dict(answers)
+
+    def check_parameters(self, parameters: Mapping[str, Any]) -> None:
+        self._real.check_parameters(parameters)  # pure, no I/O
+
+    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> Any:
+        from connectors.base import RecordNotFoundError  # noqa: PLC0415
+
+        self.check_parameters(parameters)
+        answer = self._answers.get(subject)
+        if answer is None:
+            msg = "the in-memory register holds no record for the subject"
+            raise RecordNotFoundError(msg)
+        return answer
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+async def _capture_birth_proof(settings: Any, child: dict[str, Any]) -> Any:
+    """One real fetch through the birth connector, against the simulator app in-process."""
+    import httpx  # noqa: PLC0415
+    from litestar import Litestar  # noqa: PLC0415
+
+    from connectors.factory import build_connectors  # noqa: PLC0415
+    from connectors.simulators.app import SimulatorSettings, create_registers_router  # noqa: PLC0415
+    from einmal.domain.proofs import ProofType  # noqa: PLC0415
+
+    registers = Litestar(route_handlers=[create_registers_router(SimulatorSettings(
+        seed=settings.simulator_seed, families=settings.simulator_families))],
+        logging_config=None, openapi_config=None)
+    transport = httpx.ASGITransport(app=registers)
+    connectors = build_connectors("http://registers.invalid/registers", transport=transport)
+    try:
+        return await connectors[ProofType.BIRTH].fetch(
+            child["idnr"], {"place_of_birth": child["place_of_birth"],
+                            "birth_date": child["birth_date"]})
+    finally:
+        for connector in connectors.values():
+            await connector.aclose()
+
+
+def einmal_memory_app(port: int, data_dir: Path) -> Any:
+    from einmal.demo import DemoComponent  # noqa: PLC0415
+    from einmal.domain.proofs import ProofType  # noqa: PLC0415
+    from einmal.logging import configure_logging  # noqa: PLC0415
+    from einmal.server import build_components, create_app  # noqa: PLC0415
+    from einmal.settings import load_settings  # noqa: PLC0415
+
+    settings = load_settings(os.environ, port=port, data_dir=data_dir, demo=True,
+                             log_level="warning")
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    components = build_components(settings)
+    demo = next(c for c in components if isinstance(c, DemoComponent))
+    broker = next(c for c in components if c.name == "broker")
+    child = next(c for c in demo.credentials["citizens"]
+                 if c["family"] == "elfe" and c["role"] == "child")
+    proof = asyncio.run(_capture_birth_proof(settings, child))
+    real = broker.connectors[ProofType.BIRTH]
+    # The service holds the same mapping object as the component (broker/app.py).
+    assert broker.service._connectors is broker.connectors  # noqa: S101, SLF001
+    broker.connectors[ProofType.BIRTH] = InMemoryBirthConnector(real, {child["idnr"]: proof})
+    return create_app(settings, components)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("kind", choices=["echo", "einmal-memory"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args()
+    if args.kind == "echo":
+        app = echo_app()
+    else:
+        app = einmal_memory_app(args.port, args.data_dir)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)
+
+
+if __name__ == "__main__":
+    main()
