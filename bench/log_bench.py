@@ -25,6 +25,7 @@ from sqlalchemy import insert
 
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
+from cockpit.vault import CitizenVault
 from cockpit.tables import EntryRow
 from einmal import tlog
 from einmal.audit import verify_bundle
@@ -73,7 +74,8 @@ async def main(entries: int, database_url: str | None, *, memory: bool) -> dict:
         url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     engine = create_engine(url)
     key = load_or_create_signing_key(workdir, "cockpit-log")
-    service = CockpitService(engine=engine, pseudonym_key=b"k" * 32)
+    service = CockpitService(engine=engine, pseudonym_key=b"k" * 32,
+                             vault=CitizenVault(b"m" * 32))
     await service.create_schema()
     transfer_log = TransferLog(engine=engine, key=key, origin="bench/log", batch_size=20_000)
     async with engine.begin() as conn:

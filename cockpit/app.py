@@ -6,6 +6,7 @@ from litestar import Router
 from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
+from cockpit.vault import CitizenVault
 from einmal.citizen import CitizenAuth
 from einmal.keys import load_or_create_secret, load_or_create_signing_key
 from einmal.settings import Settings
@@ -30,6 +31,7 @@ class CockpitComponent:
         self.service = CockpitService(
             engine=self.engine,
             pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"),
+            vault=CitizenVault(load_or_create_secret(settings.keys_dir, "cockpit-master")),
             on_ingested=self.log.notify)
         channel = ChannelAuth(keys_file=settings.keys_dir / "broker-channel.public.json",
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)

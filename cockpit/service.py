@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cockpit.leaf import encode_leaf
+from cockpit.vault import CitizenVault
 from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRow
 from einmal import tlog
 from einmal.domain.transfer import Outcome, TransferRecord
@@ -73,11 +74,12 @@ def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
 
 
 class CockpitService:
-    def __init__(self, *, engine: AsyncEngine, pseudonym_key: bytes,
+    def __init__(self, *, engine: AsyncEngine, pseudonym_key: bytes, vault: CitizenVault,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  on_ingested: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
         self._on_ingested = on_ingested
+        self._vault = vault
         self._key = pseudonym_key
         self._clock = clock
 
@@ -109,9 +111,12 @@ class CockpitService:
             for record in records:
                 subject_ref = self.pseudonym(record.subject)
                 leaf = encode_leaf(record, subject_ref)
+                key = await self._vault.key(conn, subject_ref, create=True)
+                assert key is not None  # noqa: S101 - create=True always yields a key
+                body = self._vault.seal(key, record.id, _view_encoder.encode(_view(record)))
                 result = await conn.execute(_insert_ignore(conn, _entry).values(
                     id=record.id, occurred_at=record.occurred_at, received_at=now,
-                    subject_ref=subject_ref, body=_view_encoder.encode(_view(record)),
+                    subject_ref=subject_ref, body=body,
                     leaf=leaf, leaf_hash=tlog.leaf_hash(leaf), service_id=record.service.id,
                     register_id=record.register.id if record.register else None))
                 if result.rowcount != 1:
@@ -148,7 +153,7 @@ class CockpitService:
         if not 1 <= limit <= 200:  # noqa: PLR2004
             raise ProblemError("invalid-request", "limit: between 1 and 200.")
         query = (select(_index.c.transfer_id, _index.c.occurred_at, _index.c.relation,
-                        _entry.c.body, _entry.c.log_index)
+                        _entry.c.body, _entry.c.log_index, _entry.c.subject_ref)
                  .join(_entry, _entry.c.id == _index.c.transfer_id)
                  .where(_index.c.citizen_ref == self.pseudonym(idnr),
                         _index.c.occurred_at >= self._clock() - _VISIBLE_FOR))
@@ -158,12 +163,17 @@ class CockpitService:
                                     and_(_index.c.occurred_at == after_time,
                                          _index.c.transfer_id < after_id)))
         query = query.order_by(_index.c.occurred_at.desc(), _index.c.transfer_id.desc())
+        items = []
         async with self._tx() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
-        items = [msgspec.structs.replace(_view_decoder.decode(row.body), relation=row.relation,
-                                         log_index=row.log_index,
-                                         included=row.log_index is not None)
-                 for row in rows[:limit] if row.body is not None]
+            for row in rows[:limit]:
+                key = await self._vault.key(conn, row.subject_ref, create=False)
+                if row.body is None or key is None:  # shredded
+                    continue
+                view = _view_decoder.decode(self._vault.open(key, row.transfer_id, row.body))
+                items.append(msgspec.structs.replace(
+                    view, relation=row.relation, log_index=row.log_index,
+                    included=row.log_index is not None))
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
-__all__ = ["COCKPIT_TABLES", "CheckpointRow", "CitizenEntryRow", "EntryRow", "LogStateRow",
+__all__ = ["COCKPIT_TABLES", "CheckpointRow", "CitizenEntryRow", "CitizenKeyRow", "EntryRow", "LogStateRow",
            "RelationRow", "TreeNodeRow"]
 
 
@@ -54,6 +54,16 @@ class RelationRow(SQLModel, table=True):
     child_ref: str = Field(sa_column=Column(String(64), primary_key=True))
 
 
+class CitizenKeyRow(SQLModel, table=True):
+    """A citizen's view key, wrapped with the cockpit master key (cockpit/vault.py)."""
+
+    __tablename__ = "cockpit_citizen_key"
+
+    citizen_ref: str = Field(sa_column=Column(String(64), primary_key=True))
+    wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class TreeNodeRow(SQLModel, table=True):
     """Hash of the perfect subtree covering leaves [idx * 2**level, (idx + 1) * 2**level)."""
 
@@ -84,4 +94,5 @@ class LogStateRow(SQLModel, table=True):
 
 
 COCKPIT_TABLES = [EntryRow.__table__, CitizenEntryRow.__table__, RelationRow.__table__,  # type: ignore[attr-defined]
-                  TreeNodeRow.__table__, CheckpointRow.__table__, LogStateRow.__table__]  # type: ignore[attr-defined]
+                  TreeNodeRow.__table__, CheckpointRow.__table__, LogStateRow.__table__,
+                  CitizenKeyRow.__table__]  # type: ignore[attr-defined]

@@ -277,3 +277,22 @@ class TestShredding:
             capture_output=True, text=True, env=env, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
         assert f"shredded {checkpoint.size} entries" in result.stdout
+
+
+class TestStoredViewsAreSealed:
+    def test_the_citizen_view_is_not_stored_in_the_clear(self, filled, live_server) -> None:
+        from sqlalchemy import text  # noqa: PLC0415
+
+        demo = filled[0]
+        engine = live_server.component("cockpit").engine
+
+        async def bodies() -> list[bytes]:
+            async with engine.connect() as conn:
+                rows = await conn.execute(text("SELECT body FROM cockpit_entry"))
+                return [bytes(row[0]) for row in rows]
+
+        stored = asyncio.run_coroutine_threadsafe(bodies(), live_server.loop).result(10)
+        assert stored
+        assert not any(b"amensbestimmung" in body for body in stored)
+        child = demo.citizen("elfe", "child")
+        assert demo.transfers(child["idnr"])  # and yet the citizen reads them

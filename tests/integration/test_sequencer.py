@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
+from cockpit.vault import CitizenVault
 from cockpit.tables import CheckpointRow, EntryRow
 from einmal import tlog
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
@@ -35,7 +36,8 @@ async def test_concurrent_sequencers_build_one_tree(tmp_path: Path) -> None:
     key = load_or_create_signing_key(tmp_path, "cockpit-log")
     engines = [create_engine(url), create_engine(url)]
     try:
-        service = CockpitService(engine=engines[0], pseudonym_key=b"k" * 32)
+        service = CockpitService(engine=engines[0], pseudonym_key=b"k" * 32,
+                                 vault=CitizenVault(b"m" * 32))
         await service.create_schema()
         logs = [TransferLog(engine=e, key=key, origin="test/log", batch_size=7) for e in engines]
         async with engines[0].begin() as conn:

@@ -1,0 +1,423 @@
+"""Run the benchmark suite: ``.venv/bin/python -m bench.run [--quick] [--postgres URL]``.
+
+Part 1 - throughput and latency of the proof request against the framework's ceiling. Every
+server is its own subprocess (uvicorn, one worker, log level warning, no access log) with a
+fresh temporary data dir and ``--demo``; the load generator (``bench.load``) is another process:
+
+  a   raw Litestar msgspec JSON echo endpoint (``bench.servers echo``)
+  b   proof request, in-process register: no HTTP to the register (``bench.servers
+      einmal-memory``: the demo composition with an in-memory birth connector)
+  b2  proof request, ``einmal serve --demo`` (registers in the same process, over loopback HTTP)
+  c   proof request, registers in a separate process (``einmal serve --components registers``,
+      broker+cockpit with ``--registers-url``)
+
+Part 2 - citizen query latency (``GET /v1/me/transfers?limit=50``) with many entries seeded
+straight into the cockpit tables (``bench.query``), on SQLite and (``--postgres URL``) PostgreSQL.
+
+Results: ``bench/results/latest.json``; a Markdown summary is printed at the end.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+EINMAL = str(Path(PYTHON).parent / "einmal")
+RESULTS = ROOT / "bench" / "results"
+SERVICE = "standesamt-namensdienst-bremen"
+PURPOSE = "namensbestimmung"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EINMAL_")}
+    env["EINMAL_LOG_LEVEL"] = "warning"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Server:
+    """A server subprocess; output goes to a log file in its data dir."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log_path: Path) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=server_env(), stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, path: str = "/health/ready", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + path, timeout=2).status_code == 200:  # noqa: PLR2004
+                    return
+            time.sleep(0.1)
+        msg = f"{self.name} did not start; see {self.log_path}:\n{self.log_path.read_text()[-2000:]}"
+        raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _assertion(credentials: dict[str, Any], client_id: str) -> str:
+    import jwt  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
+    from einmal.keys import _unb64u  # noqa: PLC0415, PLC2701
+
+    service = next(s for s in credentials["services"] if s["client_id"] == client_id)
+    jwk = service["private_jwk"]
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": credentials["token_endpoint"],
+              "iat": now, "exp": now + 60, "jti": str(uuid.uuid4())}
+    key = Ed25519PrivateKey.from_private_bytes(_unb64u(jwk["d"]))
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": jwk["kid"]})
+
+
+def proof_request_bytes(base_url: str, port: int) -> tuple[bytes, dict[str, Any]]:
+    """Token for the Namensdienst (demo credentials), and the exact proof request bytes."""
+    credentials = httpx.get(f"{base_url}/demo/credentials", timeout=10).json()
+    form = {"grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": _assertion(credentials, SERVICE)}
+    response = httpx.post(f"{base_url}/v1/token", data=form, timeout=10)
+    response.raise_for_status()
+    token = response.json()["access_token"]
+    child = next(c for c in credentials["citizens"]
+                 if c["family"] == "elfe" and c["role"] == "child")
+    return build_request(port, token, child), child
+
+
+def build_request(port: int, token: str, child: dict[str, Any]) -> bytes:
+    body = json.dumps({"proof_type": "birth", "subject": child["idnr"], "purpose": PURPOSE,
+                       "parameters": {"place_of_birth": child["place_of_birth"],
+                                      "birth_date": child["birth_date"]}},
+                      separators=(",", ":")).encode()
+    head = (f"POST /v1/proof-requests HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+            f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+def sanity_check(base_url: str, request: bytes, expect_proof: bool) -> None:
+    head, body = request.split(b"\r\n\r\n", 1)
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    headers.pop("host", None)
+    headers.pop("content-length", None)
+    response = httpx.post(f"{base_url}/v1/proof-requests", content=body, headers=headers,
+                          timeout=10)
+    if response.status_code != 200:  # noqa: PLR2004
+        msg = f"sanity request failed: {response.status_code} {response.text[:300]}"
+        raise RuntimeError(msg)
+    if expect_proof and not {"transfer_id", "proof"} <= set(response.json()):
+        msg = f"sanity request: no proof in {response.text[:300]}"
+        raise RuntimeError(msg)
+
+
+def run_load(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    spec_path = workdir / f"load-{uuid.uuid4().hex[:8]}.json"
+    spec_path.write_text(json.dumps(spec))
+    out = subprocess.run([PYTHON, "-m", "bench.load", str(spec_path)], cwd=ROOT,
+                         env=server_env(), capture_output=True, check=True, text=True)
+    return json.loads(out.stdout)
+
+
+VARIANTS = {
+    "a": "raw Litestar msgspec JSON echo (ceiling)",
+    "b": "proof request, in-process register (in-memory birth connector, no HTTP)",
+    "b2": "proof request, registers in the same process over loopback HTTP (einmal serve --demo)",
+    "c": "proof request, registers in a separate process over HTTP",
+}
+
+
+def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
+    """Start the servers of one variant; returns (all servers, the one under load)."""
+    port = free_port()
+    data = workdir / f"data-{variant}"
+    data.mkdir()
+    if variant == "a":
+        server = Server("echo", [PYTHON, "-m", "bench.servers", "echo", "--port", str(port)],
+                        port, workdir / "server-a.log")
+        return [server], server
+    if variant == "b":
+        server = Server("einmal-memory", [PYTHON, "-m", "bench.servers", "einmal-memory",
+                                          "--port", str(port), "--data-dir", str(data)],
+                        port, workdir / "server-b.log")
+        return [server], server
+    if variant == "b2":
+        server = Server("einmal", [EINMAL, "serve", "--demo", "--port", str(port),
+                                   "--data-dir", str(data)], port, workdir / "server-b2.log")
+        return [server], server
+    reg_port = free_port()
+    reg_data = workdir / "data-c-registers"
+    reg_data.mkdir()
+    registers = Server("registers", [EINMAL, "serve", "--components", "registers",
+                                     "--port", str(reg_port), "--data-dir", str(reg_data)],
+                       reg_port, workdir / "server-c-registers.log")
+    registers.wait_ready()
+    server = Server("einmal-broker-cockpit", [
+        EINMAL, "serve", "--demo", "--components", "broker,cockpit", "--port", str(port),
+        "--data-dir", str(data), "--registers-url", f"{registers.base_url}/registers"],
+        port, workdir / "server-c.log")
+    return [registers, server], server
+
+
+def measure_variant(variant: str, args: argparse.Namespace, workdir: Path,
+                    echo_request: bytes | None, half_peak: bool,
+                    profile_s: float = 0) -> dict[str, Any]:
+    servers, server = start_variant(variant, workdir)
+    try:
+        server.wait_ready()
+        if variant == "a":
+            assert echo_request is not None  # noqa: S101
+            request = echo_request.replace(b"host: 127.0.0.1:0", f"host: 127.0.0.1:{server.port}"
+                                           .encode())
+        else:
+            request, _ = proof_request_bytes(server.base_url, server.port)
+        sanity_check(server.base_url, request, expect_proof=variant != "a")
+        pids = [s.proc.pid for s in servers]
+        base = {"host": "127.0.0.1", "port": server.port, "request": request.decode("latin-1"),
+                "server_pids": pids, "warmup_s": args.warmup, "duration_s": args.duration}
+        result: dict[str, Any] = {"variant": variant, "what": VARIANTS[variant],
+                                  "server_pids": pids}
+        print(f"[{variant}] closed loop, {args.concurrency} connections ...", flush=True)
+        result["closed"] = run_load({**base, "mode": "closed",
+                                     "concurrency": args.concurrency}, workdir)
+        _print(variant, result["closed"])
+        if half_peak:
+            rate = max(1.0, round(result["closed"]["rps"] / 2))
+            print(f"[{variant}] open loop at {rate} req/s (half of peak) ...", flush=True)
+            result["half_peak"] = run_load({**base, "mode": "open", "rate": rate,
+                                            "concurrency": args.concurrency}, workdir)
+            _print(variant, result["half_peak"])
+        if profile_s:
+            result["profile"] = profile(server, base, args, workdir, profile_s)
+        return result
+    finally:
+        for s in reversed(servers):
+            s.stop()
+
+
+def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, workdir: Path,
+            seconds: float) -> dict[str, Any]:
+    """py-spy (sampling, 100 Hz) on the server while the load generator saturates it."""
+    pyspy = Path(PYTHON).parent / "py-spy"
+    if not pyspy.exists():
+        return {"error": "py-spy not installed (pip install -e '.[bench]')"}
+    raw = workdir / "profile.txt"
+    load = subprocess.Popen([PYTHON, "-m", "bench.load", str(_spec_file(
+        {**base, "mode": "closed", "concurrency": args.concurrency, "warmup_s": 1,
+         "duration_s": seconds + 2}, workdir))], cwd=ROOT, env=server_env(),
+        stdout=subprocess.DEVNULL)
+    time.sleep(1.5)
+    spy = subprocess.run([str(pyspy), "record", "-p", str(server.proc.pid), "-d", str(int(seconds)),
+                          "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking"],
+                         capture_output=True, text=True, check=False)
+    load.wait()
+    if spy.returncode != 0 or not raw.exists():
+        return {"error": (spy.stderr or spy.stdout)[-500:]}
+    from bench.profile import summarise  # noqa: PLC0415
+
+    summary = summarise(raw.read_text())
+    keep = RESULTS / "profile-b.txt"
+    keep.write_text(raw.read_text())
+    summary["raw_file"] = str(keep.relative_to(ROOT))
+    return summary
+
+
+def _spec_file(spec: dict[str, Any], workdir: Path) -> Path:
+    path = workdir / f"load-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _print(variant: str, r: dict[str, Any]) -> None:
+    print(f"    {variant}: {r['rps']} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+          f"errors {r['errors']}  loadgen cpu {r['loadgen_cpu_cores']}  "
+          f"server cpu {r['server_cpu_cores']}", flush=True)
+    if r["errors"]:
+        print(f"    first error: {r['error_sample']}", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import litestar  # noqa: PLC0415
+    import uvicorn  # noqa: PLC0415
+
+    try:
+        import uvloop  # noqa: F401, PLC0415
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401, PLC0415
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "platform": platform.platform(), "litestar": litestar.__version__
+            if hasattr(litestar, "__version__") else _dist_version("litestar"),
+            "uvicorn": uvicorn.__version__, "uvicorn_loop": loop, "uvicorn_http": http}
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version  # noqa: PLC0415
+
+    return version(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a ~1-minute run")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also run the citizen query on PostgreSQL (a database "
+                             "<name>_einmal_bench is created beside the one in the URL)")
+    parser.add_argument("--only", choices=["http", "query"], help="run only one part")
+    parser.add_argument("--variants", default="a,b,b2,c")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup", type=float)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--entries", type=int, help="log entries seeded for the citizen query")
+    parser.add_argument("--profile", type=float, default=None,
+                        help="seconds of py-spy on server b (default 15, 0 = off, off in --quick)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
+    args.duration = args.duration if args.duration is not None else (5 if args.quick else 20)
+    args.entries = args.entries or (50_000 if args.quick else 1_000_000)
+    if args.profile is None:
+        args.profile = 0 if args.quick else 15
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(PYTHON).name, "-m", "bench.run", *sys.argv[1:]]),
+        "machine": machine(),
+        "settings": {
+            "server": "uvicorn.run, 1 worker, log_level=warning, access_log=False; "
+                      "EINMAL_LOG_LEVEL=warning; fresh temp data dir, --demo, SQLite",
+            "load_generator": "bench.load: raw asyncio streams, HTTP/1.1 keep-alive, own process",
+            "concurrency": args.concurrency, "warmup_s": args.warmup,
+            "duration_s": args.duration, "quick": args.quick,
+        },
+    }
+    print(f"machine: {report['machine']}", flush=True)
+    print(f"load generator: closed loop, {args.concurrency} keep-alive connections, warm-up "
+          f"{args.warmup} s, measured {args.duration} s; open loop at half peak: same "
+          f"connection cap, latency from the scheduled send time", flush=True)
+    with tempfile.TemporaryDirectory(prefix="einmal-bench-") as tmp:
+        workdir = Path(tmp)
+        if args.only in (None, "http"):
+            report["http"] = run_http(args, workdir)
+        if args.only in (None, "query"):
+            from bench.query import run_queries  # noqa: PLC0415
+
+            report["citizen_query"] = run_queries(args, workdir)
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten {args.output}")
+    print(markdown(report))
+
+
+def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    # The echo server gets the very same request bytes as the broker (token included).
+    echo_request = build_request(0, "x" * 300, {
+        "idnr": "12345678901", "place_of_birth": "04011000", "birth_date": "2025-01-01"})
+    results: dict[str, Any] = {}
+    for variant in variants:
+        half = variant in ({"b"} if args.quick else {"b", "b2", "c"})
+        results[variant] = measure_variant(variant, args, workdir, echo_request, half,
+                                           profile_s=args.profile if variant == "b" else 0)
+    a = results.get("a", {}).get("closed", {}).get("rps")
+    ratios = {}
+    for variant in ("b", "b2", "c"):
+        rps = results.get(variant, {}).get("closed", {}).get("rps")
+        if a and rps is not None:
+            ratios[f"{variant}/a"] = round(rps / a, 3)
+    results["ratios"] = ratios
+    b_half = results.get("b", {}).get("half_peak")
+    results["targets"] = {
+        "b/a >= 0.35": ratios.get("b/a") is not None and ratios["b/a"] >= 0.35,  # noqa: PLR2004
+        "p99 <= 20 ms at half peak (b)": bool(b_half) and b_half["p99_ms"] is not None
+        and b_half["p99_ms"] <= 20,  # noqa: PLR2004
+    }
+    return results
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"Run {report['date']}, `{report['command']}`, {report['machine']['cores']} cores "
+             f"({report['machine']['cpu']}), Python {report['machine']['python']}", ""]
+    http = report.get("http")
+    if http:
+        lines += ["| variant | req/s | p50 ms | p99 ms | errors | half-peak rate | p50 ms | p99 ms |"
+                  " errors |", "|---|---|---|---|---|---|---|---|---|"]
+        for variant in ("a", "b", "b2", "c"):
+            r = http.get(variant)
+            if not r:
+                continue
+            c, h = r["closed"], r.get("half_peak")
+            half = (f"{h['settings']['rate']} | {h['p50_ms']} | {h['p99_ms']} | {h['errors']}"
+                    if h else "- | - | - | -")
+            lines.append(f"| {variant}: {r['what']} | {c['rps']} | {c['p50_ms']} | {c['p99_ms']} "
+                         f"| {c['errors']} | {half} |")
+        lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in http["ratios"].items()),
+                  "targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
+                                          for k, v in http["targets"].items()), ""]
+    query = report.get("citizen_query")
+    if query:
+        lines += ["| store | entries | index rows | citizen's entries | seeding s | p50 ms "
+                  "| p99 ms | requests |", "|---|---|---|---|---|---|---|---|"]
+        for store, q in query.items():
+            if "error" in q:
+                lines.append(f"| {store} | error: {q['error']} |")
+                continue
+            lines.append(f"| {store} | {q['entries']} | {q['index_rows']} | "
+                         f"{q['citizen_entries']} | {q['seed_s']} | {q['p50_ms']} | "
+                         f"{q['p99_ms']} | {q['requests']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Per-citizen encryption of the citizen view (AES-256-GCM), keys wrapped by a master key.
+
+Each citizen (keyed pseudonym) has a random 256-bit key, stored only wrapped with the cockpit's
+master key (RFC 3394 AES key wrap). An entry's citizen view is sealed with its subject's key,
+the transfer id as associated data. Deleting a citizen's key makes every sealed view of theirs
+unreadable (crypto-shredding) while the log's leaf hashes, and so every proof, stay intact.
+"""
+
+import os
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cockpit.tables import CitizenKeyRow
+
+__all__ = ["CitizenVault", "VaultError"]
+
+_keys = CitizenKeyRow.__table__  # type: ignore[attr-defined]
+_NONCE = 12
+
+
+class VaultError(Exception):
+    """A sealed view cannot be opened (wrong key, tampered, or the key was shredded)."""
+
+
+class CitizenVault:
+    def __init__(self, master_key: bytes, cache_size: int = 10_000) -> None:
+        if len(master_key) != 32:  # noqa: PLR2004
+            msg = "the master key must be 32 bytes"
+            raise ValueError(msg)
+        self._master = master_key
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _remember(self, citizen_ref: str, key: bytes) -> bytes:
+        self._cache[citizen_ref] = key
+        self._cache.move_to_end(citizen_ref)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return key
+
+    async def key(self, conn: AsyncConnection, citizen_ref: str, *, create: bool) -> bytes | None:
+        cached = self._cache.get(citizen_ref)
+        if cached is not None:
+            return cached
+        wrapped = (await conn.execute(select(_keys.c.wrapped_key)
+                                      .where(_keys.c.citizen_ref == citizen_ref))).scalar()
+        if wrapped is None:
+            if not create:
+                return None
+            dialect = {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name]
+            await conn.execute(dialect.insert(_keys).on_conflict_do_nothing().values(
+                citizen_ref=citizen_ref, wrapped_key=aes_key_wrap(self._master, os.urandom(32)),
+                created_at=datetime.now(UTC)))
+            wrapped = (await conn.execute(select(_keys.c.wrapped_key)
+                                          .where(_keys.c.citizen_ref == citizen_ref))).scalar_one()
+        try:
+            return self._remember(citizen_ref, aes_key_unwrap(self._master, wrapped))
+        except InvalidUnwrap as exc:
+            msg = "a citizen key does not unwrap with this master key"
+            raise VaultError(msg) from exc
+
+    @staticmethod
+    def seal(key: bytes, transfer_id: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + AESGCM(key).encrypt(nonce, plaintext, transfer_id.encode())
+
+    @staticmethod
+    def open(key: bytes, transfer_id: str, sealed: bytes) -> bytes:
+        try:
+            return AESGCM(key).decrypt(sealed[:_NONCE], sealed[_NONCE:], transfer_id.encode())
+        except Exception as exc:  # InvalidTag: one opaque failure
+            msg = "a sealed view does not open"
+            raise VaultError(msg) from exc
+
+    async def forget(self, conn: AsyncConnection, citizen_ref: str) -> None:
+        """Crypto-shred: delete the citizen's key; their sealed views become unreadable."""
+        await conn.execute(delete(_keys).where(_keys.c.citizen_ref == citizen_ref))
+        self._cache.pop(citizen_ref, None)
