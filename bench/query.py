@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import random
 import sqlite3
 import time
@@ -54,9 +55,36 @@ def _view(transfer_id: str, occurred: datetime, service: dict[str, str]) -> byte
         "retention_until": occurred + timedelta(days=365), "correlation_id": None})
 
 
-def generate(entries: int, citizens: int, target_ref: str, target_entries: int, seed: int = 6,
-             ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Entries in log order (time ascending over the last ~700 days) with their index rows."""
+class Keys:
+    """Per-citizen view keys as ``cockpit/vault.py`` keeps them (wrapped with the master key)."""
+
+    def __init__(self, master: bytes) -> None:
+        self._master = master
+        self.raw: dict[str, bytes] = {}
+        self.new_rows: list[dict[str, Any]] = []
+
+    def seal(self, citizen_ref: str, transfer_id: str, plaintext: bytes) -> bytes:
+        from cockpit.vault import CitizenVault  # noqa: PLC0415
+
+        key = self.raw.get(citizen_ref)
+        if key is None:
+            from cryptography.hazmat.primitives.keywrap import aes_key_wrap  # noqa: PLC0415
+
+            key = self.raw[citizen_ref] = os.urandom(32)
+            self.new_rows.append({"citizen_ref": citizen_ref,
+                                  "wrapped_key": aes_key_wrap(self._master, key),
+                                  "created_at": datetime.now(UTC)})
+        return CitizenVault.seal(key, transfer_id, plaintext)
+
+    def take(self) -> list[dict[str, Any]]:
+        rows, self.new_rows = self.new_rows, []
+        return rows
+
+
+def generate(entries: int, citizens: int, target_ref: str, target_entries: int, keys: Keys,
+             seed: int = 6) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Entries in log order (time ascending over the last ~700 days) with their index rows;
+    the citizen view is sealed with the subject's key (as ``CockpitService.ingest`` does)."""
     rng = random.Random(seed)
     refs = [hashlib.sha256(f"citizen-{i}".encode()).hexdigest() for i in range(citizens)]
     target_at = set(rng.sample(range(entries), target_entries))
@@ -73,10 +101,12 @@ def generate(entries: int, citizens: int, target_ref: str, target_entries: int, 
                                     | (2 << 62) | i))
         subject = target_ref if i in target_at else refs[rng.randrange(citizens)]
         service = services[i & 1]
-        body = _view(transfer_id, occurred, service)
+        view = _view(transfer_id, occurred, service)
+        body = keys.seal(subject, transfer_id, view)
+        # The leaf bytes are not read by the query; a same-sized stand-in.
         entry = {"seq": i + 1, "id": transfer_id, "occurred_at": occurred,
                  "received_at": occurred + timedelta(milliseconds=20), "subject_ref": subject,
-                 "body": body, "leaf": body, "leaf_hash": hashlib.sha256(body).digest(),
+                 "body": body, "leaf": view, "leaf_hash": hashlib.sha256(view).digest(),
                  "log_index": i, "service_id": service["id"],
                  "register_id": "standesamt:04011000"}
         index = [{"citizen_ref": subject, "transfer_id": transfer_id, "occurred_at": occurred,
@@ -113,7 +143,7 @@ def _chunks(rows: Iterator[tuple[dict[str, Any], list[dict[str, Any]]]],
         yield entries, index
 
 
-def seed_sqlite(path: Path, rows: Iterator[Any]) -> tuple[int, int]:
+def seed_sqlite(path: Path, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
     conn = sqlite3.connect(path, timeout=30)
     conn.execute("PRAGMA synchronous=OFF")  # seeding only; the server keeps FULL
     n_entries = n_index = 0
@@ -128,6 +158,11 @@ def seed_sqlite(path: Path, rows: Iterator[Any]) -> tuple[int, int]:
         conn.executemany(i_sql, [
             (r["citizen_ref"], r["transfer_id"], _sqlite_time(r["occurred_at"]), r["relation"])
             for r in index])
+        conn.executemany(
+            "INSERT INTO cockpit_citizen_key (citizen_ref, wrapped_key, created_at) "
+            "VALUES (?, ?, ?)",
+            [(k["citizen_ref"], k["wrapped_key"], _sqlite_time(k["created_at"]))
+             for k in keys.take()])
         conn.commit()
         n_entries += len(entries)
         n_index += len(index)
@@ -138,7 +173,7 @@ def seed_sqlite(path: Path, rows: Iterator[Any]) -> tuple[int, int]:
     return n_entries, n_index
 
 
-async def _seed_postgres(url: str, rows: Iterator[Any]) -> tuple[int, int]:
+async def _seed_postgres(url: str, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
     import asyncpg  # noqa: PLC0415
 
     conn = await asyncpg.connect(url)
@@ -151,6 +186,10 @@ async def _seed_postgres(url: str, rows: Iterator[Any]) -> tuple[int, int]:
             await conn.copy_records_to_table(
                 "cockpit_citizen_entry", columns=_INDEX_COLS,
                 records=[tuple(r[c] for c in _INDEX_COLS) for r in index])
+            await conn.copy_records_to_table(
+                "cockpit_citizen_key", columns=["citizen_ref", "wrapped_key", "created_at"],
+                records=[(k["citizen_ref"], k["wrapped_key"], k["created_at"])
+                         for k in keys.take()])
             n_entries += len(entries)
             n_index += len(index)
         await conn.execute("SELECT setval(pg_get_serial_sequence('cockpit_entry', 'seq'), $1)",
@@ -179,9 +218,10 @@ async def _prepare_postgres(url: str) -> str:
     bench_url = f"{base}/{bench_db}"
     conn = await asyncpg.connect(bench_url)
     try:
-        for table in ("cockpit_citizen_entry", "cockpit_relation", "cockpit_tree_node",
-                      "cockpit_checkpoint", "cockpit_log_state", "cockpit_entry"):
-            await conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = "
+                                  "'public' AND tablename LIKE 'cockpit\\_%'")
+        for row in tables:
+            await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
     finally:
         await conn.close()
     return bench_url
@@ -195,6 +235,9 @@ def measure(base_url: str, citizen_idnr: str, requests: int) -> dict[str, Any]:
         first = http.get("/v1/me/transfers", params={"limit": 50}, headers=headers)
         first.raise_for_status()
         page = first.json()
+        if not page["items"]:
+            msg = f"the citizen's first page is empty: {first.text[:300]}"
+            raise RuntimeError(msg)
         for _ in range(20):  # warm-up
             http.get("/v1/me/transfers", params={"limit": 50}, headers=headers)
         latencies = []
@@ -231,17 +274,18 @@ def run_store(store: str, args: argparse.Namespace, workdir: Path,
         parent = next(c for c in credentials["citizens"]
                       if c["family"] == "elfe" and c["role"] == "parent")
         key = (data / "keys" / "cockpit-pseudonym.key").read_bytes()
+        keys = Keys((data / "keys" / "cockpit-master.key").read_bytes())
         entries = args.entries
         citizens = max(100, entries // 10)
         target = 120
-        rows = generate(entries, citizens, _pseudonym(key, parent["idnr"]), target)
+        rows = generate(entries, citizens, _pseudonym(key, parent["idnr"]), target, keys)
         print(f"[query/{store}] seeding {entries} entries over {citizens} citizens "
               f"(measured citizen: {target}) ...", flush=True)
         started = time.perf_counter()
         if database_url:
-            n_entries, n_index = asyncio.run(_seed_postgres(database_url, rows))
+            n_entries, n_index = asyncio.run(_seed_postgres(database_url, rows, keys))
         else:
-            n_entries, n_index = seed_sqlite(data / "cockpit.db", rows)
+            n_entries, n_index = seed_sqlite(data / "cockpit.db", rows, keys)
         seed_s = round(time.perf_counter() - started, 1)
         print(f"[query/{store}] seeded in {seed_s} s; measuring {args.query_requests} "
               f"sequential requests ...", flush=True)

@@ -81,10 +81,13 @@ def _print_welcome(settings: Any) -> None:
     if "registers" in settings.components:
         lines.append(f"  registers: {settings.registers_base_url}")
     if settings.demo:
+        me = sys.argv[0] if sys.argv[0].endswith("einmal") else "einmal"
         lines += [f"  demo credentials: {settings.data_dir / 'demo-credentials.json'}",
                   "Try next, in another terminal:",
-                  f"  einmal scenario elfe --base-url {base}",
-                  f"  einmal scenario uvo --base-url {base}"]
+                  f"  {me} scenario elfe --base-url {base}",
+                  f"  {me} scenario uvo --base-url {base}",
+                  f"  {me} audit export --base-url {base} --out bundle && "
+                  f"{me} audit verify bundle"]
     click.echo("\n".join(lines), err=True)
 
 

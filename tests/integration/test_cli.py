@@ -85,7 +85,7 @@ class TestServeAndScenario:
                 server.kill()
                 _, stderr = server.communicate()
         assert "Traceback" not in stderr
-        assert "einmal scenario elfe" in stderr  # the welcome text says what to try next
+        assert "scenario elfe --base-url" in stderr  # the welcome text says what to try next
 
 
 def _wait_ready(base: str, server: subprocess.Popen[str]) -> None:
