@@ -54,7 +54,8 @@ class BrokerComponent:
             proof_key=proof_key, access_tokens=access_tokens,
             pseudonym_key=load_or_create_secret(keys_dir, "broker-pseudonym"),
             issuer=issuer, token_endpoint=f"{issuer}/v1/token",
-            allow_test_idnrs=settings.demo, on_committed=self.delivery.notify)
+            allow_test_idnrs=settings.demo, on_committed=self.delivery.notify,
+            answer_key=load_or_create_secret(keys_dir, "broker-idempotency"))
         service_tokens = TokenVerifier(keys={token_key.kid: token_key.private_key.public_key()},
                                        issuer=issuer, audience=BROKER_AUDIENCE)
         self.router: Router = create_broker_router(

@@ -1,5 +1,7 @@
 """Broker HTTP controllers: parse, call one service method, answer. No SQL, no httpx here."""
 
+import hashlib
+import re
 from typing import Any
 
 import msgspec
@@ -15,6 +17,7 @@ from einmal.tokens import TokenVerifier, bearer_token
 __all__ = ["create_broker_router", "decode_body"]
 
 _json = msgspec.json.Encoder()
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def decode_body(raw: bytes, type_: type[Any]) -> Any:
@@ -51,9 +54,15 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
 async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         service_tokens: NamedDependency[TokenVerifier]) -> Response[bytes]:
     claims = service_tokens.verify(bearer_token(request))
-    body = decode_body(await request.body(), ProofRequestIn)
+    raw = await request.body()
+    body = decode_body(raw, ProofRequestIn)
     correlation = request.headers.get("x-correlation-id")
-    return _json_response(await broker.request_proof(claims["sub"], body, correlation))
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ProblemError("invalid-request", "Idempotency-Key: 1-255 printable ASCII characters.")
+    return _json_response(await broker.request_proof(
+        claims["sub"], body, correlation, idempotency_key=key,
+        request_hash=hashlib.sha256(raw).hexdigest()))
 
 
 @post("/v1/consents", summary="Grant a consent", tags=["citizens"])

@@ -12,15 +12,23 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from broker.tables import BROKER_TABLES, AssertionJtiRow, ConsentRow, TransferRow, as_utc
+from broker.tables import (
+    BROKER_TABLES,
+    AssertionJtiRow,
+    ConsentRow,
+    IdempotencyRow,
+    TransferRow,
+    as_utc,
+)
 from einmal.domain.transfer import TransferRecord
 from einmal.store import StoreError
 
-__all__ = ["BrokerRepository", "ConsentUse", "StoredConsent"]
+__all__ = ["BrokerRepository", "ConsentUse", "IdempotentAnswer", "StoredConsent"]
 
 _consent = ConsentRow.__table__  # type: ignore[attr-defined]
 _transfer = TransferRow.__table__  # type: ignore[attr-defined]
 _jti = AssertionJtiRow.__table__  # type: ignore[attr-defined]
+_idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _encode = msgspec.json.Encoder().encode
 
 
@@ -37,6 +45,14 @@ class StoredConsent(msgspec.Struct, frozen=True, kw_only=True):
     max_uses: int | None
     uses: int
     revoked_at: datetime | None
+
+
+class IdempotentAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """Complete an Idempotency-Key claim in the same transaction as the transfer record."""
+
+    client_id: str
+    key: str
+    sealed_response: bytes
 
 
 class ConsentUse(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,7 +145,7 @@ class BrokerRepository:
 
     # -- transfer records --------------------------------------------------------------------
     async def commit_transfer(self, record: TransferRecord, use: ConsentUse | None = None,
-                              ) -> bool:
+                              answer: IdempotentAnswer | None = None) -> bool:
         """Commit the transfer record durably, consuming one consent use atomically.
 
         Returns False (and writes nothing) if the consent is no longer usable at commit time
@@ -149,7 +165,42 @@ class BrokerRepository:
                     return False
             await conn.execute(insert(_transfer).values(
                 id=record.id, created_at=record.occurred_at, record=_encode(record)))
+            if answer is not None:
+                await conn.execute(update(_idem).where(
+                    _idem.c.client_id == answer.client_id, _idem.c.key == answer.key)
+                    .values(state="done", response=answer.sealed_response))
         return True
+
+    # -- Idempotency-Key ----------------------------------------------------------------------
+    async def claim_idempotency(self, client_id: str, key: str, request_hash: str,
+                                now: datetime, expires_at: datetime,
+                                ) -> tuple[str, bytes | None]:
+        """("claimed", None) for a new key; ("done", sealed) for a finished one;
+        ("in_flight", None) while the first is running; ("mismatch", None) for another body."""
+        async with self._tx() as conn:
+            await conn.execute(delete(_idem).where(_idem.c.expires_at < now))
+            row = (await conn.execute(select(_idem).where(
+                _idem.c.client_id == client_id, _idem.c.key == key))).first()
+            if row is None:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(insert(_idem).values(
+                            client_id=client_id, key=key, request_hash=request_hash,
+                            state="in_flight", expires_at=expires_at))
+                except IntegrityError:
+                    return "in_flight", None
+                return "claimed", None
+        m = row._mapping
+        if m["request_hash"] != request_hash:
+            return "mismatch", None
+        return (m["state"], m["response"]) if m["state"] == "done" else ("in_flight", None)
+
+    async def release_idempotency(self, client_id: str, key: str) -> None:
+        """The first request failed before releasing anything: a retry may run again."""
+        async with self._tx() as conn:
+            await conn.execute(delete(_idem).where(_idem.c.client_id == client_id,
+                                                   _idem.c.key == key,
+                                                   _idem.c.state == "in_flight"))
 
     async def pending_transfers(self, limit: int) -> Sequence[tuple[int, bytes]]:
         query = (select(_transfer.c.seq, _transfer.c.record)

@@ -5,6 +5,7 @@ Pure of HTTP: raises ``ProblemError`` with a stable type; the controllers only p
 
 import hashlib
 import hmac
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -15,8 +16,9 @@ import jwt
 import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from broker.repository import BrokerRepository, ConsentUse, StoredConsent
+from broker.repository import BrokerRepository, ConsentUse, IdempotentAnswer, StoredConsent
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -42,6 +44,7 @@ log = structlog.get_logger()
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME_S = 300
 MAX_CONSENT_DAYS = 730  # two years, like the log retention
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 def uuid7(now: float | None = None) -> str:
@@ -94,7 +97,7 @@ class BrokerService:
     def __init__(self, *, repository: BrokerRepository, policies: PolicySet,
                  connectors: Mapping[ProofType, Connector], proof_key: SigningKey,
                  access_tokens: TokenIssuer, pseudonym_key: bytes, issuer: str,
-                 token_endpoint: str, allow_test_idnrs: bool,
+                 token_endpoint: str, allow_test_idnrs: bool, answer_key: bytes,
                  on_committed: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time) -> None:
         self._repo = repository
@@ -106,6 +109,7 @@ class BrokerService:
         self._issuer = issuer
         self._token_endpoint = token_endpoint
         self._allow_test = allow_test_idnrs
+        self._answer_key = answer_key
         self._on_committed = on_committed
         self._clock = clock
         self._client_keys: dict[str, dict[str, Ed25519PublicKey]] = {
@@ -249,7 +253,44 @@ class BrokerService:
 
     # -- 3. the proof request ----------------------------------------------------------------
     async def request_proof(self, client_id: str, request: ProofRequestIn,
-                            correlation_id: str | None = None) -> dict[str, str]:
+                            correlation_id: str | None = None, *,
+                            idempotency_key: str | None = None,
+                            request_hash: str = "") -> dict[str, str]:
+        """The proof request. With an ``Idempotency-Key`` a retry returns the first answer and
+        fetches nothing twice; the stored answer is sealed (AES-GCM) and expires."""
+        if idempotency_key is None:
+            return await self._request_proof(client_id, request, correlation_id, None)
+        now = self._now()
+        state, sealed = await self._store(self._repo.claim_idempotency(
+            client_id, idempotency_key, request_hash, now, now + IDEMPOTENCY_TTL))
+        if state == "done" and sealed is not None:
+            log.info("proof.replayed", client_id=client_id)
+            return msgspec.json.decode(self._open_answer(client_id, idempotency_key, sealed))
+        if state == "in_flight":
+            raise ProblemError("conflict", "A request with this Idempotency-Key is still in "
+                               "progress. Retry in a moment.", headers={"Retry-After": "1"})
+        if state == "mismatch":
+            raise ProblemError("invalid-request", "This Idempotency-Key was used for a "
+                               "different request.")
+        try:
+            return await self._request_proof(client_id, request, correlation_id,
+                                             idempotency_key)
+        except BaseException:
+            await self._store(self._repo.release_idempotency(client_id, idempotency_key))
+            raise
+
+    def _seal_answer(self, client_id: str, key: str, answer: dict[str, str]) -> bytes:
+        nonce = os.urandom(12)
+        aad = f"{client_id}\n{key}".encode()
+        return nonce + AESGCM(self._answer_key).encrypt(nonce, msgspec.json.encode(answer), aad)
+
+    def _open_answer(self, client_id: str, key: str, sealed: bytes) -> bytes:
+        aad = f"{client_id}\n{key}".encode()
+        return AESGCM(self._answer_key).decrypt(sealed[:12], sealed[12:], aad)
+
+    async def _request_proof(self, client_id: str, request: ProofRequestIn,
+                             correlation_id: str | None,
+                             idempotency_key: str | None) -> dict[str, str]:
         started = self._clock()
         subject = self._check_idnr(request.subject, "subject")
         document = self._policies.service(client_id)
@@ -306,7 +347,12 @@ class BrokerService:
         record = self._record(base, Outcome.DELIVERED, proof=proof)
         jws = self._sign(record, client_id, proof, data)
         use = ConsentUse(consent_id=consent.id, now=self._now()) if consent else None
-        committed = await self._store(self._repo.commit_transfer(record, use))
+        answer = {"transfer_id": record.id, "proof": jws}
+        sealed = (IdempotentAnswer(client_id=client_id, key=idempotency_key,
+                                   sealed_response=self._seal_answer(client_id, idempotency_key,
+                                                                     answer))
+                  if idempotency_key else None)
+        committed = await self._store(self._repo.commit_transfer(record, use, sealed))
         if not committed:  # consent revoked/used up while we fetched: nothing leaves
             await self._refuse(base, "consent-required", concerned=subject, proof=proof)
             raise ProblemError("consent-required",
@@ -316,7 +362,7 @@ class BrokerService:
         log.info("proof.released", transfer_id=record.id, client_id=client_id,
                  proof_type=record.proof_type,
                  duration_ms=round((self._clock() - started) * 1000, 1))
-        return {"transfer_id": record.id, "proof": jws}
+        return answer
 
     async def _usable_consent(self, request: ProofRequestIn, client_id: str, subject: str,
                               ) -> StoredConsent | None:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, Integer, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AssertionJtiRow", "ConsentRow", "TransferRow", "as_utc"]
+__all__ = ["AssertionJtiRow", "ConsentRow", "IdempotencyRow", "TransferRow", "as_utc"]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -58,4 +58,18 @@ class AssertionJtiRow(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=_ts(index=True))
 
 
-BROKER_TABLES = [ConsentRow.__table__, TransferRow.__table__, AssertionJtiRow.__table__]  # type: ignore[attr-defined]
+class IdempotencyRow(SQLModel, table=True):
+    """A proof request's ``Idempotency-Key``: the first answer, sealed (AES-GCM), with a TTL."""
+
+    __tablename__ = "broker_idempotency"
+
+    client_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    request_hash: str
+    state: str  # "in_flight" | "done"
+    response: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    expires_at: datetime = Field(sa_column=_ts(index=True))
+
+
+BROKER_TABLES = [ConsentRow.__table__, TransferRow.__table__, AssertionJtiRow.__table__,  # type: ignore[attr-defined]
+                 IdempotencyRow.__table__]  # type: ignore[attr-defined]

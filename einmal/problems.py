@@ -29,6 +29,7 @@ CATALOGUE: dict[str, tuple[int, str, str | None]] = {
     "consent-required": (403, "Consent required", "EDM:ERR:0002"),
     "not-found": (404, "Not found", "EDM:ERR:0004"),
     "method-not-allowed": (405, "Method not allowed", None),
+    "conflict": (409, "Conflict", None),
     "payload-too-large": (413, "Request body too large", "EDM:ERR:0003"),
     "unsupported-media-type": (415, "Unsupported media type", "EDM:ERR:0003"),
     "routing-failed": (422, "No register is responsible", "EDM:ERR:0006"),
@@ -78,7 +79,7 @@ def problem_response(problem: ProblemError, request: Request[Any, Any, Any] | No
 
 
 _HTTP_SLUGS = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden",
-               404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
+               404: "not-found", 405: "method-not-allowed", 409: "conflict", 413: "payload-too-large",
                415: "unsupported-media-type", 422: "invalid-request", 503: "store-unavailable"}
 
 
