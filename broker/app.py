@@ -1,5 +1,6 @@
 """Broker composition root: the only place that wires policies, connectors, store and keys."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from connectors.factory import build_connectors
 from einmal.citizen import CitizenAuth
 from einmal.keys import load_or_create_secret, load_or_create_signing_key
 from einmal.settings import Settings
-from einmal.store import create_engine
+from einmal.store import StoreError, create_engine
 from einmal.tokens import TokenIssuer, TokenVerifier
 
 __all__ = ["BrokerComponent"]
@@ -22,6 +23,7 @@ __all__ = ["BrokerComponent"]
 log = structlog.get_logger()
 
 BROKER_AUDIENCE = "einmal-broker"
+OUTBOX_LAG_READY_S = 60.0
 CHANNEL_AUDIENCE = "einmal-cockpit-ingest"
 
 
@@ -61,6 +63,27 @@ class BrokerComponent:
         self.router: Router = create_broker_router(
             broker=self.service, service_tokens=service_tokens, citizens=citizens,
             jwks={"keys": [proof_key.public_jwk]})
+
+    def attach_metrics(self, metrics: Any) -> None:
+        self.service.on_outcome = metrics.proof_outcome
+
+        async def refresh(m: Any) -> None:
+            pending, oldest = await self.repository.outbox_status()
+            m.outbox_pending.set(pending)
+            m.outbox_lag.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
+
+        metrics.refreshers.append(refresh)
+
+    async def health(self) -> dict[str, Any]:
+        """Store reachable; outbox lag within bounds (records reach the cockpit)."""
+        try:
+            pending, oldest = await self.repository.outbox_status()
+        except StoreError as exc:
+            return {"broker_store": f"error: {exc}"}
+        lag = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        return {"broker_store": "ok", "outbox_pending": pending, "outbox_lag_s": round(lag, 1),
+                "outbox": "ok" if lag < OUTBOX_LAG_READY_S else
+                f"error: oldest undelivered record is {lag:.0f} s old"}
 
     async def start(self) -> None:
         await self.repository.create_schema()

@@ -219,6 +219,15 @@ class BrokerRepository:
             await conn.execute(update(_transfer).where(_transfer.c.seq.in_(seqs))
                                .values(attempts=_transfer.c.attempts + 1))
 
+    async def outbox_status(self) -> tuple[int, datetime | None]:
+        """(undelivered records, creation time of the oldest)."""
+        from sqlalchemy import func  # noqa: PLC0415
+
+        async with self._tx() as conn:
+            row = (await conn.execute(select(func.count(), func.min(_transfer.c.created_at))
+                                      .where(_transfer.c.delivered_at.is_(None)))).one()
+        return int(row[0]), as_utc(row[1]) if row[1] else None
+
     async def transfer_count(self) -> int:
         from sqlalchemy import func  # noqa: PLC0415
 

@@ -99,6 +99,7 @@ class BrokerService:
                  access_tokens: TokenIssuer, pseudonym_key: bytes, issuer: str,
                  token_endpoint: str, allow_test_idnrs: bool, answer_key: bytes,
                  on_committed: Callable[[], None] = lambda: None,
+                 on_outcome: Callable[[str, str], None] = lambda proof_type, outcome: None,
                  clock: Callable[[], float] = time.time) -> None:
         self._repo = repository
         self._policies = policies
@@ -111,6 +112,7 @@ class BrokerService:
         self._allow_test = allow_test_idnrs
         self._answer_key = answer_key
         self._on_committed = on_committed
+        self.on_outcome = on_outcome
         self._clock = clock
         self._client_keys: dict[str, dict[str, Ed25519PublicKey]] = {
             document.id: policies.public_keys(document.id) for document in policies.services()}
@@ -359,6 +361,7 @@ class BrokerService:
                                "The consent was revoked or used up during the request.",
                                transfer_id=base["id"])
         self._on_committed()
+        self.on_outcome(record.proof_type, "delivered")
         log.info("proof.released", transfer_id=record.id, client_id=client_id,
                  proof_type=record.proof_type,
                  duration_ms=round((self._clock() - started) * 1000, 1))
@@ -406,6 +409,7 @@ class BrokerService:
         base["id"] = record.id
         await self._store(self._repo.commit_transfer(record))
         self._on_committed()
+        self.on_outcome(record.proof_type, "refused")
         log.info("proof.refused", transfer_id=record.id, reason=error_type)
 
     async def _fail(self, base: dict[str, Any], exc: ConnectorError, subject: str) -> None:
@@ -414,6 +418,7 @@ class BrokerService:
         base["id"] = record.id
         await self._store(self._repo.commit_transfer(record))
         self._on_committed()
+        self.on_outcome(record.proof_type, "failed")
         log.info("proof.failed", transfer_id=record.id, reason=exc.code)
 
     def _sign(self, record: TransferRecord, client_id: str, proof: ProofData,

@@ -1,6 +1,9 @@
 """Cockpit composition root."""
 
+from typing import Any
+
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from litestar import Router
 
 from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
@@ -38,6 +41,21 @@ class CockpitComponent:
         self.router: Router = create_cockpit_router(
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
             auditors=AuditorAuth(keys_file=settings.auditor_keys))
+
+    def attach_metrics(self, metrics: Any) -> None:
+        async def refresh(m: Any) -> None:
+            size, pending = await self.log.status()
+            m.log_size.set(size)
+            m.log_pending.set(pending)
+
+        metrics.refreshers.append(refresh)
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            size, pending = await self.log.status()
+        except (SQLAlchemyError, OSError) as exc:
+            return {"cockpit_store": f"error: {type(exc).__name__}"}
+        return {"cockpit_store": "ok", "log_tree_size": size, "log_pending": pending}
 
     async def start(self) -> None:
         await self.service.create_schema()

@@ -167,6 +167,16 @@ class TransferLog:
             raise ProblemError("internal", msg)
         return found
 
+    async def status(self) -> tuple[int, int]:
+        """(integrated tree size, entries waiting for the sequencer)."""
+        from sqlalchemy import func  # noqa: PLC0415
+
+        async with self._engine.connect() as conn:
+            size = (await conn.execute(select(_state.c.tree_size))).scalar() or 0
+            pending = (await conn.execute(select(func.count()).select_from(_entry)
+                                          .where(_entry.c.log_index.is_(None)))).scalar_one()
+        return int(size), int(pending)
+
     # -- reading -------------------------------------------------------------------------------
     async def checkpoint(self) -> tuple[int, str]:
         async with self._engine.connect() as conn:

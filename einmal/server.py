@@ -14,7 +14,8 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from einmal import __version__
 from einmal.citizen import CitizenAuth
 from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
-from einmal.problems import exception_handlers
+from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
+from einmal.problems import ProblemError, exception_handlers
 from einmal.settings import Settings
 
 __all__ = ["Component", "create_app", "default_policies_dir"]
@@ -41,9 +42,16 @@ class DemoPolicyError(Exception):
     """A demo policy document (public private key) was given to a non-demo server."""
 
 
-def _request_context(app: ASGIApp) -> ASGIApp:
-    """Binds a request id to every log line of a request; logs one line per request."""
+def _request_context(metrics: Metrics) -> Any:
+    """Binds a request id to every log line of a request; logs and measures each request."""
 
+    def factory(app: ASGIApp) -> ASGIApp:
+        return _middleware(app, metrics)
+
+    return factory
+
+
+def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
@@ -66,8 +74,10 @@ def _request_context(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.observe(scope["method"], route_of(scope), status, elapsed)
             log.info("http.request", method=scope["method"], path=scope["path"], status=status,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 2))
+                     duration_ms=round(elapsed * 1000, 2))
 
     return middleware
 
@@ -142,15 +152,33 @@ class _StaticComponent:
 def create_app(settings: Settings, components: list[Any] | None = None) -> Litestar:
     parts = components if components is not None else build_components(settings)
     names = [c.name for c in parts]
+    metrics = Metrics()
+    for component in parts:
+        if hasattr(component, "attach_metrics"):
+            component.attach_metrics(metrics)
 
     @get("/health/live", summary="Liveness", tags=["operations"])
     async def live() -> Response[bytes]:
         return Response(content=b'{"status":"ok"}', media_type="application/json")
 
-    @get("/health/ready", summary="Readiness", tags=["operations"])
+    @get("/health/ready", summary="Readiness: stores, outbox lag, log", tags=["operations"])
     async def ready() -> Response[bytes]:
-        body = msgspec.json.encode({"status": "ok", "components": names})
+        checks: dict[str, Any] = {}
+        for component in parts:
+            if hasattr(component, "health"):
+                checks.update(await component.health())
+        failing = {k: v for k, v in checks.items()
+                   if isinstance(v, str) and v.startswith("error")}
+        if failing:
+            raise ProblemError("store-unavailable", "Not ready: " + "; ".join(
+                f"{k} {v}" for k, v in failing.items()), checks=checks, components=names)
+        body = msgspec.json.encode({"status": "ok", "components": names, "checks": checks})
         return Response(content=body, media_type="application/json")
+
+    @get("/metrics", summary="Prometheus metrics", tags=["operations"],
+         include_in_schema=False)
+    async def metrics_endpoint() -> Response[bytes]:
+        return Response(content=await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def start() -> None:
         for component in parts:
@@ -161,11 +189,11 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
             await component.stop()
 
     return Litestar(
-        route_handlers=[*(c.router for c in parts), live, ready],
+        route_handlers=[*(c.router for c in parts), live, ready, metrics_endpoint],
         on_startup=[start],
         on_shutdown=[stop],
         exception_handlers=exception_handlers(),
-        middleware=[_request_context],
+        middleware=[_request_context(metrics)],
         openapi_config=OpenAPIConfig(title="Einmal", version=__version__, path="/schema"),
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,

@@ -33,3 +33,33 @@ class TestOperations:
                                   headers={**bearer(demo.service_token(NAMENSDIENST)),
                                            "content-type": "application/json"})
         problem(response, 413, "payload-too-large")
+
+
+class TestMetricsAndReadiness:
+    def test_metrics_count_outcomes_per_proof_type_and_log_size(self, demo) -> None:
+        from tests.e2e.helpers import birth_request  # noqa: PLC0415
+
+        released = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+        assert released.status_code == 200
+        child = demo.citizen("elfe", "child")
+        demo.transfers(child["idnr"], wait_for={released.json()["transfer_id"]})
+        text = demo.http.get("/metrics").text
+        assert 'einmal_proof_requests_total{outcome="delivered",proof_type="birth"} 1.0' in text
+        assert 'route="/v1/proof-requests",status="200"' in text
+        assert "einmal_outbox_lag_seconds" in text
+        assert "einmal_log_tree_size" in text
+        assert child["idnr"] not in text  # labels are route templates, never raw paths
+
+    def test_ready_reports_checks(self, demo) -> None:
+        checks = demo.http.get("/health/ready").json()["checks"]
+        assert checks["broker_store"] == checks["cockpit_store"] == checks["outbox"] == "ok"
+
+    def test_not_ready_when_the_store_fails(self, demo, live_server, monkeypatch) -> None:
+        from einmal.store import StoreError  # noqa: PLC0415
+
+        async def down():
+            raise StoreError("disk gone")
+
+        monkeypatch.setattr(live_server.component("broker").repository, "outbox_status", down)
+        body = problem(demo.http.get("/health/ready"), 503, "store-unavailable")
+        assert body["checks"]["broker_store"].startswith("error")

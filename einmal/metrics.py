@@ -1,0 +1,54 @@
+"""Prometheus metrics: one registry per app (no process globals), a request middleware, and
+gauges that components refresh at scrape time (outbox lag, log size)."""
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("einmal_http_requests", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("einmal_http_request_duration_seconds", "HTTP latency",
+                                 ["route"], registry=self.registry,
+                                 buckets=(.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5))
+        self.proofs = Counter("einmal_proof_requests", "Proof requests by outcome",
+                              ["proof_type", "outcome"], registry=self.registry)
+        self.outbox_pending = Gauge("einmal_outbox_pending", "Transfer records not yet "
+                                    "delivered to the cockpit", registry=self.registry)
+        self.outbox_lag = Gauge("einmal_outbox_lag_seconds", "Age of the oldest undelivered "
+                                "transfer record", registry=self.registry)
+        self.log_size = Gauge("einmal_log_tree_size", "Entries in the signed transfer log",
+                              registry=self.registry)
+        self.log_pending = Gauge("einmal_log_pending", "Entries received but not yet "
+                                 "integrated into the log", registry=self.registry)
+        self.refreshers: list[Callable[["Metrics"], Awaitable[None]]] = []
+
+    def proof_outcome(self, proof_type: str, outcome: str) -> None:
+        self.proofs.labels(proof_type, outcome).inc()
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    async def render(self) -> bytes:
+        for refresh in self.refreshers:
+            await refresh(self)
+        return generate_latest(self.registry)
+
+
+def route_of(scope: dict[str, Any]) -> str:
+    """The matched route template (bounded label cardinality), never the raw path."""
+    template = scope.get("path_template")
+    return str(template) if template else "unmatched"
+
+
+def now() -> float:
+    return time.perf_counter()
