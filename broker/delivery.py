@@ -7,7 +7,6 @@ cockpit accepted them (idempotent by transfer id there): delivered at least once
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 
 import httpx
 import structlog
@@ -65,22 +64,18 @@ class DeliveryWorker:
 
     async def deliver_once(self) -> int:
         """Send one batch of pending records. Returns how many were delivered."""
-        pending = await self._repo.pending_transfers(self._batch)
-        if not pending:
-            return 0
-        seqs = [seq for seq, _ in pending]
-        body = b'{"records":[' + b",".join(record for _, record in pending) + b"]}"
+        return await self._repo.deliver_pending(self._batch, self._send)
+
+    async def _send(self, records: list[bytes]) -> None:
+        body = b'{"records":[' + b",".join(records) + b"]}"
         token = self._channel.issue("einmal-broker")
         response = await self._http.post(
             self._endpoint, content=body,
             headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
         if response.status_code != 200:  # noqa: PLR2004
-            await self._repo.mark_attempt(seqs)
             msg = f"cockpit answered {response.status_code}"
             raise DeliveryRejectedError(msg)
-        await self._repo.mark_delivered(seqs, datetime.now(UTC))
-        log.debug("delivery.batch_sent", count=len(seqs))
-        return len(seqs)
+        log.debug("delivery.batch_sent", count=len(records))
 
 
 class DeliveryRejectedError(Exception):

@@ -3,9 +3,9 @@
 Translates every SQLAlchemy error into ``StoreError`` (``raise ... from exc``).
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 from sqlalchemy import delete, insert, or_, select, update
@@ -201,6 +201,40 @@ class BrokerRepository:
             await conn.execute(delete(_idem).where(_idem.c.client_id == client_id,
                                                    _idem.c.key == key,
                                                    _idem.c.state == "in_flight"))
+
+    async def deliver_pending(self, limit: int,
+                              send: Callable[[list[bytes]], Awaitable[None]]) -> int:
+        """Send one batch of undelivered records with ``send`` and mark them delivered.
+
+        On PostgreSQL the batch is locked ``FOR UPDATE SKIP LOCKED`` for the duration of the
+        send, so several broker processes share the outbox without sending a record twice at
+        the same time; a failed send rolls back and the records stay pending. On SQLite (one
+        process) no write lock is held during the send.
+        """
+        query = (select(_transfer.c.seq, _transfer.c.record)
+                 .where(_transfer.c.delivered_at.is_(None))
+                 .order_by(_transfer.c.seq).limit(limit))
+        if self._engine.dialect.name == "postgresql":
+            async with self._tx() as conn:
+                rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
+                if rows:
+                    await send([row.record for row in rows])
+                    await conn.execute(update(_transfer)
+                                       .where(_transfer.c.seq.in_([r.seq for r in rows]))
+                                       .values(delivered_at=datetime.now(UTC)))
+            return len(rows)
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return 0
+        seqs = [row.seq for row in rows]
+        try:
+            await send([row.record for row in rows])
+        except Exception:
+            await self.mark_attempt(seqs)
+            raise
+        await self.mark_delivered(seqs, datetime.now(UTC))
+        return len(rows)
 
     async def pending_transfers(self, limit: int) -> Sequence[tuple[int, bytes]]:
         query = (select(_transfer.c.seq, _transfer.c.record)
