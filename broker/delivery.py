@@ -18,6 +18,7 @@ from einmal.tokens import TokenIssuer
 __all__ = ["DeliveryWorker"]
 
 log = structlog.get_logger()
+COALESCE_S = 0.02
 
 
 class DeliveryWorker:
@@ -52,6 +53,7 @@ class DeliveryWorker:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval + self._backoff)
+                await asyncio.sleep(COALESCE_S)  # let a burst of commits share one batch
             self._wake.clear()
             try:
                 while await self.deliver_once() == self._batch:

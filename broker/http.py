@@ -1,6 +1,7 @@
 """Broker HTTP controllers: parse, call one service method, answer. No SQL, no httpx here."""
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -18,10 +19,59 @@ __all__ = ["create_broker_router", "decode_body"]
 
 _json = msgspec.json.Encoder()
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+#: Deepest nesting a request body may have (ours are at most 3 deep).
+MAX_JSON_DEPTH = 16
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")  # = policies' Purpose
+_CONSENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_CORRELATION_ID = _IDEMPOTENCY_KEY
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key[:64])
+        result[key] = value
+    return result
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in
+                         (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _precheck(raw: bytes) -> None:
+    """Refuse what a strict decoder would silently accept or choke on: duplicate member
+    names (msgspec keeps the last one; another parser in the chain might keep the first)
+    and deep nesting (a RecursionError would be a 500). Malformed JSON is left to msgspec."""
+    try:
+        parsed = json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKeyError as exc:
+        raise ProblemError("invalid-request",
+                           f"The body names the member {str(exc)!r} more than once.") from exc
+    except RecursionError as exc:
+        raise ProblemError("invalid-request", "The body is nested too deeply.") from exc
+    except ValueError:  # not JSON / not UTF-8: msgspec says why, with a 400
+        return
+    if _depth(parsed) > MAX_JSON_DEPTH:
+        raise ProblemError("invalid-request",
+                           f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
 
 
 def decode_body(raw: bytes, type_: type[Any]) -> Any:
-    """Strict JSON decoding: unknown fields and wrong types are clear 422 problems."""
+    """Strict JSON decoding: duplicate members, deep nesting, unknown fields and wrong types
+    are clear 422 problems."""
+    _precheck(raw)
     try:
         return msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as exc:
@@ -56,7 +106,17 @@ async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency
     claims = service_tokens.verify(bearer_token(request))
     raw = await request.body()
     body = decode_body(raw, ProofRequestIn)
+    # Bounded, printable identifiers only: these strings are written into the transfer record
+    # and the citizen's log even when the request is refused.
+    if not _PURPOSE.fullmatch(body.purpose):
+        raise ProblemError("invalid-request", "purpose: a lower-case id of 3-64 letters, digits "
+                           "and '-' (e.g. 'elterngeld-antrag').")
+    if body.consent_id is not None and not _CONSENT_ID.fullmatch(body.consent_id):
+        raise ProblemError("invalid-request", "consent_id: not a consent id.")
     correlation = request.headers.get("x-correlation-id")
+    if correlation is not None and not _CORRELATION_ID.fullmatch(correlation):
+        raise ProblemError("invalid-request",
+                           "X-Correlation-Id: 1-255 printable ASCII characters.")
     key = request.headers.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ProblemError("invalid-request", "Idempotency-Key: 1-255 printable ASCII characters.")

@@ -4,6 +4,7 @@ Translates every SQLAlchemy error into ``StoreError`` (``raise ... from exc``).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from broker.tables import (
     as_utc,
 )
 from einmal.domain.transfer import TransferRecord
-from einmal.store import StoreError
+from einmal.store import StoreError, writer
 
 __all__ = ["BrokerRepository", "ConsentUse", "IdempotentAnswer", "StoredConsent"]
 
@@ -79,9 +80,12 @@ class BrokerRepository:
         self._engine = engine
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._engine.begin() as conn:
+            async with contextlib.AsyncExitStack() as stack:
+                if write:
+                    await stack.enter_async_context(writer(self._engine))
+                conn = await stack.enter_async_context(self._engine.begin())
                 yield conn
         except IntegrityError:
             raise
@@ -119,14 +123,14 @@ class BrokerRepository:
             await conn.execute(insert(_consent).values(**values))
 
     async def consent(self, consent_id: str) -> StoredConsent | None:
-        async with self._tx() as conn:
+        async with self._tx(write=False) as conn:
             row = (await conn.execute(select(_consent).where(_consent.c.id == consent_id))).first()
         return _to_consent(row) if row else None
 
     async def consents_of(self, citizen_ref: str) -> list[StoredConsent]:
         query = (select(_consent).where(_consent.c.citizen_ref == citizen_ref)
                  .order_by(_consent.c.granted_at.desc()))
-        async with self._tx() as conn:
+        async with self._tx(write=False) as conn:
             rows = (await conn.execute(query)).all()
         return [_to_consent(row) for row in rows]
 
@@ -223,7 +227,7 @@ class BrokerRepository:
                                        .where(_transfer.c.seq.in_([r.seq for r in rows]))
                                        .values(delivered_at=datetime.now(UTC)))
             return len(rows)
-        async with self._tx() as conn:
+        async with self._tx(write=False) as conn:
             rows = (await conn.execute(query)).all()
         if not rows:
             return 0
@@ -240,7 +244,7 @@ class BrokerRepository:
         query = (select(_transfer.c.seq, _transfer.c.record)
                  .where(_transfer.c.delivered_at.is_(None))
                  .order_by(_transfer.c.seq).limit(limit))
-        async with self._tx() as conn:
+        async with self._tx(write=False) as conn:
             return [(row.seq, row.record) for row in (await conn.execute(query)).all()]
 
     async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
@@ -257,7 +261,7 @@ class BrokerRepository:
         """(undelivered records, creation time of the oldest)."""
         from sqlalchemy import func  # noqa: PLC0415
 
-        async with self._tx() as conn:
+        async with self._tx(write=False) as conn:
             row = (await conn.execute(select(func.count(), func.min(_transfer.c.created_at))
                                       .where(_transfer.c.delivered_at.is_(None)))).one()
         return int(row[0]), as_utc(row[1]) if row[1] else None

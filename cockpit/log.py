@@ -22,6 +22,7 @@ from cockpit.tables import CheckpointRow, CitizenEntryRow, EntryRow, LogStateRow
 from einmal import tlog
 from einmal.keys import SigningKey
 from einmal.problems import ProblemError
+from einmal.store import writer
 
 __all__ = ["TransferLog"]
 
@@ -94,6 +95,7 @@ class TransferLog:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.sleep(0.1)  # integrate bursts in one batch (≤ ~1 s behind)
             self._wake.clear()
             try:
                 while await self.integrate() == self._batch:
@@ -113,7 +115,7 @@ class TransferLog:
 
     async def integrate(self) -> int:
         """Integrate one batch of pending entries and sign a checkpoint. Returns the count."""
-        async with self._engine.begin() as conn:
+        async with writer(self._engine), self._engine.begin() as conn:
             now = datetime.now(UTC)
             # The lock: nobody else sequences until this transaction ends.
             await conn.execute(update(_state).where(_state.c.id == 1).values(updated_at=now))
@@ -258,7 +260,7 @@ class TransferLog:
     async def shred(self, before: datetime) -> int:
         """Destroy the per-entry data of integrated entries older than ``before``. The leaf
         hashes stay, so the tree, checkpoints and proofs still verify."""
-        async with self._engine.begin() as conn:
+        async with writer(self._engine), self._engine.begin() as conn:
             doomed = select(_entry.c.id).where(_entry.c.occurred_at < before,
                                                _entry.c.log_index.is_not(None),
                                                _entry.c.leaf.is_not(None))

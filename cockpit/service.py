@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable
+import contextlib
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRo
 from einmal import tlog
 from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError
+from einmal.store import writer
 
 __all__ = ["CockpitService", "TransferView"]
 
@@ -87,9 +89,10 @@ class CockpitService:
         return hmac.new(self._key, idnr.encode(), hashlib.sha256).hexdigest()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._engine.begin() as conn:
+            async with writer(self._engine) if write else contextlib.nullcontext(), \
+                    self._engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             log.error("store.unavailable", error=type(exc).__name__)
@@ -164,7 +167,7 @@ class CockpitService:
                                          _index.c.transfer_id < after_id)))
         query = query.order_by(_index.c.occurred_at.desc(), _index.c.transfer_id.desc())
         items = []
-        async with self._tx() as conn:
+        async with self._tx(write=False) as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
             for row in rows[:limit]:
                 key = await self._vault.key(conn, row.subject_ref, create=False)

@@ -1,0 +1,283 @@
+"""The authorization matrix: every actor x every route of the running app -> expected status.
+
+Table-driven over real HTTP against one demo server (broker + cockpit + registers + demo IdP).
+The routes are read from the running Litestar app itself; ``test_every_route_has_a_row`` fails
+when a route exists without a row here, so a new endpoint must be classified before it ships.
+
+Actors: anonymous; each demo service (for the proof-request row the Namensdienst holds the
+permission and the other three are "a service without the needed permission"); citizen A
+(Anna, who holds the consent), the other parent of the same child (Ben), citizen B of another
+family (Clara); the demo auditor; the broker -> cockpit channel.
+
+Rows marked FINDING record today's behaviour of a known weakness (docs/threat-model.md, "Not
+yet mitigated"); when it is fixed, the row must change with it.
+"""
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from connectors.simulators.messages import build_request
+from tests.e2e.conftest import in_days
+from tests.e2e.helpers import ELTERNGELD, FAMILIENKASSE, NAMENSDIENST, UVO, birth_request
+from tests.e2e.security_support import (
+    auditor,
+    bearer,
+    channel_token,
+    module_server,
+    wait_for_log,
+)
+
+SERVICES = {"service:namensdienst": NAMENSDIENST, "service:elterngeld": ELTERNGELD,
+            "service:familienkasse": FAMILIENKASSE, "service:uvo": UVO}
+CITIZENS = {"citizen-a": ("elfe", "parent", 0), "parent-of-child": ("elfe", "parent", 1),
+            "citizen-b": ("uvo", "parent", 0)}
+ACTORS = ["anonymous", *SERVICES, *CITIZENS, "auditor", "channel"]
+EVERYONE = frozenset(ACTORS)
+
+
+@dataclass
+class Context:
+    live: Any
+    demo: Any
+    tokens: dict[str, str] = field(default_factory=dict)
+    consent_id: str = ""
+
+    def header(self, actor: str) -> dict[str, str]:
+        if actor == "anonymous":
+            return {}
+        if actor == "auditor":
+            return bearer(auditor(self.demo))  # short-lived: made per request
+        if actor == "channel":
+            return bearer(channel_token(self.live))
+        return bearer(self.tokens[actor])
+
+    def person(self, family: str, role: str, index: int = 0) -> dict[str, Any]:
+        return self.demo.citizen(family, role, index)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One route: how to call it, and the status each actor gets (``default`` for the rest)."""
+
+    request: Callable[[Context, str], dict[str, Any]]
+    allowed: dict[str, int]
+    default: int = 401
+    note: str = ""
+
+    def expected(self, actor: str) -> int:
+        return self.allowed.get(actor, self.default)
+
+
+def _get(url: str, **params: Any) -> Callable[[Context, str], dict[str, Any]]:
+    return lambda ctx, actor: {"method": "GET", "url": url, "params": params}
+
+
+def _all(status: int) -> dict[str, int]:
+    return dict.fromkeys(ACTORS, status)
+
+
+def _token_request(ctx: Context, actor: str) -> dict[str, Any]:
+    # The credential of the token endpoint is the client assertion in the form, not a bearer.
+    if actor in SERVICES:
+        return {"method": "POST", "url": "/v1/token", "data": ctx.demo.token_form(SERVICES[actor]),
+                "auth": False}
+    if actor == "anonymous":
+        return {"method": "POST", "url": "/v1/token", "data": {}, "auth": False}
+    presented = ctx.header(actor)["authorization"].removeprefix("Bearer ")
+    form = {"grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": presented}
+    return {"method": "POST", "url": "/v1/token", "data": form, "auth": False}
+
+
+def _proof_request(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "POST", "url": "/v1/proof-requests",
+            "json": birth_request(ctx.demo, "namensbestimmung")}
+
+
+def _grant(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "POST", "url": "/v1/consents",
+            "json": {"service_id": FAMILIENKASSE, "proof_types": ["birth"],
+                     "purpose": "kindergeld-antrag", "valid_until": in_days(10)}}
+
+
+def _revoke(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "DELETE", "url": f"/v1/consents/{ctx.consent_id}"}
+
+
+def _ingest(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "POST", "url": "/v1/transfer-records", "json": {"records": []}}
+
+
+def _login(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "POST", "url": "/demo/citizen-token",
+            "json": {"idnr": ctx.person("elfe", "parent")["idnr"]}}
+
+
+def _standesamt(ctx: Context, actor: str) -> dict[str, Any]:
+    child = ctx.person("elfe", "child")
+    body = build_request(idnr=child["idnr"], birth_date=child["birth_date"], family_name=None,
+                         reader="matrix")
+    return {"method": "POST", "url": f"/registers/standesamt/{child['place_of_birth']}/geburt",
+            "content": body, "headers": {"content-type": "application/xml"}}
+
+
+def _sorge(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "GET", "url": f"/registers/sorge/HB/records/{ctx.person('elfe', 'child')['idnr']}"}
+
+
+def _income(ctx: Context, actor: str) -> dict[str, Any]:
+    anna = ctx.person("elfe", "parent")["idnr"]
+    return {"method": "GET", "url": f"/registers/income/persons/{anna}/months",
+            "params": {"from": "2025-01", "to": "2025-12"}}
+
+
+def _knobs_put(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "PUT", "url": "/registers/_knobs", "json": {}}
+
+
+_SERVICE_OK = {**dict.fromkeys(SERVICES, 200), "anonymous": 400}
+_CITIZENS_OK = dict.fromkeys(CITIZENS, 200)
+_SIMULATOR = ("FINDING F1: register simulators are routed on the public port without any "
+              "authentication (register data and failure knobs readable/writable by anyone)")
+
+MATRIX: dict[tuple[str, str], Row] = {
+    # -- broker: online services
+    ("POST", "/v1/token"): Row(_token_request, _SERVICE_OK),
+    ("POST", "/v1/proof-requests"): Row(_proof_request, {
+        "service:namensdienst": 200, "service:elterngeld": 403, "service:familienkasse": 403,
+        "service:uvo": 403}, note="the other services hold no permission for this purpose"),
+    ("GET", "/.well-known/jwks.json"): Row(_get("/.well-known/jwks.json"), _all(200)),
+    # -- broker: citizens' consents
+    ("POST", "/v1/consents"): Row(_grant, dict.fromkeys(CITIZENS, 201)),
+    ("GET", "/v1/consents"): Row(_get("/v1/consents"), _CITIZENS_OK),
+    ("DELETE", "/v1/consents/{consent_id:str}"): Row(_revoke, {
+        "citizen-a": 200, "parent-of-child": 404, "citizen-b": 404},
+        note="A's consent about the shared child: not even the other parent may touch it"),
+    # -- cockpit
+    ("POST", "/v1/transfer-records"): Row(_ingest, {"channel": 200}),
+    ("GET", "/v1/me/transfers"): Row(_get("/v1/me/transfers"), _CITIZENS_OK),
+    ("GET", "/v1/audit/export"): Row(_get("/v1/audit/export"), {"auditor": 200}),
+    ("GET", "/v1/log/checkpoint"): Row(_get("/v1/log/checkpoint"), _all(200)),
+    ("GET", "/v1/log/verifier-key"): Row(_get("/v1/log/verifier-key"), _all(200)),
+    ("GET", "/v1/log/proof/inclusion"): Row(
+        _get("/v1/log/proof/inclusion", index=0, tree_size=1), _all(200)),
+    ("GET", "/v1/log/proof/consistency"): Row(
+        _get("/v1/log/proof/consistency", **{"from": 1, "to": 1}), _all(200)),
+    # -- demo identity provider (routed in demo mode only: tests/e2e/test_proof_requests.py)
+    ("POST", "/demo/citizen-token"): Row(_login, _all(200), note="demo login, demo mode only"),
+    ("GET", "/demo/credentials"): Row(_get("/demo/credentials"), _all(200),
+                                      note="public demo keys, demo mode only"),
+    # -- register simulators
+    ("POST", "/registers/standesamt/{ags:str}/geburt"): Row(_standesamt, _all(200),
+                                                             note=_SIMULATOR),
+    ("GET", "/registers/sorge/{land:str}/records/{idnr:str}"): Row(_sorge, _all(200),
+                                                                    note=_SIMULATOR),
+    ("GET", "/registers/income/persons/{idnr:str}/months"): Row(_income, _all(200),
+                                                                 note=_SIMULATOR),
+    ("GET", "/registers/_knobs"): Row(_get("/registers/_knobs"), _all(200), note=_SIMULATOR),
+    ("PUT", "/registers/_knobs"): Row(_knobs_put, _all(200), note=_SIMULATOR),
+    # -- operations
+    ("GET", "/health/live"): Row(_get("/health/live"), _all(200)),
+    ("GET", "/health/ready"): Row(_get("/health/ready"), _all(200),
+                                  note="FINDING F5: outbox/store state public"),
+    ("GET", "/metrics"): Row(_get("/metrics"), _all(200),
+                             note="FINDING F5: metrics public on the API port"),
+    # -- OpenAPI and its viewers (public by design)
+    ("GET", "/schema"): Row(_get("/schema"), _all(200)),
+    ("GET", "/schema/openapi.json"): Row(_get("/schema/openapi.json"), _all(200)),
+    ("GET", "/schema/openapi.yaml"): Row(_get("/schema/openapi.yaml"), _all(200)),
+    ("GET", "/schema/openapi.yml"): Row(_get("/schema/openapi.yml"), _all(200)),
+    ("GET", "/schema/swagger"): Row(_get("/schema/swagger"), _all(200)),
+    ("GET", "/schema/redoc"): Row(_get("/schema/redoc"), _all(200)),
+    ("GET", "/schema/elements"): Row(_get("/schema/elements"), _all(200)),
+    ("GET", "/schema/rapidoc"): Row(_get("/schema/rapidoc"), _all(200)),
+    ("GET", "/schema/oauth2-redirect.html"): Row(_get("/schema/oauth2-redirect.html"), _all(200)),
+    ("GET", "/schema/{path:str}"): Row(_get("/schema/no-such-viewer"), _all(404),
+                                       note="Litestar's viewer catch-all; answers HTML, not "
+                                            "problem+json (F6)"),
+}
+
+# Routes whose errors are not problem+json (simulators speak their own formats; F6).
+_OWN_ERROR_FORMAT = {key for key, row in MATRIX.items()
+                     if row.note.startswith(("FINDING F1", "Litestar"))}
+
+
+@pytest.fixture(name="ctx", scope="module")
+def fx_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
+    for live, demo in module_server(tmp_path_factory.mktemp("matrix")):
+        ctx = Context(live=live, demo=demo)
+        for actor, client_id in SERVICES.items():
+            ctx.tokens[actor] = demo.service_token(client_id)
+        for actor, (family, role, index) in CITIZENS.items():
+            ctx.tokens[actor] = demo.citizen_token(demo.citizen(family, role, index)["idnr"])
+        child = demo.citizen("elfe", "child")
+        ctx.consent_id = demo.grant(demo.citizen("elfe", "parent")["idnr"], ELTERNGELD,
+                                    ["birth"], "elterngeld-antrag", subject=child["idnr"])["id"]
+        released = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+        assert released.status_code == 200, released.text
+        wait_for_log(demo, 1)
+        yield ctx
+
+
+def _routes(ctx: Context) -> set[tuple[str, str]]:
+    app = ctx.live.server.config.app
+    return {(method, route.path) for route in app.routes
+            for method in getattr(route, "methods", ()) if method not in {"OPTIONS", "HEAD"}}
+
+
+def test_every_route_has_a_row(ctx: Context) -> None:
+    routes = _routes(ctx)
+    unclassified = routes - set(MATRIX)
+    assert not unclassified, f"classify these routes in MATRIX: {sorted(unclassified)}"
+    stale = set(MATRIX) - routes
+    assert not stale, f"MATRIX rows without a route: {sorted(stale)}"
+
+
+def test_every_documented_operation_has_a_row(ctx: Context) -> None:
+    schema = ctx.demo.http.get("/schema/openapi.json").json()
+    documented = {(method.upper(), path) for path, operations in schema["paths"].items()
+                  for method in operations}
+    classified = {(method, re.sub(r":\w+}", "}", path)) for method, path in MATRIX}
+    assert documented <= classified, sorted(documented - classified)
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+@pytest.mark.parametrize("actor", ACTORS)
+def test_matrix(ctx: Context, actor: str, route: tuple[str, str]) -> None:
+    row = MATRIX[route]
+    spec = dict(row.request(ctx, actor))
+    auth = spec.pop("auth", True)
+    headers = {**(ctx.header(actor) if auth else {}), **spec.pop("headers", {})}
+    response = ctx.demo.http.request(headers=headers, **spec)
+    expected = row.expected(actor)
+    assert response.status_code == expected, (actor, route, response.text[:300])
+    if response.status_code >= 400 and route not in _OWN_ERROR_FORMAT:  # noqa: PLR2004
+        assert response.headers["content-type"].startswith("application/problem+json")
+        body = response.json()
+        assert body["status"] == expected
+        if expected == 401:  # noqa: PLR2004
+            assert body["type"] in {"urn:einmal:problem:unauthenticated",
+                                    "urn:einmal:problem:invalid-client"}
+    if route == ("POST", "/v1/proof-requests") and expected != 200:  # noqa: PLR2004
+        assert "proof" not in response.json()
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
+    """Litestar answers OPTIONS itself on every route: 204 and an Allow header, no body, no auth."""
+    spec = MATRIX[route].request(ctx, "anonymous")
+    response = ctx.demo.http.options(spec["url"])
+    assert response.status_code == 204  # noqa: PLR2004
+    assert response.content == b""
+    assert "allow" in response.headers
+
+
+def test_matrix_size() -> None:
+    """Recorded in docs/threat-model.md."""
+    assert len(ACTORS) == 10  # noqa: PLR2004
+    assert len(MATRIX) == 33  # noqa: PLR2004
