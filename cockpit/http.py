@@ -12,7 +12,7 @@ import structlog
 from litestar import Request, Response, Router, get, post
 from litestar.response import Stream
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
@@ -97,6 +97,14 @@ async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: Fro
                     media_type="application/json")
 
 
+@get("/v1/log/entries/{transfer_id:str}", summary="A transfer's place in the log",
+     tags=["transfer log"])
+async def log_entry(transfer_log: NamedDependency[TransferLog],
+                    transfer_id: FromPath[str]) -> Response[bytes]:
+    return Response(content=_json.encode(await transfer_log.entry_of(transfer_id)),
+                    media_type="application/json", headers={"cache-control": "no-store"})
+
+
 @get("/v1/log/proof/consistency", summary="Consistency proof (RFC 9162 §2.1.4.1)",
      tags=["transfer log"])
 async def consistency_proof(transfer_log: NamedDependency[TransferLog],
@@ -157,6 +165,7 @@ def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
                           auditors: AuditorAuth) -> Router:
     return Router(path="/", route_handlers=[
         ingest, my_transfers, checkpoint, verifier_key, inclusion_proof, consistency_proof,
+        log_entry,
         audit_export], dependencies={
         "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
         "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),

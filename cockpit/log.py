@@ -194,6 +194,20 @@ class TransferLog:
             nodes = await self._nodes(conn, keys)
         return fn(lambda s, e: nodes[_perfect(s, e)])
 
+    async def entry_of(self, transfer_id: str) -> dict[str, Any]:
+        """Where a transfer sits in the log: its index once integrated (for the service that
+        received it, or the citizen, to ask for the inclusion proof)."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(_entry.c.log_index, _entry.c.leaf_hash)
+                                      .where(_entry.c.id == transfer_id))).first()
+        if row is None:
+            raise ProblemError("not-found", "No such transfer in the log (yet): records reach "
+                               "the cockpit within seconds.")
+        size, _ = await self.checkpoint()
+        return {"transfer_id": transfer_id, "index": row.log_index,
+                "integrated": row.log_index is not None and row.log_index < size,
+                "tree_size": size, "leaf_hash": _b64(row.leaf_hash).decode()}
+
     async def inclusion(self, index: int, tree_size: int) -> dict[str, Any]:
         size, _ = await self.checkpoint()
         if not 0 <= index < tree_size:

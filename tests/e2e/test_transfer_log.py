@@ -68,6 +68,19 @@ class TestLogEndpoints:
             tlog.verify_inclusion(index, checkpoint.size, base64.b64decode(proof["leaf_hash"]),
                                   [base64.b64decode(h) for h in proof["hashes"]], checkpoint.root)
 
+    def test_a_service_finds_its_transfer_in_the_log(self, filled) -> None:
+        demo, ids, checkpoint, _ = filled
+        entry = demo.http.get(f"/v1/log/entries/{ids[0]}").json()
+        assert entry["integrated"] is True
+        proof = demo.http.get("/v1/log/proof/inclusion",
+                              params={"index": entry["index"], "tree_size": checkpoint.size}).json()
+        assert proof["leaf_hash"] == entry["leaf_hash"]
+        tlog.verify_inclusion(entry["index"], checkpoint.size,
+                              base64.b64decode(entry["leaf_hash"]),
+                              [base64.b64decode(h) for h in proof["hashes"]], checkpoint.root)
+        problem(demo.http.get("/v1/log/entries/00000000-0000-7000-8000-000000000000"), 404,
+                "not-found")
+
     def test_consistency_between_checkpoints(self, filled) -> None:
         demo, ids, old, _ = filled
         _fill(demo, 3)
