@@ -119,6 +119,11 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
             if name in fields:
                 values[name] = _coerce(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if "components" not in values:
+        # NOTE: the register simulators serve (synthetic) register data without
+        # authentication: they run by default only in demo mode.
+        demo = values.get("demo") in (True, "true", "1")
+        values["components"] = sorted(COMPONENTS if demo else COMPONENTS - {"registers"})
     if isinstance(values.get("components"), str):
         values["components"] = _coerce("components", values["components"])
     try:
@@ -126,6 +131,10 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     except msgspec.ValidationError as exc:
         msg = f"invalid setting: {exc}"
         raise SettingsError(msg) from exc
+    if "registers" in settings.components and not settings.demo:
+        msg = ("the register simulators hold synthetic data and answer anyone: they run only "
+               "with --demo (in production, point --registers-url at the real registers)")
+        raise SettingsError(msg)
     unknown = settings.components - COMPONENTS
     if unknown or not settings.components:
         msg = (f"invalid setting components: {', '.join(sorted(unknown)) or 'empty'} "

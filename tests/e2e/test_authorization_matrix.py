@@ -45,6 +45,7 @@ class Context:
     demo: Any
     tokens: dict[str, str] = field(default_factory=dict)
     consent_id: str = ""
+    transfer_id: str = ""
 
     def header(self, actor: str) -> dict[str, str]:
         if actor == "anonymous":
@@ -164,6 +165,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/audit/export"): Row(_get("/v1/audit/export"), {"auditor": 200}),
     ("GET", "/v1/log/checkpoint"): Row(_get("/v1/log/checkpoint"), _all(200)),
     ("GET", "/v1/log/verifier-key"): Row(_get("/v1/log/verifier-key"), _all(200)),
+    ("GET", "/v1/log/entries/{transfer_id:str}"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/v1/log/entries/{ctx.transfer_id}"},
+        _all(200), note="public like the proofs; transfer ids are unguessable UUIDv7"),
     ("GET", "/v1/log/proof/inclusion"): Row(
         _get("/v1/log/proof/inclusion", index=0, tree_size=1), _all(200)),
     ("GET", "/v1/log/proof/consistency"): Row(
@@ -220,6 +224,7 @@ def fx_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
                                     ["birth"], "elterngeld-antrag", subject=child["idnr"])["id"]
         released = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
         assert released.status_code == 200, released.text
+        ctx.transfer_id = released.json()["transfer_id"]
         wait_for_log(demo, 1)
         yield ctx
 
@@ -280,4 +285,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 10  # noqa: PLR2004
-    assert len(MATRIX) == 33  # noqa: PLR2004
+    assert len(MATRIX) == 34  # noqa: PLR2004

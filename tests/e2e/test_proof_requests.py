@@ -205,6 +205,8 @@ class TestDemoOnlyPaths:
         with httpx.Client(base_url=live.base_url) as http:
             assert http.post("/demo/citizen-token", json={"idnr": "86095742719"}).status_code == 404
             assert http.get("/demo/credentials").status_code == 404
+            # F1: the register simulators (open, synthetic) are not served outside demo mode
+            assert http.get("/registers/_knobs").status_code == 404
         assert not (live.data_dir / "demo-credentials.json").exists()
 
     def test_demo_policy_documents_are_refused_outside_demo_mode(self, make_settings) -> None:

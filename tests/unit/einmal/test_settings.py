@@ -14,11 +14,17 @@ class TestLoadSettings:
         with pytest.raises(SettingsError, match="port"):
             load_settings({"EINMAL_PORT": "eighty"})
 
+    def test_register_simulators_only_in_demo_mode(self) -> None:
+        assert load_settings({}).components == {"broker", "cockpit"}
+        assert load_settings({}, demo=True).components == {"broker", "cockpit", "registers"}
+        with pytest.raises(SettingsError, match="only with --demo"):
+            load_settings({}, components="broker,registers")
+
     def test_defaults(self) -> None:
         settings = load_settings({})
         assert settings.port == 8000
         assert settings.data_dir == Path(".einmal")
-        assert settings.components == {"broker", "cockpit", "registers"}
+        assert settings.components == {"broker", "cockpit"}
         assert settings.base_url == "http://127.0.0.1:8000"
         assert settings.database_url_for("broker") == "sqlite+aiosqlite:///.einmal/broker.db"
 
