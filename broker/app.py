@@ -85,6 +85,13 @@ class BrokerComponent:
                 "outbox": "ok" if lag < OUTBOX_LAG_READY_S else
                 f"error: oldest undelivered record is {lag:.0f} s old"}
 
+    async def prepare(self) -> None:
+        """Before serving (own event loop): migrate a fresh store or refuse a stale one."""
+        try:
+            await self.repository.create_schema()
+        finally:
+            await self.engine.dispose()
+
     async def start(self) -> None:
         await self.repository.create_schema()
         self.delivery.start()

@@ -97,10 +97,10 @@ class BrokerRepository:
             raise StoreError(msg) from exc
 
     async def create_schema(self) -> None:
-        from sqlmodel import SQLModel  # noqa: PLC0415 - only needed at start-up
+        """Migrate a fresh database; refuse one that is behind (``einmal db upgrade``)."""
+        from einmal.migrate import ensure_schema  # noqa: PLC0415 - start-up only
 
-        async with self._tx() as conn:
-            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=BROKER_TABLES))
+        await ensure_schema(self._engine, "broker", [t.name for t in BROKER_TABLES])
 
     # -- client assertion replay cache -------------------------------------------------
     async def remember_jti(self, client_id: str, jti: str, expires_at: datetime,

@@ -57,6 +57,13 @@ class CockpitComponent:
             return {"cockpit_store": f"error: {type(exc).__name__}"}
         return {"cockpit_store": "ok", "log_tree_size": size, "log_pending": pending}
 
+    async def prepare(self) -> None:
+        """Before serving (own event loop): migrate a fresh store or refuse a stale one."""
+        try:
+            await self.service.create_schema()
+        finally:
+            await self.engine.dispose()
+
     async def start(self) -> None:
         await self.service.create_schema()
         async with self.engine.begin() as conn:

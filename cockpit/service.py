@@ -100,10 +100,10 @@ class CockpitService:
                                headers={"Retry-After": "5"}) from exc
 
     async def create_schema(self) -> None:
-        from sqlmodel import SQLModel  # noqa: PLC0415 - start-up only
+        """Migrate a fresh database; refuse one that is behind (``einmal db upgrade``)."""
+        from einmal.migrate import ensure_schema  # noqa: PLC0415 - start-up only
 
-        async with self._tx() as conn:
-            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=COCKPIT_TABLES))
+        await ensure_schema(self._engine, "cockpit", [t.name for t in COCKPIT_TABLES])
 
     async def ingest(self, records: list[TransferRecord]) -> dict[str, int]:
         """Store a batch in order. Idempotent by transfer id: a repeated record is counted as

@@ -48,7 +48,7 @@ def serve(**options: Any) -> None:
     import uvicorn  # noqa: PLC0415 - keep `einmal --help` fast
 
     from einmal.logging import configure_logging  # noqa: PLC0415
-    from einmal.server import build_components, create_app  # noqa: PLC0415
+    from einmal.server import build_components, create_app, prepare_stores  # noqa: PLC0415
     from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
 
     try:
@@ -58,7 +58,8 @@ def serve(**options: Any) -> None:
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     try:
         components = build_components(settings)
-    except Exception as exc:  # policy or key problems: one clear line, no traceback
+        asyncio.run(prepare_stores(components))
+    except Exception as exc:  # policy, key, store or schema problems: one line, no traceback
         raise click.ClickException(f"cannot start: {exc}") from exc
     app = create_app(settings, components)
     _print_welcome(settings)
@@ -272,3 +273,46 @@ def log_shred(before: str, data_dir: Path | None, database_url: str | None, yes:
     except SQLAlchemyError as exc:
         raise click.ClickException(f"cannot shred: the store failed ({type(exc).__name__})") from exc
     click.echo(f"shredded {count} entries before {when.isoformat()}")
+
+
+@main.group("db")
+def db_group() -> None:
+    """The stores' schemas (Alembic migrations)."""
+
+
+@db_group.command("upgrade")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--database-url", default=None)
+@click.option("--components", default="broker,cockpit", show_default=True,
+              help="Whose schema to upgrade.")
+def db_upgrade(data_dir: Path | None, database_url: str | None, components: str) -> None:
+    """Upgrade the schemas to this version of Einmal (safe to run again)."""
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from einmal.migrate import upgrade  # noqa: PLC0415
+    from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
+    from einmal.store import create_engine  # noqa: PLC0415
+
+    try:
+        settings = load_settings(os.environ, data_dir=data_dir, database_url=database_url,
+                                 components=components)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> list[str]:
+        lines = []
+        for component in sorted(settings.components & {"broker", "cockpit"}):
+            engine = create_engine(settings.database_url_for(component))
+            try:
+                before, after = await upgrade(engine, component)
+            finally:
+                await engine.dispose()
+            lines.append(f"{component}: {before or 'empty'} -> {after}")
+        return lines
+
+    try:
+        for line in asyncio.run(run()):
+            click.echo(line)
+    except (SQLAlchemyError, OSError) as exc:
+        raise click.ClickException(f"cannot upgrade: {type(exc).__name__}: {exc}") from exc

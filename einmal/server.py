@@ -137,6 +137,13 @@ def build_components(settings: Settings) -> list[Any]:
     return components
 
 
+async def prepare_stores(components: list[Any]) -> None:
+    """Check (and for a fresh store, create) every component's schema before serving."""
+    for component in components:
+        if hasattr(component, "prepare"):
+            await component.prepare()
+
+
 class _StaticComponent:
     def __init__(self, name: str, router: Router) -> None:
         self.name = name

@@ -63,9 +63,13 @@ async def _drop_async(url: str) -> None:
 
     from einmal.store import create_engine  # noqa: PLC0415
 
+    from sqlalchemy import text  # noqa: PLC0415
+
     engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.drop_all)
+        for version_table in ("broker_alembic_version", "cockpit_alembic_version"):
+            await conn.execute(text(f"DROP TABLE IF EXISTS {version_table}"))
     await engine.dispose()
 
 

@@ -121,3 +121,28 @@ class TestLogShredCommand:
                       "--yes")
         assert result.returncode == 1
         assert "no cockpit data" in result.stderr
+
+
+class TestDbUpgrade:
+    def test_upgrade_is_idempotent_and_serve_refuses_a_stale_schema(self, tmp_path: Path) -> None:
+        import sqlite3  # noqa: PLC0415
+
+        first = _run("db", "upgrade", "--data-dir", str(tmp_path))
+        assert first.returncode == 0, first.stderr
+        assert "broker: empty -> 0001" in first.stdout
+        assert "cockpit: empty -> 0001" in first.stdout
+        again = _run("db", "upgrade", "--data-dir", str(tmp_path))
+        assert "broker: 0001 -> 0001" in again.stdout
+
+        with sqlite3.connect(tmp_path / "broker.db") as db:  # as if made by an older Einmal
+            db.execute("DELETE FROM broker_alembic_version")
+        behind = _run("serve", "--demo", "--data-dir", str(tmp_path), "--port", str(free_port()))
+        assert behind.returncode != 0
+        assert "einmal db upgrade" in behind.stderr
+        assert "Traceback" not in behind.stderr
+
+        with sqlite3.connect(tmp_path / "broker.db") as db:
+            db.execute("INSERT INTO broker_alembic_version VALUES ('9999')")
+        ahead = _run("serve", "--demo", "--data-dir", str(tmp_path), "--port", str(free_port()))
+        assert ahead.returncode != 0
+        assert "newer than this version" in ahead.stderr
