@@ -8,12 +8,13 @@ import structlog
 from litestar import Router
 
 from broker.delivery import DeliveryWorker
-from broker.http import create_broker_router
+from broker.http import BrokerLimits, create_broker_router
 from broker.repository import BrokerRepository
 from broker.service import BrokerService
 from connectors.factory import build_connectors
 from einmal.citizen import CitizenAuth
 from einmal.keys import load_or_create_secret, load_or_create_signing_key
+from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
 from einmal.store import StoreError, create_engine
 from einmal.tokens import TokenIssuer, TokenVerifier
@@ -60,8 +61,13 @@ class BrokerComponent:
             answer_key=load_or_create_secret(keys_dir, "broker-idempotency"))
         service_tokens = TokenVerifier(keys={token_key.kid: token_key.private_key.public_key()},
                                        issuer=issuer, audience=BROKER_AUDIENCE)
+        limits = BrokerLimits(
+            service=RateLimiter(rate_per_s=settings.rate_limit_service_per_s,
+                                burst=settings.rate_limit_service_burst, what="service"),
+            token=RateLimiter(rate_per_s=settings.rate_limit_token_per_s,
+                              burst=settings.rate_limit_token_burst, what="client address"))
         self.router: Router = create_broker_router(
-            broker=self.service, service_tokens=service_tokens, citizens=citizens,
+            broker=self.service, service_tokens=service_tokens, citizens=citizens, limits=limits,
             jwks={"keys": [proof_key.public_jwk]})
 
     def attach_metrics(self, metrics: Any) -> None:

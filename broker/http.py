@@ -1,6 +1,7 @@
 """Broker HTTP controllers: parse, call one service method, answer. No SQL, no httpx here."""
 
 import hashlib
+from dataclasses import dataclass
 import json
 import re
 from typing import Any
@@ -13,9 +14,10 @@ from litestar.params import FromPath
 from broker.service import BrokerService, ConsentIn, ProofRequestIn
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.problems import ProblemError
+from einmal.ratelimit import RateLimiter
 from einmal.tokens import TokenVerifier, bearer_token
 
-__all__ = ["create_broker_router", "decode_body"]
+__all__ = ["BrokerLimits", "create_broker_router", "decode_body"]
 
 _json = msgspec.json.Encoder()
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -68,6 +70,14 @@ def _precheck(raw: bytes) -> None:
                            f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """Token buckets: per service on proof requests, per client address on the token endpoint."""
+
+    service: RateLimiter
+    token: RateLimiter
+
+
 def decode_body(raw: bytes, type_: type[Any]) -> Any:
     """Strict JSON decoding: duplicate members, deep nesting, unknown fields and wrong types
     are clear 422 problems."""
@@ -89,7 +99,9 @@ def _json_response(content: Any, status: int = 200) -> Response[bytes]:
 
 @post("/v1/token", summary="Exchange a signed client assertion for an access token (RFC 7523)",
       tags=["online services"], status_code=200)
-async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService]) -> Response[bytes]:
+async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
+                limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
+    limits.token.check(request.client.host if request.client else "unknown")
     if request.headers.get("content-type", "").split(";")[0].strip() != \
             "application/x-www-form-urlencoded":
         raise ProblemError("invalid-request", "Send the token request form-encoded.",
@@ -102,8 +114,10 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
 @post("/v1/proof-requests", summary="Fetch a proof once-only", tags=["online services"],
       status_code=200)
 async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
-                        service_tokens: NamedDependency[TokenVerifier]) -> Response[bytes]:
+                        service_tokens: NamedDependency[TokenVerifier],
+                        limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
     claims = service_tokens.verify(bearer_token(request))
+    limits.service.check(claims["sub"])
     raw = await request.body()
     body = decode_body(raw, ProofRequestIn)
     # Bounded, printable identifiers only: these strings are written into the transfer record
@@ -145,6 +159,7 @@ async def revoke_consent(consent_id: FromPath[str], broker: NamedDependency[Brok
 
 
 def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier,
+                         limits: BrokerLimits,
                          citizens: CitizenAuth, jwks: dict[str, Any]) -> Router:
     jwks_body = _json.encode(jwks)
 
@@ -160,6 +175,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
                         jwks_handler],
         dependencies={
             "broker": Provide(lambda: broker, use_cache=True, sync_to_thread=False),
+            "limits": Provide(lambda: limits, use_cache=True, sync_to_thread=False),
             "service_tokens": Provide(lambda: service_tokens, use_cache=True,
                                       sync_to_thread=False),
             "citizen": Provide(citizens.dependency(), sync_to_thread=False),

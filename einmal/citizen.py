@@ -14,6 +14,7 @@ from litestar import Request
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.keys import load_public_keys
 from einmal.problems import ProblemError
+from einmal.ratelimit import RateLimiter
 from einmal.tokens import TokenVerifier, bearer_token
 
 __all__ = ["CITIZEN_AUDIENCE", "Citizen", "CitizenAuth"]
@@ -30,7 +31,8 @@ class CitizenAuth:
     start before the identity provider has published its key."""
 
     def __init__(self, *, issuer: str, keys_file: Path, allow_test_idnrs: bool,
-                 idnr_claim: str = "idnr") -> None:
+                 idnr_claim: str = "idnr", limiter: RateLimiter | None = None) -> None:
+        self._limiter = limiter
         self._issuer = issuer
         self._keys_file = keys_file
         self._allow_test = allow_test_idnrs
@@ -50,9 +52,12 @@ class CitizenAuth:
         claims = self._load().verify(bearer_token(request))
         idnr = claims.get(self._claim)
         try:
-            return Citizen(idnr=validate_idnr(str(idnr), allow_test=self._allow_test))
+            citizen = Citizen(idnr=validate_idnr(str(idnr), allow_test=self._allow_test))
         except InvalidIdNrError as exc:
             raise ProblemError("unauthenticated", "The citizen token names no valid IdNr.") from exc
+        if self._limiter is not None:
+            self._limiter.check(citizen.idnr)
+        return citizen
 
     def dependency(self) -> Callable[[Request[Any, Any, Any]], Citizen]:
         return self.citizen

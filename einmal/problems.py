@@ -32,6 +32,7 @@ CATALOGUE: dict[str, tuple[int, str, str | None]] = {
     "conflict": (409, "Conflict", None),
     "payload-too-large": (413, "Request body too large", "EDM:ERR:0003"),
     "unsupported-media-type": (415, "Unsupported media type", "EDM:ERR:0003"),
+    "rate-limited": (429, "Too many requests", None),
     "routing-failed": (422, "No register is responsible", "EDM:ERR:0006"),
     "register-unavailable": (502, "Register unavailable", "EDM:ERR:0008"),
     "register-timeout": (504, "Register timeout", "EDM:ERR:0005"),
@@ -80,7 +81,7 @@ def problem_response(problem: ProblemError, request: Request[Any, Any, Any] | No
 
 _HTTP_SLUGS = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden",
                404: "not-found", 405: "method-not-allowed", 409: "conflict", 413: "payload-too-large",
-               415: "unsupported-media-type", 422: "invalid-request", 503: "store-unavailable"}
+               415: "unsupported-media-type", 422: "invalid-request", 429: "rate-limited", 503: "store-unavailable"}
 
 
 def _handle_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

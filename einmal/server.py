@@ -16,6 +16,7 @@ from einmal.citizen import CitizenAuth
 from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.problems import ProblemError, exception_handlers
+from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
 
 __all__ = ["Component", "create_app", "default_policies_dir"]
@@ -88,7 +89,10 @@ def _citizen_auth(settings: Settings) -> CitizenAuth:
     else:
         issuer = demo_issuer(settings)
         keys_file = settings.keys_dir / f"{DEMO_IDP_KEY}.public.json"
-    return CitizenAuth(issuer=issuer, keys_file=keys_file, allow_test_idnrs=settings.demo)
+    limiter = RateLimiter(rate_per_s=settings.rate_limit_citizen_per_s,
+                          burst=settings.rate_limit_citizen_burst, what="citizen")
+    return CitizenAuth(issuer=issuer, keys_file=keys_file, allow_test_idnrs=settings.demo,
+                       limiter=limiter)
 
 
 def build_components(settings: Settings) -> list[Any]:

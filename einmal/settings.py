@@ -44,6 +44,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_retention_days: int = 730
     #: Auditors' public keys (JWK set). In demo mode the demo auditor's key is written there.
     auditor_keys_file: Path | None = None
+    #: Abuse limits per process (token buckets): requests per second and burst; 0 = off.
+    rate_limit_service_per_s: float = 1000.0
+    rate_limit_service_burst: float = 2000.0
+    rate_limit_citizen_per_s: float = 20.0
+    rate_limit_citizen_burst: float = 60.0
+    rate_limit_token_per_s: float = 100.0
+    rate_limit_token_burst: float = 200.0
     access_token_ttl_s: int = 300
     citizen_token_ttl_s: int = 3600
     register_timeout_s: float = 5.0
