@@ -186,3 +186,32 @@ def _server_loop(live_server):
         pytest.fail("the live server does not expose its event loop")
     assert isinstance(loop, asyncio.AbstractEventLoop)
     return loop
+
+
+class TestBacklogDelivery:
+    def test_a_backlog_after_a_cockpit_outage_is_delivered_in_full_batches(
+            self, demo, live_server) -> None:
+        """Regression (bench/faults.py): a full batch of 200 records exceeded the 64 KiB body
+        limit, so a broker with a backlog could never deliver again."""
+        import asyncio  # noqa: PLC0415
+
+        from sqlalchemy import update  # noqa: PLC0415
+
+        from broker.tables import TransferRow  # noqa: PLC0415
+
+        ids = {demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+               .json()["transfer_id"] for _ in range(3)}
+        child = demo.citizen("elfe", "child")
+        demo.transfers(child["idnr"], wait_for=ids)
+        broker = live_server.component("broker")
+
+        async def redeliver_many() -> int:
+            # Re-deliver every record (idempotent), padded to a 200-record batch.
+            async with broker.engine.begin() as conn:
+                rows = (await conn.execute(TransferRow.__table__.select())).all()
+            records = [bytes(r.record) for r in rows] * (200 // len(rows) + 1)
+            await broker.delivery._send(records[:200])  # noqa: SLF001
+            return len(records[:200])
+
+        sent = asyncio.run_coroutine_threadsafe(redeliver_many(), live_server.loop).result(20)
+        assert sent == 200
