@@ -42,6 +42,7 @@ class BrokerComponent:
         self.engine = create_engine(settings.database_url_for("broker"))
         self.repository = BrokerRepository(self.engine)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        self._registers_url = settings.registers_base_url
         self.connectors = build_connectors(settings.registers_base_url,
                                            timeout_s=settings.register_timeout_s,
                                            retries=settings.register_retries)
@@ -87,7 +88,12 @@ class BrokerComponent:
         except StoreError as exc:
             return {"broker_store": f"error: {exc}"}
         lag = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-        return {"broker_store": "ok", "outbox_pending": pending, "outbox_lag_s": round(lag, 1),
+        try:  # any HTTP answer means reachable; only a transport failure is not
+            await self._http.get(self._registers_url, timeout=2.0)
+            registers = "ok"
+        except httpx.HTTPError as exc:
+            registers = f"error: unreachable ({type(exc).__name__})"
+        return {"broker_store": "ok", "registers": registers, "outbox_pending": pending, "outbox_lag_s": round(lag, 1),
                 "outbox": "ok" if lag < OUTBOX_LAG_READY_S else
                 f"error: oldest undelivered record is {lag:.0f} s old"}
 

@@ -27,6 +27,8 @@ class CockpitComponent:
 
     def __init__(self, settings: Settings, *, citizens: CitizenAuth) -> None:
         self.engine = create_engine(settings.database_url_for("cockpit"))
+        self.read_engine = (create_engine(settings.database_url_for("cockpit", read=True))
+                            if settings.read_database_url else None)
         self.log = TransferLog(engine=self.engine,
                                key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"),
                                origin=settings.log_origin_line,
@@ -35,7 +37,7 @@ class CockpitComponent:
             engine=self.engine,
             pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"),
             vault=CitizenVault(load_or_create_secret(settings.keys_dir, "cockpit-master")),
-            on_ingested=self.log.notify)
+            on_ingested=self.log.notify, read_engine=self.read_engine)
         channel = ChannelAuth(keys_file=settings.keys_dir / "broker-channel.public.json",
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)
         self.router: Router = create_cockpit_router(
@@ -74,3 +76,5 @@ class CockpitComponent:
     async def stop(self) -> None:
         await self.log.stop()
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()

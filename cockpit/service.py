@@ -78,8 +78,11 @@ def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
 class CockpitService:
     def __init__(self, *, engine: AsyncEngine, pseudonym_key: bytes, vault: CitizenVault,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 on_ingested: Callable[[], None] = lambda: None) -> None:
+                 on_ingested: Callable[[], None] = lambda: None,
+                 read_engine: AsyncEngine | None = None) -> None:
         self._engine = engine
+        #: citizen queries may go to a read replica (settings.read_database_url)
+        self._read_engine = read_engine or engine
         self._on_ingested = on_ingested
         self._vault = vault
         self._key = pseudonym_key
@@ -90,9 +93,10 @@ class CockpitService:
 
     @asynccontextmanager
     async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        engine = self._engine if write else self._read_engine
         try:
-            async with writer(self._engine) if write else contextlib.nullcontext(), \
-                    self._engine.begin() as conn:
+            async with writer(engine) if write else contextlib.nullcontext(), \
+                    engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             log.error("store.unavailable", error=type(exc).__name__)

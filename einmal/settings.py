@@ -26,6 +26,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: None: one SQLite file per component in ``data_dir``. A URL (sqlite or postgresql)
     #: is shared by all components; their tables carry a component prefix.
     database_url: str | None = None
+    #: Optional read replica for citizen queries (cockpit); writes always go to database_url.
+    read_database_url: str | None = None
     components: frozenset[str] = COMPONENTS
     demo: bool = False
     #: Base URL clients use to reach this process (default ``http://host:port``).
@@ -92,17 +94,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
-    def database_url_for(self, component: str) -> str:
-        """The SQLAlchemy async URL of one component's store."""
+    def database_url_for(self, component: str, *, read: bool = False) -> str:
+        """The SQLAlchemy async URL of one component's store (``read``: the replica, if any)."""
+        if read and self.read_database_url:
+            return _async_driver(self.read_database_url)
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.data_dir / (component + '.db')}"
-        url = self.database_url
-        for plain, driver in (("postgresql://", "postgresql+asyncpg://"),
-                              ("postgres://", "postgresql+asyncpg://"),
-                              ("sqlite:///", "sqlite+aiosqlite:///")):
-            if url.startswith(plain):
-                return driver + url[len(plain):]
-        return url
+        return _async_driver(self.database_url)
+
+
+def _async_driver(url: str) -> str:
+    """Plain database URLs get the async driver Einmal uses."""
+    for plain, driver in (("postgresql://", "postgresql+asyncpg://"),
+                          ("postgres://", "postgresql+asyncpg://"),
+                          ("sqlite:///", "sqlite+aiosqlite:///")):
+        if url.startswith(plain):
+            return driver + url[len(plain):]
+    return url
 
 
 _ENV_PREFIX = "EINMAL_"

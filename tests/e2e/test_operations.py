@@ -63,3 +63,41 @@ class TestMetricsAndReadiness:
         monkeypatch.setattr(live_server.component("broker").repository, "outbox_status", down)
         body = problem(demo.http.get("/health/ready"), 503, "store-unavailable")
         assert body["checks"]["broker_store"].startswith("error")
+
+    def test_not_ready_when_registers_are_unreachable(self, make_demo) -> None:
+        from tests.conftest import free_port  # noqa: PLC0415
+
+        demo = make_demo(registers_url=f"http://127.0.0.1:{free_port()}/registers")
+        body = problem(demo.http.get("/health/ready"), 503, "store-unavailable")
+        assert body["checks"]["registers"].startswith("error: unreachable")
+
+
+class TestReadReplica:
+    def test_citizen_queries_go_to_the_read_replica(self, make_demo, tmp_path) -> None:
+        """With an (here: empty) replica configured, the citizen's list comes from it, while
+        the log is written to the primary."""
+        import asyncio  # noqa: PLC0415
+        import time  # noqa: PLC0415
+
+        from einmal.migrate import upgrade  # noqa: PLC0415
+        from einmal.store import create_engine  # noqa: PLC0415
+        from tests.e2e.helpers import birth_request  # noqa: PLC0415
+
+        replica = tmp_path / "replica.db"
+
+        async def migrate() -> None:
+            engine = create_engine(f"sqlite+aiosqlite:///{replica}")
+            await upgrade(engine, "cockpit")
+            await engine.dispose()
+
+        asyncio.run(migrate())
+        demo = make_demo(read_database_url=f"sqlite:///{replica}")
+        released = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+        assert released.status_code == 200
+        checkpoint, deadline = "", time.monotonic() + 10
+        while "\n1\n" not in checkpoint and time.monotonic() < deadline:
+            checkpoint = demo.http.get("/v1/log/checkpoint").text
+            time.sleep(0.1)
+        assert "\n1\n" in checkpoint  # written to the primary
+        child = demo.citizen("elfe", "child")
+        assert demo.transfers(child["idnr"], timeout=0.5) == []  # read from the (empty) replica
