@@ -13,7 +13,11 @@ from broker.repository import BrokerRepository
 from broker.service import BrokerService
 from connectors.factory import build_connectors
 from einmal.citizen import CitizenAuth
-from einmal.keys import load_or_create_secret, load_or_create_signing_key
+from einmal.keys import (
+    load_or_create_secret,
+    load_or_create_signing_key,
+    retired_public_jwks,
+)
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
 from einmal.store import StoreError, create_engine
@@ -69,7 +73,9 @@ class BrokerComponent:
                               burst=settings.rate_limit_token_burst, what="client address"))
         self.router: Router = create_broker_router(
             broker=self.service, service_tokens=service_tokens, citizens=citizens, limits=limits,
-            jwks={"keys": [proof_key.public_jwk]})
+            # the first key signs; retired keys stay published so older proofs still verify
+            jwks={"keys": [proof_key.public_jwk,
+                           *retired_public_jwks(keys_dir, "broker-proof")]})
 
     def attach_metrics(self, metrics: Any) -> None:
         self.service.on_outcome = metrics.proof_outcome

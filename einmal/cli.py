@@ -316,3 +316,26 @@ def db_upgrade(data_dir: Path | None, database_url: str | None, components: str)
             click.echo(line)
     except (SQLAlchemyError, OSError) as exc:
         raise click.ClickException(f"cannot upgrade: {type(exc).__name__}: {exc}") from exc
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Signing keys."""
+
+
+@keys_group.command("rotate")
+@click.argument("name", type=click.Choice(["broker-proof"]))
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+def keys_rotate(name: str, data_dir: Path | None) -> None:
+    """Retire the current key and create a new one; restart the processes to use it.
+
+    The retired public key stays in the JWKS, so proofs signed before still verify.
+    """
+    from einmal.keys import rotate_signing_key  # noqa: PLC0415
+    from einmal.settings import load_settings  # noqa: PLC0415
+
+    settings = load_settings(os.environ, data_dir=data_dir)
+    if not (settings.keys_dir / f"{name}.jwk.json").exists():
+        raise click.ClickException(f"no key {name} in {settings.keys_dir}")
+    old, new = rotate_signing_key(settings.keys_dir, name)
+    click.echo(f"{name}: {old} retired (still published), {new} signs from the next start")

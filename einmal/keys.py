@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, PrivateFormat, NoEncryption
 
 __all__ = ["SigningKey", "load_or_create_secret", "load_or_create_signing_key",
-           "load_public_keys", "private_jwk", "public_jwk", "public_key_from_jwk"]
+           "load_public_keys", "private_jwk", "public_jwk", "public_key_from_jwk",
+           "retired_public_jwks", "rotate_signing_key"]
 
 
 def _b64u(raw: bytes) -> str:
@@ -81,6 +82,26 @@ def load_or_create_signing_key(keys_dir: Path, name: str) -> SigningKey:
     if not public_path.exists():
         public_path.write_text(json.dumps({"keys": [signing.public_jwk]}, indent=2))
     return signing
+
+
+def retired_public_jwks(keys_dir: Path, name: str) -> list[dict[str, str]]:
+    """Public JWKs of keys retired by ``rotate_signing_key`` (still published, never used)."""
+    return [json.loads(p.read_text()) for p in sorted(keys_dir.glob(f"{name}.retired.*.json"))]
+
+
+def rotate_signing_key(keys_dir: Path, name: str) -> tuple[str, str]:
+    """Retire the current key (its public half stays published) and create a new one.
+
+    Returns (old kid, new kid). Processes pick the new key up at their next start.
+    """
+    current = load_or_create_signing_key(keys_dir, name)
+    retired = keys_dir / f"{name}.retired.{current.kid}.json"
+    retired.write_text(json.dumps(current.public_jwk, indent=2))
+    (keys_dir / f"{name}.jwk.json").unlink()
+    new = load_or_create_signing_key(keys_dir, name)
+    document = {"keys": [new.public_jwk, *retired_public_jwks(keys_dir, name)]}
+    (keys_dir / f"{name}.public.json").write_text(json.dumps(document, indent=2))
+    return current.kid, new.kid
 
 
 def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
