@@ -11,7 +11,11 @@ from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from cockpit.vault import CitizenVault
 from einmal.citizen import CitizenAuth
-from einmal.keys import load_or_create_secret, load_or_create_signing_key
+from einmal.keys import (
+    load_or_create_secret,
+    load_or_create_signing_key,
+    retired_public_jwks,
+)
 from einmal.settings import Settings
 from einmal.store import create_engine
 
@@ -32,7 +36,8 @@ class CockpitComponent:
         self.log = TransferLog(engine=self.engine,
                                key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"),
                                origin=settings.log_origin_line,
-                               retention_days=settings.log_retention_days)
+                               retention_days=settings.log_retention_days,
+                               retired_keys=retired_public_jwks(settings.keys_dir, "cockpit-log"))
         self.service = CockpitService(
             engine=self.engine,
             pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"),

@@ -92,6 +92,13 @@ async def verifier_key(transfer_log: NamedDependency[TransferLog]) -> Response[s
     return Response(content=transfer_log.verifier_key + "\n", media_type=_TEXT)
 
 
+@get("/v1/log/verifier-keys", summary="All of the log's verifier keys, current first",
+     tags=["transfer log"])
+async def verifier_keys(transfer_log: NamedDependency[TransferLog]) -> Response[str]:
+    return Response(content="".join(k + "\n" for k in transfer_log.verifier_keys),
+                    media_type=_TEXT)
+
+
 @get("/v1/log/proof/inclusion", summary="Inclusion proof (RFC 9162 §2.1.3.1)",
      tags=["transfer log"])
 async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: FromQuery[int],
@@ -169,7 +176,7 @@ def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
                           auditors: AuditorAuth) -> Router:
     return Router(path="/", route_handlers=[
         ingest, my_transfers, checkpoint, verifier_key, inclusion_proof, consistency_proof,
-        log_entry,
+        log_entry, verifier_keys,
         audit_export], dependencies={
         "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
         "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),

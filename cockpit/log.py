@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cockpit.tables import CheckpointRow, CitizenEntryRow, EntryRow, LogStateRow, TreeNodeRow
 from einmal import tlog
-from einmal.keys import SigningKey
+from einmal.keys import SigningKey, public_key_from_jwk
 from einmal.problems import ProblemError
 from einmal.store import writer
 
@@ -57,7 +57,7 @@ def _needed(fn: Callable[[tlog.HashAt], Any]) -> set[tuple[int, int]]:
 class TransferLog:
     def __init__(self, *, engine: AsyncEngine, key: SigningKey, origin: str,
                  batch_size: int = 5000, interval_s: float = 0.5,
-                 retention_days: int = 730) -> None:
+                 retention_days: int = 730, retired_keys: list[dict[str, Any]] = ()) -> None:
         self._engine = engine
         self._key = key
         self.origin = origin
@@ -68,6 +68,9 @@ class TransferLog:
         self._task: asyncio.Task[None] | None = None
         self._last_shred: datetime | None = None
         self.verifier_key = tlog.verifier_key(origin, key.private_key.public_key())
+        #: the current verifier key first, then retired ones (older checkpoints verify)
+        self.verifier_keys = [self.verifier_key, *(
+            tlog.verifier_key(origin, public_key_from_jwk(jwk)) for jwk in retired_keys)]
 
     # -- lifecycle -------------------------------------------------------------------------
     async def initialise(self, conn: AsyncConnection) -> None:

@@ -324,12 +324,13 @@ def keys_group() -> None:
 
 
 @keys_group.command("rotate")
-@click.argument("name", type=click.Choice(["broker-proof"]))
+@click.argument("name", type=click.Choice(["broker-proof", "cockpit-log"]))
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def keys_rotate(name: str, data_dir: Path | None) -> None:
     """Retire the current key and create a new one; restart the processes to use it.
 
-    The retired public key stays in the JWKS, so proofs signed before still verify.
+    The retired public key stays published (JWKS for broker-proof, /v1/log/verifier-keys for
+    cockpit-log), so proofs and checkpoints signed before still verify.
     """
     from einmal.keys import rotate_signing_key  # noqa: PLC0415
     from einmal.settings import load_settings  # noqa: PLC0415

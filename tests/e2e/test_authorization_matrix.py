@@ -165,6 +165,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/audit/export"): Row(_get("/v1/audit/export"), {"auditor": 200}),
     ("GET", "/v1/log/checkpoint"): Row(_get("/v1/log/checkpoint"), _all(200)),
     ("GET", "/v1/log/verifier-key"): Row(_get("/v1/log/verifier-key"), _all(200)),
+    ("GET", "/v1/log/verifier-keys"): Row(_get("/v1/log/verifier-keys"), _all(200)),
     ("GET", "/v1/log/entries/{transfer_id:str}"): Row(
         lambda ctx, actor: {"method": "GET", "url": f"/v1/log/entries/{ctx.transfer_id}"},
         _all(200), note="public like the proofs; transfer ids are unguessable UUIDv7"),
@@ -285,4 +286,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 10  # noqa: PLR2004
-    assert len(MATRIX) == 34  # noqa: PLR2004
+    assert len(MATRIX) == 35  # noqa: PLR2004

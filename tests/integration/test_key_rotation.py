@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 import jwt
 
 from tests.e2e.conftest import assertion
@@ -55,3 +56,32 @@ def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> No
         claims = jwt.decode(proof, jwt.PyJWK(keys[kid]).key, algorithms=["EdDSA"],
                             audience="standesamt-namensdienst-bremen")
         assert claims["proof_type"] == "birth"
+
+
+def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tmp_path) -> None:
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from einmal import tlog  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    origin = "cockpit.example/einmal-transfer-log"  # the log's name must not change with the port
+    first = start_live_server(data_dir=data, log_origin=origin)
+    creds = json.loads((data / "demo-credentials.json").read_text())
+    _proof(first.base_url, creds)
+    time.sleep(1.5)  # integrated and checkpointed
+    old_note = httpx.get(f"{first.base_url}/v1/log/checkpoint").text
+    first.stop()
+    rotated = subprocess.run([sys.executable, "-m", "einmal", "keys", "rotate", "cockpit-log",
+                              "--data-dir", str(data)], capture_output=True, text=True,
+                             check=False, timeout=30)
+    assert rotated.returncode == 0, rotated.stderr
+    second = start_live_server(data_dir=data, log_origin=origin)
+    keys = httpx.get(f"{second.base_url}/v1/log/verifier-keys").text.split()
+    assert len(keys) == 2
+    assert keys[0] == httpx.get(f"{second.base_url}/v1/log/verifier-key").text.strip()
+    old_name, old_key = tlog.parse_verifier_key(keys[1])
+    assert tlog.parse_checkpoint(tlog.verify_note(old_note, old_name, old_key)).size >= 1
+    new_name, new_key = tlog.parse_verifier_key(keys[0])
+    with pytest.raises(tlog.NoteError):
+        tlog.verify_note(old_note, new_name, new_key)
