@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import sys
-import time
 from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -195,7 +195,6 @@ class TestBacklogDelivery:
         limit, so a broker with a backlog could never deliver again."""
         import asyncio  # noqa: PLC0415
 
-        from sqlalchemy import update  # noqa: PLC0415
 
         from broker.tables import TransferRow  # noqa: PLC0415
 

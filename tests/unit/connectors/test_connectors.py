@@ -4,7 +4,6 @@ from datetime import date
 
 import httpx
 import pytest
-import respx
 
 from connectors.base import (
     InvalidParametersError,

@@ -1,6 +1,5 @@
 """The synthetic population and the register simulators (Litestar test client, no network)."""
 
-from datetime import date
 
 import pytest
 from litestar.testing import AsyncTestClient
