@@ -116,6 +116,7 @@ class BrokerComponent:
         log.info("broker.started")
 
     async def stop(self) -> None:
+        await self.repository.aclose()
         await self.delivery.stop()
         for connector in self.connectors.values():
             await connector.aclose()

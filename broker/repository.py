@@ -4,8 +4,10 @@ Translates every SQLAlchemy error into ``StoreError`` (``raise ... from exc``).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import asyncio
 import contextlib
 from contextlib import asynccontextmanager
+from typing import Any
 from datetime import UTC, datetime
 
 import msgspec
@@ -31,6 +33,7 @@ _transfer = TransferRow.__table__  # type: ignore[attr-defined]
 _jti = AssertionJtiRow.__table__  # type: ignore[attr-defined]
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _encode = msgspec.json.Encoder().encode
+GROUP_COMMIT_MAX = 256
 
 
 class StoredConsent(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +81,8 @@ def _to_consent(row: object) -> StoredConsent:
 class BrokerRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._queue: list[tuple[tuple[Any, Any, Any], asyncio.Future[bool]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
@@ -152,28 +157,67 @@ class BrokerRepository:
                               answer: IdempotentAnswer | None = None) -> bool:
         """Commit the transfer record durably, consuming one consent use atomically.
 
-        Returns False (and writes nothing) if the consent is no longer usable at commit time
-        (revoked, expired or used up meanwhile): the caller then records a refusal instead.
+        Returns False (and writes nothing for this record) if the consent is no longer usable
+        at commit time (revoked, expired or used up meanwhile): the caller then records a
+        refusal instead. Returns only after the record is durable.
+
+        On SQLite, concurrent calls are committed together (group commit): one transaction and
+        one fsync for every record waiting at that moment, instead of one each - the durable
+        commit was the proof path's bottleneck (docs/benchmarks.md).
         """
+        item = (record, use, answer)
+        if self._engine.dialect.name != "sqlite":
+            return (await self._commit_batch([item]))[0]
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop(), name="einmal-commit")
+        return await future
+
+    async def _commit_loop(self) -> None:
+        while self._queue:  # no await between this check and returning: no lost waiter
+            batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
+            try:
+                results = await self._commit_batch([item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiter gets the store failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), ok in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(ok)
+
+    async def _commit_batch(self, items: list[tuple[TransferRecord, ConsentUse | None,
+                                                     IdempotentAnswer | None]]) -> list[bool]:
+        results: list[bool] = []
         async with self._tx() as conn:
-            if use is not None:
-                result = await conn.execute(
-                    update(_consent)
-                    .where(_consent.c.id == use.consent_id,
-                           _consent.c.revoked_at.is_(None),
-                           _consent.c.valid_until > use.now,
-                           or_(_consent.c.max_uses.is_(None),
-                               _consent.c.uses < _consent.c.max_uses))
-                    .values(uses=_consent.c.uses + 1))
-                if result.rowcount != 1:
-                    return False
-            await conn.execute(insert(_transfer).values(
-                id=record.id, created_at=record.occurred_at, record=_encode(record)))
-            if answer is not None:
-                await conn.execute(update(_idem).where(
-                    _idem.c.client_id == answer.client_id, _idem.c.key == answer.key)
-                    .values(state="done", response=answer.sealed_response))
-        return True
+            for record, use, answer in items:
+                if use is not None:
+                    result = await conn.execute(
+                        update(_consent)
+                        .where(_consent.c.id == use.consent_id,
+                               _consent.c.revoked_at.is_(None),
+                               _consent.c.valid_until > use.now,
+                               or_(_consent.c.max_uses.is_(None),
+                                   _consent.c.uses < _consent.c.max_uses))
+                        .values(uses=_consent.c.uses + 1))
+                    if result.rowcount != 1:
+                        results.append(False)
+                        continue
+                await conn.execute(insert(_transfer).values(
+                    id=record.id, created_at=record.occurred_at, record=_encode(record)))
+                if answer is not None:
+                    await conn.execute(update(_idem).where(
+                        _idem.c.client_id == answer.client_id, _idem.c.key == answer.key)
+                        .values(state="done", response=answer.sealed_response))
+                results.append(True)
+        return results
+
+    async def aclose(self) -> None:
+        """Let queued commits finish (graceful shutdown)."""
+        if self._committer is not None and not self._committer.done():
+            await self._committer
 
     # -- Idempotency-Key ----------------------------------------------------------------------
     async def claim_idempotency(self, client_id: str, key: str, request_hash: str,
