@@ -1,5 +1,11 @@
 """Shared HTTP plumbing of the connectors: one client, explicit timeouts, bounded retries for
-idempotent reads, and translation of transport errors into the connector error tree."""
+idempotent reads, and translation of transport errors into the connector error tree.
+
+Every register query is a read: the Sorgeregister and income GETs, and also the Standesamt
+POST (an XPersonenstand retrieval message that changes nothing), so all of them are retried on
+timeouts, connection errors and 5xx answers - at most ``retries`` times, with a small linear
+backoff. 4xx answers are never retried; they are returned for the connector to interpret.
+"""
 
 import asyncio
 from typing import Any
@@ -15,22 +21,35 @@ from connectors.base import (
 
 __all__ = ["RegisterClient", "raise_for_client_error"]
 
-_RETRYABLE_STATUS = frozenset({502, 503, 504})
+_SERVER_ERROR = 500
+_CLIENT_ERROR = 400
+_NOT_FOUND = 404
 
 
 class RegisterClient:
-    def __init__(self, *, timeout_s: float, retries: int, backoff_s: float = 0.05,
+    """One ``httpx.AsyncClient`` with explicit timeouts and bounded retries."""
+
+    def __init__(self, *, timeout_s: float, retries: int, connect_timeout_s: float | None = None,
+                 backoff_s: float = 0.05,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if retries < 0 or timeout_s <= 0:
+            msg = "retries must be >= 0 and timeout_s > 0"
+            raise ValueError(msg)
+        connect = connect_timeout_s if connect_timeout_s is not None else min(timeout_s, 2.0)
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
-            transport=transport, limits=httpx.Limits(max_connections=100))
+            timeout=httpx.Timeout(timeout_s, connect=connect),
+            transport=transport, limits=httpx.Limits(max_connections=100),
+            follow_redirects=False)
         self._retries = retries
         self._backoff = backoff_s
 
     async def request(self, method: str, url: str, *, register: str, **kwargs: Any,
                       ) -> httpx.Response:
-        """Send a read-only query (safe to retry). 404 and 4xx are returned to the caller;
-        timeouts, connection errors and 502/503/504 are retried, then raised as typed errors."""
+        """Send a read-only query (safe to retry); see the module docstring.
+
+        Returns responses below 500; raises RegisterTimeoutError / RegisterUnavailableError
+        (chained to the last transport error) once the retries are used up.
+        """
         attempt = 0
         while True:
             try:
@@ -40,21 +59,21 @@ class RegisterClient:
                     attempt += 1
                     await asyncio.sleep(self._backoff * attempt)
                     continue
-                msg = f"{register} did not answer in time"
+                msg = f"{register} did not answer in time ({attempt + 1} attempts)"
                 raise RegisterTimeoutError(msg) from exc
             except httpx.TransportError as exc:
                 if attempt < self._retries:
                     attempt += 1
                     await asyncio.sleep(self._backoff * attempt)
                     continue
-                msg = f"{register} is unreachable"
+                msg = f"{register} is unreachable ({attempt + 1} attempts)"
                 raise RegisterUnavailableError(msg) from exc
-            if response.status_code in _RETRYABLE_STATUS and attempt < self._retries:
-                attempt += 1
-                await asyncio.sleep(self._backoff * attempt)
-                continue
-            if response.status_code >= 500:  # noqa: PLR2004
-                msg = f"{register} answered {response.status_code}"
+            if response.status_code >= _SERVER_ERROR:
+                if attempt < self._retries:
+                    attempt += 1
+                    await asyncio.sleep(self._backoff * attempt)
+                    continue
+                msg = f"{register} answered {response.status_code} ({attempt + 1} attempts)"
                 raise RegisterUnavailableError(msg)
             return response
 
@@ -63,10 +82,13 @@ class RegisterClient:
 
 
 def raise_for_client_error(response: httpx.Response, register: str) -> None:
-    """404 with a not-found status -> RecordNotFoundError; other 4xx -> RegisterRejectedError."""
-    if response.status_code == 404:  # noqa: PLR2004
+    """404 -> RecordNotFoundError; other 4xx (and unexpected 1xx/3xx) -> RegisterRejectedError."""
+    if response.status_code == _NOT_FOUND:
         msg = f"{register} holds no record for the subject"
         raise RecordNotFoundError(msg)
-    if response.status_code >= 400:  # noqa: PLR2004
+    if response.status_code >= _CLIENT_ERROR or response.status_code < 200:
         msg = f"{register} refused the query ({response.status_code})"
+        raise RegisterRejectedError(msg)
+    if response.status_code >= 300:
+        msg = f"{register} answered with a redirect ({response.status_code})"
         raise RegisterRejectedError(msg)

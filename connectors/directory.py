@@ -1,7 +1,12 @@
 """The routing directory (like the EU OOTS Data Service Directory): which register serves what.
 
 Municipality key (AGS) -> Standesamt; Land code -> Sorgeregister; one income register.
-URLs are built from one ``registers_url`` base.
+URLs are built from one ``registers_url`` base:
+
+* ``{base}/standesamt/{ags}/geburt``  the Standesamt of a municipality (register id
+  ``standesamt:{ags}``)
+* ``{base}/sorge/{land}``             the Sorgeregister of a Land (``sorgeregister:{land}``)
+* ``{base}/income``                   the one income register (``einkommensregister``)
 """
 
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ MUNICIPALITIES: dict[str, Municipality] = {m.ags: m for m in [
     Municipality("01002000", "Kiel", "SH"),
     Municipality("01058093", "Hohenwestedt", "SH"),
     Municipality("05315000", "Köln", "NW"),
-    Municipality("05966020", "Schmallenberg", "NW"),
+    Municipality("05958044", "Schmallenberg", "NW"),
     Municipality("06412000", "Frankfurt am Main", "HE"),
     Municipality("07111000", "Koblenz", "RP"),
     Municipality("08111000", "Stuttgart", "BW"),
@@ -55,11 +60,16 @@ LAND_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class Directory:
+    """Routing table; build with ``Directory.from_base_url(registers_url)``."""
+
     registers_url: str
 
     @classmethod
     def from_base_url(cls, registers_url: str) -> "Directory":
         return cls(registers_url.rstrip("/"))
+
+    def municipality(self, ags: str) -> Municipality | None:
+        return MUNICIPALITIES.get(ags)
 
     def standesamt(self, ags: str) -> tuple[Municipality, str] | None:
         municipality = MUNICIPALITIES.get(ags)

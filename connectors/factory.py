@@ -1,4 +1,5 @@
-"""Builds one connector per proof type, once, at start-up."""
+"""Builds one connector per proof type, once, at start-up (the broker's composition root calls
+this; every connector owns one ``httpx.AsyncClient``: close them with ``aclose()``)."""
 
 from collections.abc import Callable
 from datetime import date
@@ -17,15 +18,33 @@ __all__ = ["build_connectors"]
 
 
 def build_connectors(registers_url: str, *, timeout_s: float = 5.0, retries: int = 2,
-                     today: Callable[[], date] | None = None,
+                     connect_timeout_s: float | None = None,
+                     clock: Callable[[], date] | None = None,
                      transport: httpx.AsyncBaseTransport | None = None,
+                     backoff_s: float = 0.05,
+                     today: Callable[[], date] | None = None,
                      ) -> dict[ProofType, Connector]:
+    """One connector per proof type, routed through ``Directory.from_base_url(registers_url)``.
+
+    Args:
+        registers_url: base of every register URL, e.g. ``http://127.0.0.1:8000/registers``.
+        timeout_s: read/write/pool timeout per attempt.
+        retries: extra attempts after a timeout, connection error or 5xx (0 = no retry).
+        connect_timeout_s: connect timeout (default: ``min(timeout_s, 2.0)``).
+        clock: today's date for custody's default ``as_of`` (default: the UTC date).
+        transport: an httpx transport (tests: ``httpx.MockTransport``/``ASGITransport``).
+        backoff_s: linear backoff step between attempts.
+        today: older name of ``clock``.
+    """
     directory = Directory.from_base_url(registers_url)
 
     def client() -> RegisterClient:
-        return RegisterClient(timeout_s=timeout_s, retries=retries, transport=transport)
+        return RegisterClient(timeout_s=timeout_s, retries=retries,
+                              connect_timeout_s=connect_timeout_s, backoff_s=backoff_s,
+                              transport=transport)
 
-    custody = (CustodyConnector(directory, client(), today) if today
+    when = clock or today
+    custody = (CustodyConnector(directory, client(), when) if when
                else CustodyConnector(directory, client()))
     return {ProofType.BIRTH: BirthConnector(directory, client()),
             ProofType.CUSTODY: custody,

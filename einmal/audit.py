@@ -274,7 +274,7 @@ def _verify_filtered(entries: Path, checkpoint: tlog.Checkpoint, report: VerifyR
         try:
             path = [base64.b64decode(h, validate=True) for h in line.inclusion]
             tlog.verify_inclusion(index, checkpoint.size, leaf, path, checkpoint.root)
-        except (binascii.Error, tlog.ProofError) as exc:
+        except (binascii.Error, ValueError, tlog.ProofError) as exc:
             report.problem(f"index {index}: inclusion proof fails ({exc})")
             continue
         report.entries += 1

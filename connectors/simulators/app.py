@@ -1,15 +1,19 @@
-"""Register simulators as Litestar handlers under ``/registers``.
+"""Register simulators as Litestar handlers under ``/registers`` (synthetic data, demo only).
 
-* ``POST /registers/standesamt/{ags}/geburt``           XML (messages.py), one Standesamt per AGS
-* ``GET  /registers/sorge/{land}/records/{idnr}?as_of``  JSON, one Sorgeregister per Land + index
-* ``GET  /registers/income/persons/{idnr}/months?from&to`` JSON, the income register
-* ``GET|PUT /registers/_knobs``                          latency and failure rate, per register
+* ``POST /registers/standesamt/{ags}/geburt``             XML (messages.py), one per AGS
+* ``GET  /registers/sorge/{land}/records/{idnr}?as_of=``   JSON, one Sorgeregister per Land
+* ``GET  /registers/income/persons/{idnr}/months?from=&to=`` JSON, the income register
+* ``GET|PUT /registers/_knobs``                           latency and failure rate per register
+
+Every register handler first applies its knobs: ``latency_ms`` of added delay, then a 503 with
+probability ``failure_rate`` (seeded, so a run is repeatable).
 """
 
 import asyncio
 import random
+import re
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
@@ -19,23 +23,32 @@ from connectors.directory import LAND_NAMES, MUNICIPALITIES
 from connectors.simulators import messages
 from connectors.simulators.population import Child, Family, Population, generate_population
 
-__all__ = ["Knobs", "SimulatorSettings", "create_registers_app", "create_registers_router"]
+__all__ = ["KINDS", "Knobs", "RegisterKind", "SimulatorSettings", "create_registers_app",
+           "create_registers_router"]
 
 RegisterKind = Literal["standesamt", "sorge", "income"]
 KINDS: tuple[RegisterKind, ...] = ("standesamt", "sorge", "income")
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class SimulatorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of the simulated registers.
+
+    ``today`` is the Sorgeregister's default ``as_of`` when a query names none
+    (None: the UTC date at request time; the connectors always send ``as_of``).
+    """
+
     seed: int = 1
     families: int = 300
     latency_ms: int = 0
     failure_rate: float = 0.0
+    today: date | None = None
 
 
 class KnobsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    latency_ms: int | None = None
-    failure_rate: float | None = None
-    register: RegisterKind | None = None
+    latency_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] | None = None
+    failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    register: RegisterKind | None = None  # None: every register
 
 
 class Knobs:
@@ -45,9 +58,17 @@ class Knobs:
         self.values: dict[str, dict[str, float]] = {
             kind: {"latency_ms": settings.latency_ms, "failure_rate": settings.failure_rate}
             for kind in KINDS}
-        self._rng = random.Random(settings.seed)
+        self._rng = random.Random(settings.seed)  # noqa: S311 - repeatable faults, not secrets
+
+    def change(self, change: KnobsIn) -> None:
+        for kind in [change.register] if change.register else KINDS:
+            if change.latency_ms is not None:
+                self.values[kind]["latency_ms"] = change.latency_ms
+            if change.failure_rate is not None:
+                self.values[kind]["failure_rate"] = change.failure_rate
 
     async def apply(self, kind: RegisterKind) -> Response[bytes] | None:
+        """Sleep the latency; return a 503 response with the failure rate, else None."""
         knobs = self.values[kind]
         if knobs["latency_ms"]:
             await asyncio.sleep(knobs["latency_ms"] / 1000)
@@ -67,8 +88,9 @@ def _xml(content: bytes, status: int = 200) -> Response[bytes]:
 
 
 def _custody_as_of(family: Family, child: Child, as_of: date) -> dict[str, Any]:
+    """The custody in force on ``as_of`` (the history: marriage after birth, court orders)."""
     if as_of < child.birth_date:
-        return {"custody": "none", "holders": [], "basis": "not_born", "since": None}
+        return {"custody": "none", "holders": [], "basis": "law", "since": None}
     period = [p for p in child.custody if p.since <= as_of][-1]
     holders = [{"idnr": family.parents[i].idnr, "given_names": family.parents[i].given_names,
                 "family_name": family.parents[i].family_name, "role": family.parents[i].role}
@@ -77,7 +99,17 @@ def _custody_as_of(family: Family, child: Child, as_of: date) -> dict[str, Any]:
             "since": period.since.isoformat()}
 
 
-def _handlers(population: Population, knobs: Knobs) -> list[Any]:
+class _Sorgeregister:
+    """The federated Sorgeregister: per Land its own records, plus an index (IdNr -> Land)
+    of what every other Land holds (the target design of the slides)."""
+
+    def __init__(self, population: Population) -> None:
+        self.index: dict[str, str] = {idnr: child.custody_land
+                                      for idnr, (_, child) in population.children.items()}
+        self.records = population.children
+
+
+def _standesamt_handler(population: Population, knobs: Knobs) -> Any:
     @post("/standesamt/{ags:str}/geburt", include_in_schema=False, status_code=200)
     async def standesamt(ags: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
         author = f"standesamt:{ags}"
@@ -91,30 +123,35 @@ def _handlers(population: Population, knobs: Knobs) -> list[Any]:
             root = messages.parse_xml(await request.body())
             search = root.find(messages.tag("suche"))
             if root.tag != messages.tag(messages.REQUEST) or search is None:
-                raise ValueError("not a 138010 request")  # noqa: TRY301
-            idnr = search.findtext(messages.tag("idnr"), "")
-            birth_date = search.findtext(messages.tag("geburtsdatum"), "")
+                raise ValueError("not a 138010 request")
+            idnr = search.findtext(messages.tag("idnr"), "").strip()
+            birth_date = search.findtext(messages.tag("geburtsdatum"), "").strip()
             family_name = search.findtext(messages.tag("familienname"))
-        except (ValueError, SyntaxError):
+            if not idnr or not birth_date:
+                raise ValueError("idnr and geburtsdatum are required")
+        except (ValueError, SyntaxError):  # ET.ParseError is a SyntaxError
             return _xml(messages.build_error(author=author, code="ungueltig",
                                              text="Die Anfrage ist ungültig."), 400)
         found = population.children.get(idnr)
-        if (found is None or found[1].place_of_birth != ags
+        if (found is None or found[1].place_of_birth != ags  # held by another Standesamt
                 or found[1].birth_date.isoformat() != birth_date
-                or (family_name and family_name != found[1].family_name)):
+                or (family_name and family_name.strip() != found[1].family_name)):
             return _xml(messages.build_error(author=author, code="nicht-gefunden",
                                              text="Kein Geburtseintrag gefunden."), 404)
         family, child = found
-        answer = messages.build_answer(
+        return _xml(messages.build_answer(
             author=author, register_number=child.register_number,
             child={"idnr": child.idnr, "vornamen": child.given_names,
                    "familienname": child.family_name, "geschlecht": child.sex,
                    "geburtsdatum": child.birth_date.isoformat()},
             place_name=municipality.name, ags=ags,
             parents=[{"idnr": p.idnr, "vornamen": p.given_names, "familienname": p.family_name}
-                     for p in family.parents])
-        return _xml(answer)
+                     for p in family.parents]))
 
+    return standesamt
+
+
+def _sorge_handler(register: _Sorgeregister, knobs: Knobs, settings: SimulatorSettings) -> Any:
     @get("/sorge/{land:str}/records/{idnr:str}", include_in_schema=False)
     async def sorgeregister(land: FromPath[str], idnr: FromPath[str],
                             as_of: FromQuery[str | None] = None) -> Response[bytes]:
@@ -123,36 +160,47 @@ def _handlers(population: Population, knobs: Knobs) -> list[Any]:
         if land not in LAND_NAMES:
             return _json({"status": "unknown_register"}, 404)
         try:
-            when = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+            when = (date.fromisoformat(as_of) if as_of
+                    else settings.today or datetime.now(UTC).date())
         except ValueError:
             return _json({"status": "invalid_request", "detail": "as_of: YYYY-MM-DD"}, 400)
-        found = population.children.get(idnr)
-        if found is None:
+        holder = register.index.get(idnr)
+        if holder is None:
             return _json({"status": "not_found"}, 404)
-        family, child = found
-        if child.custody_land != land:  # this register's index of the other Länder
-            return _json({"status": "held_elsewhere", "land": child.custody_land})
+        if holder != land:  # this Land's index of the other Länder's holdings
+            return _json({"status": "held_elsewhere", "land": holder})
+        family, child = register.records[idnr]
         return _json({"status": "found", "land": land, "idnr": idnr, "as_of": when.isoformat(),
                       **_custody_as_of(family, child, when)})
 
+    return sorgeregister
+
+
+def _income_handler(population: Population, knobs: Knobs) -> Any:
     @get("/income/persons/{idnr:str}/months", include_in_schema=False)
     async def income(idnr: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
         if (failure := await knobs.apply("income")) is not None:
             return failure
-        first, last = request.query_params.get("from"), request.query_params.get("to")
-        if not first or not last:
-            return _json({"status": "invalid_request", "detail": "from and to (YYYY-MM)"}, 400)
+        first, last = request.query_params.get("from", ""), request.query_params.get("to", "")
+        if not _MONTH.match(first) or not _MONTH.match(last) or first > last:
+            return _json({"status": "invalid_request",
+                          "detail": "from and to: months YYYY-MM, from <= to"}, 400)
         found = population.parents.get(idnr)
         if found is None:
             return _json({"status": "not_found"}, 404)
         parent = found[1]
         if parent.income_profile == "self_employed":
             return _json({"status": "not_held",
-                          "detail": "Einkommen Selbständiger führt dieses Register nicht."}, 404)
+                          "detail": "not held by this register: Einkommen Selbständiger führt "
+                                    "dieses Register nicht."}, 404)
         months = [{"month": month, "gross_eur": eur, "employment": kind}
                   for month, (eur, kind) in sorted(parent.income.items()) if first <= month <= last]
         return _json({"status": "found", "idnr": idnr, "months": months})
 
+    return income
+
+
+def _knob_handlers(knobs: Knobs) -> list[Any]:
     @get("/_knobs", include_in_schema=False)
     async def read_knobs() -> Response[bytes]:
         return _json(knobs.values)
@@ -163,23 +211,25 @@ def _handlers(population: Population, knobs: Knobs) -> list[Any]:
             change = msgspec.json.decode(await request.body(), type=KnobsIn)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return _json({"status": "invalid_request", "detail": str(exc)}, 400)
-        for kind in [change.register] if change.register else KINDS:
-            if change.latency_ms is not None:
-                knobs.values[kind]["latency_ms"] = max(0, change.latency_ms)
-            if change.failure_rate is not None:
-                knobs.values[kind]["failure_rate"] = min(1.0, max(0.0, change.failure_rate))
+        knobs.change(change)
         return _json(knobs.values)
 
-    return [standesamt, sorgeregister, income, read_knobs, set_knobs]
+    return [read_knobs, set_knobs]
 
 
 def create_registers_router(settings: SimulatorSettings,
                             population: Population | None = None) -> Router:
+    """All simulated registers under ``/registers``, sharing one population and one knob set."""
     people = population or generate_population(settings.seed, settings.families)
     knobs = Knobs(settings)
-    return Router(path="/registers", route_handlers=_handlers(people, knobs))
+    handlers = [_standesamt_handler(people, knobs),
+                _sorge_handler(_Sorgeregister(people), knobs, settings),
+                _income_handler(people, knobs), *_knob_handlers(knobs)]
+    return Router(path="/registers", route_handlers=handlers)
 
 
-def create_registers_app(settings: SimulatorSettings | None = None) -> Litestar:
-    return Litestar([create_registers_router(settings or SimulatorSettings())],
-                    logging_config=None)
+def create_registers_app(settings: SimulatorSettings | None = None,
+                         population: Population | None = None) -> Litestar:
+    """The registers alone (tests, or ``uvicorn --factory`` style standalone use)."""
+    return Litestar([create_registers_router(settings or SimulatorSettings(), population)],
+                    logging_config=None, openapi_config=None)
