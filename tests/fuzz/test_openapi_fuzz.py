@@ -1,0 +1,301 @@
+"""Schemathesis over the live app's OpenAPI document: every operation, a bounded, reproducible
+number of generated requests (positive and negative), with valid auth per operation.
+
+One demo server and one fuzzing run per module; the tests below each assert one property of
+that run:
+
+- no 5xx (schemathesis ``not_a_server_error``);
+- every 4xx is a problem+json (``type`` = ``urn:einmal:problem:*``, ``title``, matching
+  ``status``) — our own check, the API's one error shape;
+- for status codes the schema declares, the content type is a declared one (schemathesis
+  ``content_type_conformance``; it skips undeclared status codes).
+
+Not used, and why: ``status_code_conformance`` and ``response_schema_conformance``. The published
+document declares only 200 (and Litestar's 400) per operation and, because handlers return
+``Response[bytes]``, every body as ``{"type": "string"}`` — both would fail on every request and
+say nothing about the server. The run records undeclared status codes for the report instead.
+
+The published document also declares no request bodies (handlers decode ``request.body()``
+themselves), so without help schemathesis would only ever POST empty bodies. The run adds the
+request bodies the handlers really decode (``ProofRequestIn``, ``ConsentIn``, the token form,
+the demo login) to the loaded copy of the schema.
+"""
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.specs.openapi.checks import content_type_conformance
+
+from broker.service import ConsentIn, ProofRequestIn
+from einmal.audit import auditor_token
+from einmal.settings import load_settings
+from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, start_server
+from tests.e2e.conftest import Demo, bearer, in_days
+from tests.e2e.helpers import NAMENSDIENST, birth_request
+from tests.e2e.security_support import channel_token
+
+#: Generated examples per operation and generation mode (positive, negative).
+MAX_EXAMPLES = 25
+MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+#: The whole module must stay well inside a CI minute on 2 cores.
+BUDGET_S = 60
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Finding:
+    check: str
+    operation: str
+    status: int
+    detail: str
+    curl: str
+
+    def __str__(self) -> str:
+        return f"[{self.check}] {self.operation} -> {self.status}: {self.detail}\n    {self.curl}"
+
+
+@dataclass
+class Run:
+    operations: list[str] = field(default_factory=list)
+    examples: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    undeclared: Counter[tuple[str, int]] = field(default_factory=Counter)
+    findings: list[Finding] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def of(self, check: str) -> list[Finding]:
+        return [f for f in self.findings if f.check == check]
+
+    def summary(self) -> str:
+        return (f"schemathesis {schemathesis.__version__}: {len(self.operations)} operations, "
+                f"{sum(self.examples.values())} requests "
+                f"({MAX_EXAMPLES} max examples x {len(MODES)} modes per operation, plus "
+                f"happy paths) in {self.seconds:.1f} s; findings: "
+                f"{dict(Counter(f.check for f in self.findings))}")
+
+
+def _request_bodies(schema: dict[str, Any]) -> None:
+    """Declare the bodies the handlers decode by hand (the published schema has none)."""
+    (proof_ref, consent_ref), components = msgspec.json.schema_components(
+        [ProofRequestIn, ConsentIn], ref_template="#/components/schemas/{name}")
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+
+    def body(media_type: str, body_schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {media_type: {"schema": body_schema}}}
+
+    paths = schema["paths"]
+    paths["/v1/proof-requests"]["post"]["requestBody"] = body("application/json", proof_ref)
+    paths["/v1/consents"]["post"]["requestBody"] = body("application/json", consent_ref)
+    paths["/demo/citizen-token"]["post"]["requestBody"] = body("application/json", {
+        "type": "object", "properties": {"idnr": {"type": "string"}}, "required": ["idnr"],
+        "additionalProperties": False})
+    paths["/v1/token"]["post"]["requestBody"] = body("application/x-www-form-urlencoded", {
+        "type": "object", "required": ["grant_type", "client_assertion_type", "client_assertion"],
+        "properties": {
+            "grant_type": {"enum": ["client_credentials"]},
+            "client_assertion_type": {
+                "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"]},
+            "client_assertion": {"type": "string"}}})
+    paths["/v1/transfer-records"]["post"]["requestBody"] = body("application/json", {
+        "type": "object", "properties": {"records": {"type": "array"}}, "required": ["records"]})
+
+
+def _auth(live: LiveServer, demo: Demo) -> dict[str, dict[str, str]]:
+    """Operation label -> headers: the right actor's valid token for each protected operation."""
+    service = bearer(demo.service_token(NAMENSDIENST))
+    citizen = bearer(demo.citizen_token(demo.citizen("elfe", "parent")["idnr"]))
+    auditor = bearer(auditor_token(demo.credentials["auditors"][0]["private_jwk"]))
+    channel = bearer(channel_token(live))
+    return {"POST /v1/proof-requests": service,
+            "GET /v1/consents": citizen, "POST /v1/consents": citizen,
+            "DELETE /v1/consents/{consent_id}": citizen,
+            "GET /v1/me/transfers": citizen,
+            "GET /v1/audit/export": auditor,
+            "POST /v1/transfer-records": channel}
+
+
+def _happy_paths(demo: Demo, transfer_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Valid requests per operation, so each operation's 200 is checked too."""
+    parent = demo.citizen("elfe", "parent")
+    return {
+        "POST /v1/proof-requests": [{"body": birth_request(demo, "namensbestimmung")}],
+        "POST /v1/consents": [{"body": {"service_id": "elterngeldstelle-bremen",
+                                        "proof_types": ["birth"], "purpose": "elterngeld-antrag",
+                                        "valid_until": in_days(30)}}],
+        "POST /demo/citizen-token": [{"body": {"idnr": parent["idnr"]}}],
+        "POST /v1/token": [{"body": demo.token_form(NAMENSDIENST),
+                            "media_type": "application/x-www-form-urlencoded"}],
+        "GET /v1/log/proof/inclusion": [{"query": {"index": 0, "tree_size": 1}}],
+        "GET /v1/log/proof/consistency": [{"query": {"from": 1, "to": 1}}],
+        "GET /v1/log/entries/{transfer_id}": [{"path_parameters": {"transfer_id": transfer_id}}],
+        "GET /v1/me/transfers": [{"query": {"limit": 5}}],
+        "GET /v1/audit/export": [{"query": {}}],
+    }
+
+
+def _is_problem(response: schemathesis.Response) -> str | None:
+    """Why a 4xx/5xx response is not our problem+json, or None."""
+    content_type = next(iter(response.headers.get("content-type", [])), "")
+    text = response.content[:200].decode(errors="replace")
+    if not content_type.startswith("application/problem+json"):
+        return f"content-type {content_type!r}, body {text!r}"
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return f"not JSON: {text!r}"
+    if not (isinstance(body, dict) and str(body.get("type", "")).startswith("urn:einmal:problem:")
+            and isinstance(body.get("title"), str) and body.get("status") == response.status_code):
+        return f"not a problem document: {text!r}"
+    return None
+
+
+def _fuzz(live: LiveServer, demo: Demo, raw_schema: dict[str, Any]) -> Run:
+    _request_bodies(raw_schema)
+    schema = schemathesis.openapi.from_dict(raw_schema)
+    auth = _auth(live, demo)
+    first = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+    assert first.status_code == 200, first.text
+    happy = _happy_paths(demo, first.json()["transfer_id"])
+    run = Run()
+    session = requests.Session()
+    started = time.monotonic()
+
+    def check(case: Any, headers: dict[str, str]) -> None:
+        label = case.operation.label
+        response = case.call(base_url=live.base_url, session=session, headers=headers,
+                             timeout=20)
+        run.examples[label] += 1
+        run.statuses[(label, response.status_code)] += 1
+        declared = case.operation.responses.status_codes
+        if str(response.status_code) not in declared:
+            run.undeclared[(label, response.status_code)] += 1
+
+        def found(name: str, detail: str) -> None:
+            curl = case.as_curl_command(headers=headers)
+            for token in headers.values():  # keep credentials out of the report
+                curl = curl.replace(token, "Bearer <token>")
+            run.findings.append(Finding(name, label, response.status_code, detail[:500], curl))
+
+        for name, fn in (("not_a_server_error", not_a_server_error),
+                         ("content_type_conformance", content_type_conformance)):
+            try:
+                case.validate_response(response, checks=[fn], headers=headers)
+            except FailureGroup as group:
+                found(name, " / ".join(f"{f.title}: {f.message}".replace("\n", " ")
+                                       for f in group.exceptions))
+            except Failure as failure:
+                found(name, f"{failure.title}: {failure.message}".replace("\n", " "))
+        content_type = next(iter(response.headers.get("content-type", [])), "")
+        names = [part.split("=", 1)[0].strip().lower() for part in content_type.split(";")[1:]]
+        if len(names) != len(set(names)):
+            found("content_type_header", f"repeated parameter in {content_type!r}")
+        if response.status_code >= 400:
+            why = _is_problem(response)
+            if why is not None:
+                found("problem_json", why)
+
+    def fuzzer(strategy: Any, headers: dict[str, str]) -> Any:
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=strategy)
+        def fuzz(case: Any) -> None:
+            check(case, headers)
+
+        return fuzz
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        label = operation.label
+        run.operations.append(label)
+        headers = auth.get(label, {})
+        for values in happy.get(label, []):
+            check(operation.Case(**values), headers)
+        for mode in MODES:
+            try:
+                fuzzer(operation.as_strategy(generation_mode=mode), headers)()
+            except Unsatisfiable:
+                # Nothing to negate: no parameters and no body (e.g. GET /health/live).
+                assert mode is GenerationMode.NEGATIVE, label
+    run.seconds = time.monotonic() - started
+    session.close()
+    return run
+
+
+@pytest.fixture(name="run", scope="module")
+def fx_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    # The citizen bucket (60 burst) would turn most citizen operations into 429s; the run
+    # is about input handling, the limits have their own tests.
+    data_dir: Path = tmp_path_factory.mktemp("fuzz")
+    live = start_server(load_settings(
+        {}, data_dir=data_dir, demo=True, simulator_families=60, delivery_interval_s=0.2,
+        database_url=TEST_DATABASE_URL, port=free_port(), rate_limit_citizen_per_s=0))
+    try:
+        credentials = json.loads((data_dir / "demo-credentials.json").read_text())
+        with httpx.Client(base_url=live.base_url, timeout=20) as http:
+            demo = Demo(base_url=live.base_url, credentials=credentials, http=http)
+            raw = http.get("/schema/openapi.json").json()
+            run = _fuzz(live, demo, raw)
+        print("\n" + run.summary())
+        for (label, status), count in sorted(run.statuses.items()):
+            undeclared = " (undeclared)" if (label, status) in run.undeclared else ""
+            print(f"  {label} -> {status}{undeclared}: {count}")
+        for (check, label, status, detail), count in sorted(Counter(
+                (f.check, f.operation, f.status, f.detail[:120]) for f in run.findings).items()):
+            print(f"  FINDING [{check}] {label} -> {status}: {detail} (x{count})")
+        yield run
+    finally:
+        live.stop()
+
+
+def test_every_operation_was_fuzzed(run: Run) -> None:
+    assert len(run.operations) >= 19, run.operations
+    assert all(run.examples[label] > 0 for label in run.operations), run.examples
+    assert run.seconds < BUDGET_S, run.summary()
+
+
+def test_no_server_errors(run: Run) -> None:
+    findings = run.of("not_a_server_error")
+    assert not findings, "\n".join(map(str, findings[:10]))
+
+
+def test_errors_are_problem_json(run: Run) -> None:
+    findings = run.of("problem_json")
+    assert not findings, "\n".join(map(str, findings[:10]))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "FINDING (schema, not server): the published OpenAPI declares application/json where the "
+    "app sends other types: 400 on GET /v1/me/transfers, /v1/log/proof/inclusion, "
+    "/v1/log/proof/consistency, /v1/audit/export is documented as Litestar's "
+    "ValidationException JSON but sent as application/problem+json (einmal/problems.py); 200 "
+    "of GET /v1/audit/export is application/x-ndjson; 200 of GET /v1/log/checkpoint, "
+    "/v1/log/verifier-key, /v1/log/verifier-keys is text/plain (cockpit/http.py: handlers "
+    "return Response/Stream without media_type= on the route decorator)."))
+def test_declared_content_types(run: Run) -> None:
+    findings = run.of("content_type_conformance")
+    assert not findings, "\n".join(map(str, findings[:10]))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "FINDING: GET /v1/log/checkpoint, /v1/log/verifier-key, /v1/log/verifier-keys answer "
+    "'Content-Type: text/plain; charset=utf-8; charset=utf-8' (cockpit/http.py: _TEXT already "
+    "carries '; charset=utf-8' and Litestar appends the charset again for text/* media types)."))
+def test_content_type_headers_are_well_formed(run: Run) -> None:
+    findings = run.of("content_type_header")
+    assert not findings, "\n".join(map(str, findings[:10]))
