@@ -1,0 +1,201 @@
+"""Browser tests: headless Debian Chromium, driven by Playwright (Python), against a live demo.
+
+Chromium is the system one (/usr/bin/chromium, Debian package ``chromium``); Playwright's own
+browser download is never used (decision 0019). Where no Chromium exists the browser tests are
+skipped with a message saying so, unless ``EINMAL_REQUIRE_BROWSER=1`` (set by .ci/run after it
+installed Chromium): then a missing browser is a failure, not a skip.
+
+One demo server and one browser per module; each test gets a fresh browser context (no cookies
+carried over), and every page a test visits is scanned with axe-core (``axe_check``).
+"""
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser.support import (
+    BLOCKING_IMPACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REQUIRE_BROWSER,
+    run_elfe,
+    start_demo,
+)
+from tests.conftest import LiveServer
+from tests.e2e.conftest import Demo
+
+def _no_browser(reason: str) -> None:
+    message = f"browser tests skipped: {reason}"
+    if REQUIRE_BROWSER:
+        pytest.fail(f"{message} -- but EINMAL_REQUIRE_BROWSER=1 requires them to run",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(name="playwright_api", scope="session")
+def fx_playwright_api() -> Iterator[Any]:
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        _no_browser(f"no Chromium at {CHROMIUM} (install Debian package chromium)")
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError as exc:
+        _no_browser(f"the Python package playwright is not installed ({exc}); "
+                    "pip install -e '.[test]'")
+    manager = sync_playwright().start()
+    yield manager
+    manager.stop()
+
+
+@pytest.fixture(name="browser", scope="session")
+def fx_browser(playwright_api: Any) -> Iterator[Any]:
+    """One headless Chromium for the whole session (a new context per test isolates tests)."""
+    try:
+        browser = playwright_api.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                                 headless=True, timeout=30_000)
+    except Exception as exc:  # noqa: BLE001 - Playwright raises its own Error type
+        _no_browser(f"Chromium at {CHROMIUM} did not start: {str(exc).splitlines()[0]}")
+    yield browser
+    browser.close()
+
+
+# -- the live demo ---------------------------------------------------------------------------
+
+
+@dataclass
+class Cockpit:
+    """The live demo server plus what the tests need to talk to it outside the browser."""
+
+    live: LiveServer
+    demo: Demo
+    scenario_ok: bool | None = None
+    scenario_output: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.live.base_url
+
+    def citizen(self, family: str, role: str, index: int = 0) -> dict[str, Any]:
+        return self.demo.citizen(family, role, index)
+
+
+@pytest.fixture(name="cockpit", scope="module")
+def fx_cockpit(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Cockpit]:
+    """A demo server on a free port with the ELFE scenario played once (its transfers exist).
+
+    Depends on ``browser`` so that no server starts when the tests will be skipped anyway."""
+    live = start_demo(tmp_path_factory.mktemp("einmal-browser"))
+    credentials = json.loads((live.data_dir / "demo-credentials.json").read_text())
+    http = httpx.Client(base_url=live.base_url, timeout=20)
+    try:
+        ok, output = run_elfe(live.base_url, credentials)
+        yield Cockpit(live=live, demo=Demo(base_url=live.base_url, credentials=credentials,
+                                           http=http), scenario_ok=ok, scenario_output=output)
+    finally:
+        http.close()
+        live.stop()
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PageProblems:
+    """What the browser reported while a test ran: CSP refusals, script errors, failed loads."""
+
+    csp: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _watch(page: Any, problems: PageProblems) -> None:
+    def on_console(message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or "Refused to" in text:
+            problems.csp.append(f"{page.url}: {text}")
+        elif message.type == "error":
+            problems.errors.append(f"{page.url}: {text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.errors.append(f"{page.url}: {exc}"))
+
+
+@pytest.fixture(name="new_context")
+def fx_new_context(browser: Any, cockpit: Cockpit) -> Iterator[Callable[..., Any]]:
+    """Make a fresh browser context (own cookies) on the demo; German unless told otherwise.
+
+    Every page opened in it is watched: a CSP violation fails the test at teardown (the
+    cockpit's pages must work under their strict policy, without exceptions)."""
+    contexts: list[tuple[Any, PageProblems]] = []
+
+    def make(**options: Any) -> Any:
+        options.setdefault("base_url", cockpit.base_url)
+        options.setdefault("locale", "de-DE")
+        options.setdefault("viewport", {"width": 1280, "height": 900})
+        context = browser.new_context(**options)
+        context.set_default_timeout(10_000)
+        problems = PageProblems()
+        context.on("page", lambda page: _watch(page, problems))
+        context.problems = problems
+        contexts.append((context, problems))
+        return context
+
+    yield make
+    found: list[str] = []
+    for context, problems in contexts:
+        found += problems.csp
+        context.close()
+    if found:
+        pytest.fail("Content-Security-Policy violations:\n  " + "\n  ".join(found),
+                    pytrace=False)
+
+
+@pytest.fixture(name="page")
+def fx_page(new_context: Callable[..., Any]) -> Any:
+    """A page in a fresh German context."""
+    return new_context().new_page()
+
+
+# -- accessibility ---------------------------------------------------------------------------
+
+_axe: Any = None
+#: Every URL path scanned in this session, for the report at the end.
+SCANNED: list[str] = []
+
+
+def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
+    """Scan the page with axe-core; fail listing every serious or critical violation.
+
+    Returns axe's full result (minor/moderate findings included) for callers that want more."""
+    global _axe  # noqa: PLW0603 - the axe script is read once per session
+    if _axe is None:
+        from axe_playwright_python.sync_playwright import Axe  # noqa: PLC0415
+
+        _axe = Axe()
+    results = _axe.run(page, context=context).response
+    SCANNED.append(page.url)
+    blocking = [v for v in results["violations"] if v.get("impact") in BLOCKING_IMPACTS]
+    if blocking:
+        lines = [f"axe-core: {len(blocking)} serious/critical violation(s) on {page.url}"]
+        for violation in blocking:
+            lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']}")
+            for node in violation["nodes"]:
+                target = ", ".join(str(t) for t in node["target"])
+                lines.append(f"    at {target}: {node.get('failureSummary', '').strip()}"
+                             .replace("\n", " "))
+        pytest.fail("\n".join(lines), pytrace=False)
+    return results
+
+
