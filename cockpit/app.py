@@ -10,6 +10,7 @@ from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from cockpit.vault import CitizenVault
+from cockpit.web import WebView
 from einmal.citizen import CitizenAuth
 from einmal.keys import (
     load_or_create_secret,
@@ -29,7 +30,8 @@ CHANNEL_AUDIENCE = "einmal-cockpit-ingest"  # the broker's channel tokens name t
 class CockpitComponent:
     name = "cockpit"
 
-    def __init__(self, settings: Settings, *, citizens: CitizenAuth) -> None:
+    def __init__(self, settings: Settings, *, citizens: CitizenAuth,
+                 policies: Any = None) -> None:
         self.engine = create_engine(settings.database_url_for("cockpit"))
         self.read_engine = (create_engine(settings.database_url_for("cockpit", read=True))
                             if settings.read_database_url else None)
@@ -45,9 +47,18 @@ class CockpitComponent:
             on_ingested=self.log.notify, read_engine=self.read_engine)
         channel = ChannelAuth(keys_file=settings.keys_dir / "broker-channel.public.json",
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)
-        self.router: Router = create_cockpit_router(
+        api = create_cockpit_router(
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
             auditors=AuditorAuth(keys_file=settings.auditor_keys))
+        if policies is None:  # the web view reads the policy documents (read-only)
+            from einmal.server import default_policies_dir  # noqa: PLC0415
+            from policies import load_policies  # noqa: PLC0415
+
+            policies = load_policies(settings.policies_dir or default_policies_dir())
+        self.web = WebView(settings, policies=policies)
+        #: the app's template engine (the web view's Jinja2 templates)
+        self.template_config = self.web.templates
+        self.router: Router = Router(path="/", route_handlers=[api, self.web.router])
 
     def attach_metrics(self, metrics: Any) -> None:
         async def refresh(m: Any) -> None:
@@ -79,6 +90,7 @@ class CockpitComponent:
         log.info("cockpit.started", log_origin=self.log.origin)
 
     async def stop(self) -> None:
+        await self.web.close()
         await self.log.stop()
         await self.engine.dispose()
         if self.read_engine is not None:

@@ -137,7 +137,7 @@ def build_components(settings: Settings) -> list[Any]:
     if "cockpit" in settings.components:
         from cockpit.app import CockpitComponent  # noqa: PLC0415
 
-        components.append(CockpitComponent(settings, citizens=citizens))
+        components.append(CockpitComponent(settings, citizens=citizens, policies=policy_set))
     return components
 
 
@@ -208,5 +208,8 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
         openapi_config=OpenAPIConfig(title="Einmal", version=__version__, path="/schema"),
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
+        # the cockpit's web view renders HTML (Jinja2); other components have no templates
+        template_config=next((c.template_config for c in parts
+                              if getattr(c, "template_config", None) is not None), None),
         debug=False,
     )

@@ -41,6 +41,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: built-in demo identity provider is used when these are not set.
     citizen_issuer: str | None = None
     citizen_keys_file: Path | None = None
+    #: ... or the identity provider's JWK set URL (fetched on first use, refreshed on an
+    #: unknown key id), the audience its access tokens carry, and the IdNr claim's name.
+    citizen_keys_url: str | None = None
+    citizen_audience: str = "einmal-citizen"
+    citizen_idnr_claim: str = "idnr"
+    #: The citizen web view (cockpit) logs in with OpenID Connect (authorization code + PKCE).
+    #: Demo mode without an issuer: the built-in demo identity provider.
+    oidc_issuer: str | None = None
+    oidc_client_id: str = "einmal-cockpit"
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid"
+    #: Web sessions: idle timeout and absolute lifetime in seconds.
+    web_session_idle_s: int = 900
+    web_session_max_s: int = 28800
     #: The transfer log's origin line (its permanent name) and retention.
     log_origin: str | None = None
     log_retention_days: int = 730
@@ -60,6 +74,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     simulator_seed: int = 1
     simulator_families: int = 300
     delivery_interval_s: float = 1.0
+    #: Preview (EU OOTS): how long a held proof waits for the citizen's release (and, once
+    #: released, for the service to collect it) before it is destroyed; sweeper period.
+    preview_ttl_s: int = 900
+    preview_sweep_interval_s: float = 30.0
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

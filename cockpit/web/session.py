@@ -1,0 +1,127 @@
+"""Web sessions: a random id in an HttpOnly cookie, the state on the server (decision 0013).
+
+The cookie carries 256 random bits and nothing else, so the client can neither read nor forge
+a session. The state (the citizen's IdNr and access token, or a pending login) lives in a
+Litestar ``Store`` (in memory by default). Logout deletes it: a replayed cookie finds nothing.
+Idle timeout: the entry expires ``idle_s`` after the last request (each request renews it);
+absolute end: ``max_s`` after login, or when the access token expires, whichever is first.
+CSRF: every form carries ``HMAC(secret, session id)``; POSTs without the right one are refused.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.datastructures import Cookie
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+
+__all__ = ["COOKIE", "PendingLogin", "SessionManager", "WebSession"]
+
+COOKIE = "einmal_session"
+_PREFIX = "web-session:"
+
+
+class PendingLogin(msgspec.Struct, frozen=True, kw_only=True):
+    """Between /login/start and /auth/callback: what the callback must see again."""
+
+    state: str
+    nonce: str
+    verifier: str
+    next: str
+
+
+class WebSession(msgspec.Struct, kw_only=True):
+    id: str
+    created: float
+    last_seen: float
+    idnr: str | None = None
+    access_token: str | None = None
+    #: end of the session: min(login + max_s, access token expiry)
+    ends_at: float = 0.0
+    pending: PendingLogin | None = None
+    #: one-time notice for the next page (a message key), e.g. after a revocation
+    notice: str | None = None
+
+    @property
+    def logged_in(self) -> bool:
+        return self.idnr is not None and self.access_token is not None
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(WebSession).decode
+
+
+class SessionManager:
+    def __init__(self, *, secret: bytes, idle_s: int, max_s: int, secure: bool,
+                 store: Store | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store or MemoryStore()
+        self._secret = secret
+        self.idle_s = idle_s
+        self.max_s = max_s
+        self.secure = secure
+        self.clock = clock
+
+    # -- cookie ------------------------------------------------------------------------------
+    def cookie(self, session_id: str) -> Cookie:
+        return Cookie(key=COOKIE, value=session_id, path="/", httponly=True, samesite="lax",
+                      secure=self.secure)
+
+    def clear_cookie(self) -> Cookie:
+        return Cookie(key=COOKIE, value="", path="/", httponly=True, samesite="lax",
+                      secure=self.secure, max_age=0)
+
+    @staticmethod
+    def cookie_id(request: Request[Any, Any, Any]) -> str | None:
+        value = request.cookies.get(COOKIE)
+        if value and len(value) == 43 and value.isascii():  # noqa: PLR2004 - token_urlsafe(32)
+            return value
+        return None
+
+    # -- store -------------------------------------------------------------------------------
+    async def load(self, request: Request[Any, Any, Any]) -> WebSession | None:
+        """The live session of this request (renewing its idle timer), or None."""
+        session_id = self.cookie_id(request)
+        if session_id is None:
+            return None
+        raw = await self.store.get(_PREFIX + session_id)
+        if raw is None:
+            return None
+        session = _decode(raw)
+        now = self.clock()
+        if now - session.last_seen >= self.idle_s or (session.ends_at and now >= session.ends_at):
+            await self.store.delete(_PREFIX + session_id)
+            return None
+        session.last_seen = now
+        await self.save(session)
+        return session
+
+    async def save(self, session: WebSession) -> None:
+        await self.store.set(_PREFIX + session.id, _encode(session), expires_in=self.idle_s)
+
+    async def new(self, **values: Any) -> WebSession:
+        now = self.clock()
+        session = WebSession(id=secrets.token_urlsafe(32), created=now, last_seen=now, **values)
+        await self.save(session)
+        return session
+
+    async def delete(self, session_id: str) -> None:
+        await self.store.delete(_PREFIX + session_id)
+
+    def expires_at(self, session: WebSession) -> float:
+        """When the session ends if the citizen does nothing (shown as the session timer)."""
+        idle_end = session.last_seen + self.idle_s
+        return min(idle_end, session.ends_at) if session.ends_at else idle_end
+
+    # -- CSRF --------------------------------------------------------------------------------
+    def csrf_token(self, session: WebSession) -> str:
+        return hmac.new(self._secret, b"csrf|" + session.id.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, session: WebSession, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(self.csrf_token(session),
+                                                       str(presented))
