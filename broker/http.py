@@ -1,4 +1,13 @@
-"""Broker HTTP controllers: parse, call one service method, answer. No SQL, no httpx here."""
+"""Broker HTTP controllers: parse, call one service method, answer. No SQL, no httpx here.
+
+OpenAPI pattern for every route here (the published schema must be true; tests/fuzz checks it):
+- ``responses=problems(401, 422, ...)`` (einmal/openapi.py) lists the error statuses the route
+  sends; all are application/problem+json (any other error is covered by a ``default``).
+- A route that decodes its body by hand (``decode_body``: strict JSON, duplicate members and
+  depth refused) declares it with ``operation_class=with_request_body(inline_schema(YourIn))``
+  instead of a typed ``data:`` parameter, so the parsing stays ours.
+- Non-JSON answers name their type on the decorator: ``media_type=...``.
+"""
 
 import hashlib
 from dataclasses import dataclass
@@ -13,6 +22,7 @@ from litestar.params import FromPath
 
 from broker.service import BrokerService, ConsentIn, ProofRequestIn
 from einmal.citizen import Citizen, CitizenAuth
+from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.ratelimit import RateLimiter
 from einmal.tokens import TokenVerifier, bearer_token
@@ -97,8 +107,18 @@ def _json_response(content: Any, status: int = 200) -> Response[bytes]:
                     headers={"cache-control": "no-store"})
 
 
+_TOKEN_FORM = {
+    "type": "object", "required": ["grant_type", "client_assertion_type", "client_assertion"],
+    "properties": {
+        "grant_type": {"enum": ["client_credentials"]},
+        "client_assertion_type": {
+            "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"]},
+        "client_assertion": {"type": "string", "description": "EdDSA-signed JWT (RFC 7523)"}}}
+
+
 @post("/v1/token", summary="Exchange a signed client assertion for an access token (RFC 7523)",
-      tags=["online services"], status_code=200)
+      tags=["online services"], status_code=200, responses=problems(400, 401, 413, 429),
+      operation_class=with_request_body(_TOKEN_FORM, "application/x-www-form-urlencoded"))
 async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                 limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
     limits.token.check(request.client.host if request.client else "unknown")
@@ -112,7 +132,9 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
 
 
 @post("/v1/proof-requests", summary="Fetch a proof once-only", tags=["online services"],
-      status_code=200)
+      status_code=200,
+      responses=problems(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504),
+      operation_class=with_request_body(inline_schema(ProofRequestIn)))
 async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         service_tokens: NamedDependency[TokenVerifier],
                         limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
@@ -139,20 +161,22 @@ async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency
         request_hash=hashlib.sha256(raw).hexdigest()))
 
 
-@post("/v1/consents", summary="Grant a consent", tags=["citizens"])
+@post("/v1/consents", summary="Grant a consent", tags=["citizens"],
+      responses=problems(400, 401, 413, 422, 429),
+      operation_class=with_request_body(inline_schema(ConsentIn)))
 async def grant_consent(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     body = decode_body(await request.body(), ConsentIn)
     return _json_response(await broker.grant_consent(citizen.idnr, body), status=201)
 
 
-@get("/v1/consents", summary="List my consents", tags=["citizens"])
+@get("/v1/consents", summary="List my consents", tags=["citizens"], responses=problems(401, 429))
 async def list_consents(broker: NamedDependency[BrokerService], citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return _json_response({"items": await broker.list_consents(citizen.idnr)})
 
 
 @delete("/v1/consents/{consent_id:str}", summary="Revoke a consent", tags=["citizens"],
-        status_code=200)
+        status_code=200, responses=problems(401, 404, 429))
 async def revoke_consent(consent_id: FromPath[str], broker: NamedDependency[BrokerService],
                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return _json_response(await broker.revoke_consent(citizen.idnr, consent_id))

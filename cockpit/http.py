@@ -19,6 +19,7 @@ from cockpit.service import CockpitService
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
 from einmal.keys import load_public_keys
+from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.tokens import TokenVerifier, bearer_token
 
@@ -28,7 +29,9 @@ AUDIT_AUDIENCE = "einmal-audit"
 #: A backlog is delivered in batches of up to 200 records (~1 KB each) after an outage: the
 #: channel needs more than the 64 KiB the public endpoints accept (found by bench/faults.py).
 INGEST_MAX_BODY_BYTES = 8 * 1024 * 1024
-_TEXT = "text/plain; charset=utf-8"
+#: Litestar appends "; charset=utf-8" to text/* itself (it was doubled when named here).
+_TEXT = "text/plain"
+_NDJSON = "application/x-ndjson"
 
 _json = msgspec.json.Encoder()
 log = structlog.get_logger()
@@ -80,27 +83,27 @@ class AuditorAuth:
 
 
 @get("/v1/log/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
-     tags=["transfer log"])
+     tags=["transfer log"], media_type=_TEXT, responses=problems(404))
 async def checkpoint(transfer_log: NamedDependency[TransferLog]) -> Response[str]:
     _, note = await transfer_log.checkpoint()
     return Response(content=note, media_type=_TEXT, headers={"cache-control": "no-cache"})
 
 
 @get("/v1/log/verifier-key", summary="The log's verifier key (C2SP signed-note)",
-     tags=["transfer log"])
+     tags=["transfer log"], media_type=_TEXT)
 async def verifier_key(transfer_log: NamedDependency[TransferLog]) -> Response[str]:
     return Response(content=transfer_log.verifier_key + "\n", media_type=_TEXT)
 
 
 @get("/v1/log/verifier-keys", summary="All of the log's verifier keys, current first",
-     tags=["transfer log"])
+     tags=["transfer log"], media_type=_TEXT)
 async def verifier_keys(transfer_log: NamedDependency[TransferLog]) -> Response[str]:
     return Response(content="".join(k + "\n" for k in transfer_log.verifier_keys),
                     media_type=_TEXT)
 
 
 @get("/v1/log/proof/inclusion", summary="Inclusion proof (RFC 9162 §2.1.3.1)",
-     tags=["transfer log"])
+     tags=["transfer log"], responses=problems(400, 404))
 async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: FromQuery[int],
                           tree_size: FromQuery[int]) -> Response[bytes]:
     return Response(content=_json.encode(await transfer_log.inclusion(index, tree_size)),
@@ -108,7 +111,7 @@ async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: Fro
 
 
 @get("/v1/log/entries/{transfer_id:str}", summary="A transfer's place in the log",
-     tags=["transfer log"])
+     tags=["transfer log"], responses=problems(404))
 async def log_entry(transfer_log: NamedDependency[TransferLog],
                     transfer_id: FromPath[str]) -> Response[bytes]:
     return Response(content=_json.encode(await transfer_log.entry_of(transfer_id)),
@@ -116,7 +119,7 @@ async def log_entry(transfer_log: NamedDependency[TransferLog],
 
 
 @get("/v1/log/proof/consistency", summary="Consistency proof (RFC 9162 §2.1.4.1)",
-     tags=["transfer log"])
+     tags=["transfer log"], responses=problems(400, 404))
 async def consistency_proof(transfer_log: NamedDependency[TransferLog],
                             first: Annotated[int, QueryParameter(name="from")],
                             second: Annotated[int, QueryParameter(name="to")]) -> Response[bytes]:
@@ -125,7 +128,7 @@ async def consistency_proof(transfer_log: NamedDependency[TransferLog],
 
 
 @get("/v1/audit/export", summary="Export the log for offline verification (NDJSON)",
-     tags=["auditors"])
+     tags=["auditors"], media_type=_NDJSON, responses=problems(400, 401))
 async def audit_export(request: Request[Any, Any, Any],
                        transfer_log: NamedDependency[TransferLog],
                        auditors: NamedDependency[AuditorAuth],
@@ -141,17 +144,23 @@ async def audit_export(request: Request[Any, Any, Any],
     if not 0 <= size <= latest:
         raise ProblemError("invalid-request", f"tree_size must be between 0 and {latest}.",
                            status=400)
+    if after < -1:  # noqa: PLR2004
+        raise ProblemError("invalid-request", "after must be -1 or a log index.", status=400)
+    # Found by fuzzing: an `after` beyond 64 bits overflowed in the store mid-stream (the 200
+    # was already sent, so the client saw a truncated body). Past the end means "nothing".
+    after = min(after, size)
     log.info("audit.export", auditor=auditor, tree_size=size, filtered=bool(service or register
                                                                             or since or until))
     lines = transfer_log.export(tree_size=size, after=after, since=since, until=until,
                                 service=service, register=register)
-    return Stream(lines, media_type="application/x-ndjson",
+    return Stream(lines, media_type=_NDJSON,
                   headers={"x-einmal-tree-size": str(size), "cache-control": "no-store"})
 
 
 @post("/v1/transfer-records", summary="Accept transfer records (broker channel only)",
       tags=["broker channel"], status_code=200,
-      request_max_body_size=INGEST_MAX_BODY_BYTES)
+      request_max_body_size=INGEST_MAX_BODY_BYTES, responses=problems(401, 413, 422),
+      operation_class=with_request_body(inline_schema(TransferBatch)))
 async def ingest(request: Request[Any, Any, Any], cockpit: NamedDependency[CockpitService],
                  channel: NamedDependency[ChannelAuth]) -> Response[bytes]:
     channel.check(request)
@@ -163,7 +172,8 @@ async def ingest(request: Request[Any, Any, Any], cockpit: NamedDependency[Cockp
     return Response(content=_json.encode(result), media_type="application/json")
 
 
-@get("/v1/me/transfers", summary="Transfers about me and my children", tags=["citizens"])
+@get("/v1/me/transfers", summary="Transfers about me and my children", tags=["citizens"],
+     responses=problems(400, 401, 422, 429))
 async def my_transfers(cockpit: NamedDependency[CockpitService], citizen: NamedDependency[Citizen], limit: FromQuery[int] = 50,
                        cursor: FromQuery[str | None] = None) -> Response[bytes]:
     page = await cockpit.transfers_of(citizen.idnr, limit=limit, cursor=cursor)

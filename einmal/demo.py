@@ -22,6 +22,7 @@ from litestar.response import Redirect, Template
 from einmal.citizen import CITIZEN_AUDIENCE
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.keys import load_or_create_signing_key
+from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.settings import Settings
 from einmal.tokens import TokenIssuer
@@ -80,7 +81,8 @@ class DemoComponent:
         credentials = _json.encode(self.credentials)
 
         @post("/demo/citizen-token", summary="Demo login (stand-in for eID)", tags=["demo"],
-              status_code=200)
+              status_code=200, responses=problems(404, 422),
+              operation_class=with_request_body(inline_schema(_LoginIn)))
         async def citizen_token(request: Request[Any, Any, Any]) -> Response[bytes]:
             try:
                 login = msgspec.json.decode(await request.body(), type=_LoginIn)

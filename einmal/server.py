@@ -15,6 +15,7 @@ from einmal import __version__
 from einmal.citizen import CitizenAuth
 from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
+from einmal.openapi import document_problems, schema_not_found_as_problem
 from einmal.problems import ProblemError, exception_handlers
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
@@ -199,13 +200,17 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
         for component in reversed(parts):
             await component.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*(c.router for c in parts), live, ready, metrics_endpoint],
         on_startup=[start],
         on_shutdown=[stop],
         exception_handlers=exception_handlers(),
         middleware=[_request_context(metrics)],
-        openapi_config=OpenAPIConfig(title="Einmal", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Einmal", version=__version__, path="/schema",
+            # Litestar answers unknown /schema/* paths with an HTML page (F6): problem+json.
+            openapi_router=Router("/schema", route_handlers=[], include_in_schema=False,
+                                  after_request=schema_not_found_as_problem)),
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
         # the cockpit's web view renders HTML (Jinja2); other components have no templates
@@ -213,3 +218,5 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
                               if getattr(c, "template_config", None) is not None), None),
         debug=False,
     )
+    document_problems(app)
+    return app

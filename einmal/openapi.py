@@ -1,0 +1,139 @@
+"""What the published OpenAPI document says that Litestar cannot infer from our handlers.
+
+Our handlers return ``Response[bytes]`` and decode bodies by hand (strict JSON: duplicate
+members, depth limits; see ``broker/http.py: decode_body``), so Litestar on its own would
+publish no request bodies, ``application/json`` for every answer and its own
+``ValidationException`` shape for 400. Three helpers make the document true:
+
+- ``problems(401, 403, ...)``: ``responses=`` for a route decorator: the listed statuses are
+  ``application/problem+json`` (einmal/problems.py).
+- ``ProblemOperation``: set as every operation's class by ``document_problems(app)``; it turns
+  Litestar's generated 400 into problem+json and adds a ``default`` problem+json response
+  (every error of every route is a problem document, whatever its status).
+- ``with_request_body(schema, media_type)``: ``operation_class=`` for a route that parses its
+  body by hand: declares the body without changing how it is parsed.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Response
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody
+from litestar.routes import HTTPRoute
+
+from einmal.problems import CATALOGUE, PROBLEM_MEDIA_TYPE, ProblemError, problem_response
+
+__all__ = ["Problem", "ProblemOperation", "document_problems", "inline_schema", "problems",
+           "schema_not_found_as_problem",
+           "with_request_body"]
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details (documentation type; problems.py builds the bodies)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
+    instance: str | None = None
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:einmal:problem:<slug>",
+                 "enum": ["urn:einmal:problem:" + slug for slug in CATALOGUE]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "EU OOTS error code, where one fits"},
+        "instance": {"type": "string"},
+    },
+}
+
+
+def _problem_response(description: str) -> OpenAPIResponse:
+    return OpenAPIResponse(description=description, content={
+        PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=PROBLEM_SCHEMA)})  # type: ignore[arg-type]
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """``responses=`` for a route decorator: these statuses answer problem+json."""
+    return {status: ResponseSpec(data_container=Problem, media_type=PROBLEM_MEDIA_TYPE,
+                                 generate_examples=False,
+                                 description=", ".join(sorted(
+                                     slug for slug, (s, _, _) in CATALOGUE.items()
+                                     if s == status)) or "problem")
+            for status in statuses}
+
+
+@dataclass
+class ProblemOperation(Operation):
+    """An operation whose errors are documented as problem+json."""
+
+    def __post_init__(self) -> None:
+        responses = dict(self.responses or {})
+        for status, response in list(responses.items()):
+            content = getattr(response, "content", None) or {}
+            if status.startswith(("4", "5")) and PROBLEM_MEDIA_TYPE not in content:
+                # Litestar's generated ValidationException (400) schema: not what is sent.
+                responses[status] = _problem_response(
+                    getattr(response, "description", None) or "Bad request")
+        responses.setdefault("default", _problem_response(
+            "Any other error: a problem document (einmal/problems.py)"))
+        self.responses = responses  # type: ignore[assignment]
+
+
+def with_request_body(schema: dict[str, Any], media_type: str = "application/json",
+                      ) -> type[Operation]:
+    """``operation_class=`` for a route that decodes its body itself."""
+
+    @dataclass
+    class _WithBody(ProblemOperation):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self.request_body = RequestBody(required=True, content={
+                media_type: OpenAPIMediaType(schema=schema)})  # type: ignore[arg-type]
+
+    return _WithBody
+
+
+def inline_schema(type_: Any) -> dict[str, Any]:
+    """msgspec's JSON schema of ``type_`` with its ``$defs`` inlined (our body types are not
+    recursive), so it can be embedded anywhere in the OpenAPI document."""
+    document = msgspec.json.schema(type_)
+    defs = document.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(document)
+
+
+def document_problems(app: Litestar) -> None:
+    """Make every operation of ``app`` a ``ProblemOperation`` (routes that declare their own
+    operation class keep it; ``with_request_body`` builds on ``ProblemOperation``)."""
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if handler.operation_class is Operation:
+                    handler.operation_class = ProblemOperation
+
+
+async def schema_not_found_as_problem(response: Response[Any]) -> Response[Any]:
+    """``after_request`` of the /schema router: Litestar's HTML 404 page for an unknown
+    viewer path becomes the API's one error shape."""
+    if response.status_code == 404 and response.media_type != PROBLEM_MEDIA_TYPE:  # noqa: PLR2004
+        return problem_response(ProblemError("not-found", "No such schema document or viewer."))
+    return response
