@@ -1,0 +1,183 @@
+"""The citizen cockpit in a real browser: what a parent does after the ELFE scenario.
+
+Headless Chromium (Debian's), Playwright's sync API. The module's demo server has played the
+ELFE story once (``cockpit`` fixture), so Anna and Ben have transfers to look at. Every page a
+test visits is scanned with axe-core: no serious or critical violation (WCAG 2.1 AA / BITV 2.0).
+Each test opens its own browser context (own cookies); a CSP violation in any of them fails
+the test (conftest).
+"""
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Cockpit, axe_check
+
+pytestmark = pytest.mark.browser
+
+ANNA = "81709656328"
+BEN = "60478593182"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def login(page: Any, idnr: str = ANNA, *, start: str = "/") -> None:
+    """Log in through the demo IdP, as a person would: the cockpit's login page, the
+    "Online-Ausweis" button, pick the demo citizen, submit. Ends on ``start`` again."""
+    page.goto(start)
+    assert "/login" in page.url
+    axe_check(page)
+    page.locator('a[href^="/login/start"]').click()
+    page.wait_for_url(re.compile(r"/demo/authorize\?"))
+    axe_check(page)
+    page.locator(f'input[type=radio][name=idnr][value="{idnr}"]').check()
+    page.locator('button[type=submit][value=login]').click()
+    page.wait_for_url(lambda url: "/demo/" not in url and "/login" not in url
+                      and "/auth/callback" not in url)
+
+
+def transfer_ids(cockpit: Cockpit, idnr: str) -> list[str]:
+    """The citizen's transfers as the cockpit API lists them (the truth the page must show)."""
+    return [t["id"] for t in cockpit.demo.transfers(idnr)]
+
+
+def focused(page: Any) -> dict[str, Any]:
+    return page.evaluate("""() => {
+        const e = document.activeElement;
+        const s = getComputedStyle(e);
+        return {tag: e.tagName.toLowerCase(), href: e.getAttribute('href'),
+                type: e.getAttribute('type'), value: e.getAttribute('value'),
+                name: e.getAttribute('name'), text: (e.innerText || '').trim(),
+                id: e.id, outline: s.outlineStyle + ' ' + s.outlineWidth,
+                shadow: s.boxShadow};
+    }""")
+
+
+def tab_to(page: Any, matches: Any, *, limit: int = 80) -> dict[str, Any]:
+    """Press Tab until the focused element satisfies ``matches``; fail after ``limit`` presses.
+
+    Also checks that every focused element shows a visible focus indicator."""
+    seen = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        element = focused(page)
+        seen.append(element)
+        if element["tag"] != "body":
+            assert element["outline"].split()[0] != "none" or element["shadow"] != "none", (
+                f"no visible focus indicator on {element}")
+        if matches(element):
+            return element
+    pytest.fail(f"not reachable with Tab in {limit} presses; focus went through "
+                f"{[(e['tag'], e['href'] or e['text'][:30]) for e in seen]}")
+    raise AssertionError  # unreachable: pytest.fail raises
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+
+def test_the_scenario_played(cockpit: Cockpit) -> None:
+    """Precondition of this module: the ELFE story ran and left transfers for Anna."""
+    assert cockpit.scenario_ok, cockpit.scenario_output
+    assert len(transfer_ids(cockpit, ANNA)) >= 5
+
+
+def test_login_shows_the_scenarios_transfers_and_a_detail(page: Any, cockpit: Cockpit) -> None:
+    expected = transfer_ids(cockpit, ANNA)
+    login(page, ANNA)
+    assert page.url.rstrip("/") == cockpit.base_url
+    assert page.locator("html").get_attribute("lang") == "de"
+    assert page.locator("h1").inner_text().strip()
+    # the masked IdNr, never the full one, unless asked
+    assert "81*******28" in page.inner_text("header")
+    links = page.locator('main a[href^="/transfers/"]')
+    shown = {href.rsplit("/", 1)[-1] for href in
+             (links.nth(i).get_attribute("href") for i in range(links.count()))}
+    assert set(expected) <= shown, f"missing on the overview: {set(expected) - shown}"
+    rows = page.locator("main table tbody tr")
+    assert rows.filter(has_text="Elterngeld").count() >= 3
+    assert rows.filter(has_text="Kindergeld").count() >= 1
+    assert rows.filter(has_text="abgelehnt").count() >= 1  # the refused fetches are listed too
+    axe_check(page)
+
+    # a delivered transfer's detail: who, what, from which register, when, why
+    delivered = rows.filter(has_text="Einkommensnachweis").first
+    delivered.locator('a[href^="/transfers/"]').click()
+    page.wait_for_url(re.compile(r"/transfers/[^/]+$"))
+    transfer_id = page.url.rsplit("/", 1)[-1]
+    assert transfer_id in expected
+    main = page.inner_text("main")
+    assert "Elterngeld" in main
+    assert "Einkommensregister" in main
+    assert transfer_id in main  # the reference, for a complaint
+    axe_check(page)
+
+    # an unknown transfer is a proper 404 page, also accessible
+    response = page.goto("/transfers/00000000-0000-4000-8000-000000000000")
+    assert response is not None and response.status == 404
+    axe_check(page)
+
+
+def test_english(page: Any) -> None:
+    login(page, BEN)
+    page.locator("a.lang-switch").click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert "Transfers" in page.inner_text("main")
+    axe_check(page)
+    # the choice sticks (cookie) on the next page
+    page.locator('main a[href^="/transfers/"]').first.click()
+    page.wait_for_url(re.compile(r"/transfers/"))
+    assert page.locator("html").get_attribute("lang") == "en"
+    axe_check(page)
+
+
+def test_keyboard_only(page: Any, cockpit: Cockpit) -> None:
+    """Skip link first, login and a detail page reached with Tab, Space and Enter alone."""
+    page.goto("/login")
+    first = tab_to(page, lambda e: True, limit=1)
+    assert first["tag"] == "a" and first["href"] == "#main", f"first Tab stop: {first}"
+    assert page.locator(".skip-link").is_visible()
+    page.keyboard.press("Enter")
+    assert page.url.endswith("#main")
+    assert focused(page)["id"] == "main"
+
+    tab_to(page, lambda e: (e["href"] or "").startswith("/login/start"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/demo/authorize\?"))
+    tab_to(page, lambda e: e["name"] == "idnr")
+    # arrow keys move within the radio group; pick Anna
+    for _ in range(10):
+        if focused(page)["value"] == ANNA:
+            break
+        page.keyboard.press("ArrowDown")
+    assert focused(page)["value"] == ANNA
+    page.keyboard.press("Space")
+    tab_to(page, lambda e: e["value"] == "login")
+    page.keyboard.press("Enter")
+    page.wait_for_url(cockpit.base_url + "/")
+
+    tab_to(page, lambda e: (e["href"] or "").startswith("/transfers/"), limit=120)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/transfers/"))
+    assert page.locator("h1").inner_text().strip()
+
+
+def test_works_without_javascript(new_context: Any, cockpit: Cockpit) -> None:
+    """No page needs JavaScript: login and the overview with scripts off."""
+    page = new_context(java_script_enabled=False).new_page()
+    page.goto("/")
+    page.locator('a[href^="/login/start"]').click()
+    page.wait_for_url(re.compile(r"/demo/authorize\?"))
+    page.locator(f'input[name=idnr][value="{ANNA}"]').check()
+    page.locator('button[value=login]').click()
+    page.wait_for_url(cockpit.base_url + "/")
+    assert page.locator('main a[href^="/transfers/"]').count() >= 5
+    # the filter form works without scripts too
+    page.locator("#f-outcome").select_option("refused")
+    page.locator("form.filters button[type=submit]").click()
+    page.wait_for_url(re.compile(r"outcome=refused"))
+    rows = page.locator("main table tbody tr")
+    assert rows.count() >= 1
+    assert rows.filter(has_text="übermittelt").count() == 0
