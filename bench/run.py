@@ -24,6 +24,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,9 +50,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Operator token of the benchmark's servers (local, throw-away).
+OPS_TOKEN = "bench-operator-token"
+
+
 def server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EINMAL_")}
     env["EINMAL_LOG_LEVEL"] = "warning"
+    env["EINMAL_OPS_TOKEN"] = OPS_TOKEN  # /health/ready and /metrics need it (F5)
     env["PYTHONPATH"] = str(ROOT)
     return env
 
@@ -77,7 +83,8 @@ class Server:
             if self.proc.poll() is not None:
                 break
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + path, timeout=2).status_code == 200:  # noqa: PLR2004
+                if httpx.get(self.base_url + path, timeout=2, headers={
+                        "authorization": f"Bearer {OPS_TOKEN}"}).status_code == 200:  # noqa: PLR2004
                     return
             time.sleep(0.1)
         msg = f"{self.name} did not start; see {self.log_path}:\n{self.log_path.read_text()[-2000:]}"
@@ -109,9 +116,10 @@ def _assertion(credentials: dict[str, Any], client_id: str) -> str:
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": jwk["kid"]})
 
 
-def proof_request_bytes(base_url: str, port: int) -> tuple[bytes, dict[str, Any]]:
+def proof_request_bytes(base_url: str, port: int, demo_url: str | None = None,
+                        ) -> tuple[bytes, dict[str, Any]]:
     """Token for the Namensdienst (demo credentials), and the exact proof request bytes."""
-    credentials = httpx.get(f"{base_url}/demo/credentials", timeout=10).json()
+    credentials = httpx.get(f"{demo_url or base_url}/demo/credentials", timeout=10).json()
     form = {"grant_type": "client_credentials",
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             "client_assertion": _assertion(credentials, SERVICE)}
@@ -160,6 +168,7 @@ def run_load(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
 VARIANTS = {
     "a": "raw Litestar msgspec JSON echo (ceiling)",
     "b": "proof request, in-process register (in-memory birth connector, no HTTP)",
+    "bs": "as b, but the cockpit (ingest, sealing, log) runs in its own process",
     "b2": "proof request, registers in the same process over loopback HTTP (einmal serve --demo)",
     "c": "proof request, registers in a separate process over HTTP",
 }
@@ -179,6 +188,19 @@ def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
                                           "--port", str(port), "--data-dir", str(data)],
                         port, workdir / "server-b.log")
         return [server], server
+    if variant == "bs":
+        cockpit_port = free_port()
+        server = Server("einmal-memory-broker", [
+            PYTHON, "-m", "bench.servers", "einmal-memory", "--port", str(port), "--data-dir",
+            str(data), "--components", "broker", "--cockpit-url",
+            f"http://127.0.0.1:{cockpit_port}"], port, workdir / "server-bs.log")
+        server.wait_ready()  # creates the broker's channel key the cockpit reads
+        cockpit = Server("einmal-cockpit", [
+            EINMAL, "serve", "--demo", "--components", "cockpit", "--port", str(cockpit_port),
+            "--data-dir", str(data), "--broker-url", server.base_url],
+            cockpit_port, workdir / "server-bs-cockpit.log")
+        cockpit.wait_ready()
+        return [server, cockpit], server
     if variant == "b2":
         server = Server("einmal", [EINMAL, "serve", "--demo", "--port", str(port),
                                    "--data-dir", str(data)], port, workdir / "server-b2.log")
@@ -197,44 +219,46 @@ def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
     return [registers, server], server
 
 
-def measure_variant(variant: str, args: argparse.Namespace, workdir: Path,
-                    echo_request: bytes | None, half_peak: bool,
-                    profile_s: float = 0) -> dict[str, Any]:
-    servers, server = start_variant(variant, workdir)
-    try:
-        server.wait_ready()
-        if variant == "a":
-            assert echo_request is not None  # noqa: S101
-            request = echo_request.replace(b"host: 127.0.0.1:0", f"host: 127.0.0.1:{server.port}"
-                                           .encode())
-        else:
-            request, _ = proof_request_bytes(server.base_url, server.port)
-        sanity_check(server.base_url, request, expect_proof=variant != "a")
-        pids = [s.proc.pid for s in servers]
-        base = {"host": "127.0.0.1", "port": server.port, "request": request.decode("latin-1"),
-                "server_pids": pids, "warmup_s": args.warmup, "duration_s": args.duration}
-        result: dict[str, Any] = {"variant": variant, "what": VARIANTS[variant],
-                                  "server_pids": pids}
-        print(f"[{variant}] closed loop, {args.concurrency} connections ...", flush=True)
-        result["closed"] = run_load({**base, "mode": "closed",
-                                     "concurrency": args.concurrency}, workdir)
-        _print(variant, result["closed"])
-        if half_peak:
-            rate = max(1.0, round(result["closed"]["rps"] / 2))
-            print(f"[{variant}] open loop at {rate} req/s (half of peak) ...", flush=True)
-            result["half_peak"] = run_load({**base, "mode": "open", "rate": rate,
-                                            "concurrency": args.concurrency}, workdir)
-            _print(variant, result["half_peak"])
-        if profile_s:
-            result["profile"] = profile(server, base, args, workdir, profile_s)
-        return result
-    finally:
-        for s in reversed(servers):
+class Running:
+    """A started variant: its servers, the one under load, and the request it gets."""
+
+    def __init__(self, variant: str, workdir: Path, echo_request: bytes) -> None:
+        self.variant = variant
+        self.servers, self.server = start_variant(variant, workdir)
+        try:
+            for s in self.servers:
+                s.wait_ready()
+            if variant == "a":
+                self.request = echo_request.replace(
+                    b"host: 127.0.0.1:0", f"host: 127.0.0.1:{self.server.port}".encode())
+            else:
+                demo = self.servers[-1].base_url if variant == "bs" else None
+                self.request, _ = proof_request_bytes(self.server.base_url, self.server.port,
+                                                      demo)
+            sanity_check(self.server.base_url, self.request, expect_proof=variant != "a")
+        except BaseException:
+            self.stop()
+            raise
+        self.pids = [s.proc.pid for s in self.servers]
+
+    def spec(self, args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.server.port,
+                "request": self.request.decode("latin-1"), "server_pids": self.pids,
+                "warmup_s": args.warmup, "duration_s": args.duration, "mode": "closed",
+                "concurrency": args.concurrency, **overrides}
+
+    def stop(self) -> None:
+        for s in reversed(self.servers):
             s.stop()
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, workdir: Path,
-            seconds: float) -> dict[str, Any]:
+            seconds: float, name: str = "b") -> dict[str, Any]:
     """py-spy (sampling, 100 Hz) on the server while the load generator saturates it."""
     pyspy = Path(PYTHON).parent / "py-spy"
     if not pyspy.exists():
@@ -245,8 +269,10 @@ def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, work
          "duration_s": seconds + 2}, workdir))], cwd=ROOT, env=server_env(),
         stdout=subprocess.DEVNULL)
     time.sleep(1.5)
+    # --gil: only samples of the thread holding the GIL, i.e. Python work on the CPU (not
+    # threads waiting in sqlite's fsync or in select).
     spy = subprocess.run([str(pyspy), "record", "-p", str(server.proc.pid), "-d", str(int(seconds)),
-                          "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking"],
+                          "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking", "--gil"],
                          capture_output=True, text=True, check=False)
     load.wait()
     if spy.returncode != 0 or not raw.exists():
@@ -254,7 +280,7 @@ def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, work
     from bench.profile import summarise  # noqa: PLC0415
 
     summary = summarise(raw.read_text())
-    keep = RESULTS / "profile-b.txt"
+    keep = RESULTS / f"profile-{name}.txt"
     keep.write_text(raw.read_text())
     summary["raw_file"] = str(keep.relative_to(ROOT))
     return summary
@@ -314,7 +340,13 @@ def main() -> None:
                         help="also run the citizen query on PostgreSQL (a database "
                              "<name>_einmal_bench is created beside the one in the URL)")
     parser.add_argument("--only", choices=["http", "query"], help="run only one part")
-    parser.add_argument("--variants", default="a,b,b2,c")
+    parser.add_argument("--variants", default="a,b,bs,b2,c")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="closed-loop rounds per variant, interleaved (default 3)")
+    parser.add_argument("--cpu-repeats", type=int, default=3,
+                        help="CPU-time-per-request measurements per variant (0 = off)")
+    parser.add_argument("--cpu-seconds", type=float, default=3.0,
+                        help="closed-loop seconds per CPU-time measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=float)
     parser.add_argument("--duration", type=float)
@@ -325,6 +357,7 @@ def main() -> None:
     args = parser.parse_args()
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     args.duration = args.duration if args.duration is not None else (5 if args.quick else 20)
+    args.repeats = args.repeats or 3
     args.entries = args.entries or (50_000 if args.quick else 1_000_000)
     if args.profile is None:
         args.profile = 0 if args.quick else 15
@@ -361,25 +394,83 @@ def main() -> None:
 
 
 def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """All variants' servers run side by side; the closed-loop runs are interleaved round by
+    round (a, b, ..., a, b, ...) so that a change in the machine's other load hits every
+    variant alike, and each round gives its own ratio."""
+    from bench import cpu  # noqa: PLC0415
+
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     # The echo server gets the very same request bytes as the broker (token included).
     echo_request = build_request(0, "x" * 300, {
         "idnr": "12345678901", "place_of_birth": "04011000", "birth_date": "2025-01-01"})
+    running: dict[str, Running] = {}
     results: dict[str, Any] = {}
-    for variant in variants:
-        half = variant in ({"b"} if args.quick else {"b", "b2", "c"})
-        results[variant] = measure_variant(variant, args, workdir, echo_request, half,
-                                           profile_s=args.profile if variant == "b" else 0)
-    a = results.get("a", {}).get("closed", {}).get("rps")
-    ratios = {}
-    for variant in ("b", "b2", "c"):
-        rps = results.get(variant, {}).get("closed", {}).get("rps")
-        if a and rps is not None:
-            ratios[f"{variant}/a"] = round(rps / a, 3)
+    try:
+        for variant in variants:
+            print(f"[{variant}] starting ...", flush=True)
+            running[variant] = Running(variant, workdir, echo_request)
+            results[variant] = {"variant": variant, "what": VARIANTS[variant],
+                                "server_pids": running[variant].pids, "closed_runs": []}
+        for round_no in range(args.repeats):
+            for variant in variants:
+                print(f"[{variant}] closed loop, {args.concurrency} connections, round "
+                      f"{round_no + 1}/{args.repeats} ...", flush=True)
+                r = run_load(running[variant].spec(args), workdir)
+                results[variant]["closed_runs"].append(r)
+                _print(variant, r)
+        for variant in variants:
+            runs = results[variant]["closed_runs"]
+            results[variant]["closed"] = _median_run(runs)
+            rps = [r["rps"] for r in runs]
+            results[variant]["rps_runs"] = rps
+            results[variant]["rps_median"] = statistics.median(rps)
+        for variant in variants:
+            if variant in ({"b", "bs"} if args.quick else {"b", "bs", "b2", "c"}):
+                rate = max(1.0, round(results[variant]["rps_median"] / 2))
+                print(f"[{variant}] open loop at {rate} req/s (half of peak) ...", flush=True)
+                results[variant]["half_peak"] = run_load(running[variant].spec(
+                    args, mode="open", rate=rate), workdir)
+                _print(variant, results[variant]["half_peak"])
+        if args.cpu_repeats:
+            for variant in variants:
+                print(f"[{variant}] server CPU time per request ({args.cpu_repeats} x "
+                      f"{args.cpu_seconds} s) ...", flush=True)
+                r = running[variant]
+                results[variant]["cpu"] = cpu.measure(
+                    r.pids, lambda o, r=r: run_load(r.spec(args, **o), workdir),
+                    args.cpu_seconds, args.cpu_repeats)
+                c = results[variant]["cpu"]
+                print(f"    {variant}: {c['median_us']} CPU-us/request (min {c['min_us']}, "
+                      f"max {c['max_us']}; by process {c['repeats'][0]['cpu_us_per_request_by_pid']})",
+                      flush=True)
+        if args.profile:
+            for variant in ("b", "bs"):
+                if variant in running:
+                    r = running[variant]
+                    results[variant]["profile"] = profile(r.server, r.spec(args), args, workdir,
+                                                          args.profile, name=variant)
+    finally:
+        for r in running.values():
+            r.stop()
+    ratios: dict[str, Any] = {}
+    a = results.get("a")
+    for variant in ("b", "bs", "b2", "c"):
+        v = results.get(variant)
+        if not a or not v:
+            continue
+        per_round = [round(x["rps"] / y["rps"], 3)
+                     for x, y in zip(v["closed_runs"], a["closed_runs"], strict=True) if y["rps"]]
+        ratios[f"{variant}/a"] = round(statistics.median(per_round), 3)
+        ratios[f"{variant}/a per round"] = per_round
+        if "cpu" in v and "cpu" in a and v["cpu"]["median_us"]:
+            ratios[f"{variant}/a by CPU time"] = round(a["cpu"]["median_us"]
+                                                       / v["cpu"]["median_us"], 3)
     results["ratios"] = ratios
     b_half = results.get("b", {}).get("half_peak")
     results["targets"] = {
         "b/a >= 0.35": ratios.get("b/a") is not None and ratios["b/a"] >= 0.35,  # noqa: PLR2004
+        "b/a >= 0.35 by CPU time": ratios.get("b/a by CPU time") is not None
+        and ratios["b/a by CPU time"] >= 0.35,  # noqa: PLR2004
         "p99 <= 20 ms at half peak (b)": bool(b_half) and b_half["p99_ms"] is not None
         and b_half["p99_ms"] <= 20,  # noqa: PLR2004
     }
@@ -393,7 +484,7 @@ def markdown(report: dict[str, Any]) -> str:
     if http:
         lines += ["| variant | req/s | p50 ms | p99 ms | errors | half-peak rate | p50 ms | p99 ms |"
                   " errors |", "|---|---|---|---|---|---|---|---|---|"]
-        for variant in ("a", "b", "b2", "c"):
+        for variant in ("a", "b", "bs", "b2", "c"):
             r = http.get(variant)
             if not r:
                 continue
@@ -402,6 +493,12 @@ def markdown(report: dict[str, Any]) -> str:
                     if h else "- | - | - | -")
             lines.append(f"| {variant}: {r['what']} | {c['rps']} | {c['p50_ms']} | {c['p99_ms']} "
                          f"| {c['errors']} | {half} |")
+        cpu_lines = [f"| {v} | {http[v]['cpu']['median_us']} | {http[v]['cpu']['min_us']}"
+                     f"-{http[v]['cpu']['max_us']} | {', '.join(str(x) for x in http[v]['rps_runs'])} |"
+                     for v in ("a", "b", "bs", "b2", "c") if v in http and "cpu" in http[v]]
+        if cpu_lines:
+            lines += ["", "| variant | server CPU-us/request (median) | min-max | req/s per round |",
+                      "|---|---|---|---|", *cpu_lines]
         lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in http["ratios"].items()),
                   "targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
                                           for k, v in http["targets"].items()), ""]

@@ -1,7 +1,8 @@
 """Benchmark server processes, started by ``bench.run`` as subprocesses.
 
 * ``echo``: a raw Litestar msgspec JSON echo endpoint - the ceiling any Python handler reaches.
-* ``einmal-memory``: the default ``einmal serve --demo`` composition, except that the broker's
+* ``einmal-memory``: the default ``einmal serve --demo`` composition (or, with
+  ``--components broker --cockpit-url URL``, the broker alone), except that the broker's
   birth connector is replaced by an in-memory one (no HTTP) that returns the ``ProofData`` a real
   fetch returned once at start-up (fetched from the register simulator through an in-process
   ASGI transport, before the server starts).
@@ -105,21 +106,24 @@ async def _capture_birth_proof(settings: Any, child: dict[str, Any]) -> Any:
             await connector.aclose()
 
 
-def einmal_memory_app(port: int, data_dir: Path) -> Any:
-    from einmal.demo import DemoComponent  # noqa: PLC0415
+def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
+                      cockpit_url: str | None = None) -> Any:
+    from connectors.simulators.population import generate_population  # noqa: PLC0415
     from einmal.domain.proofs import ProofType  # noqa: PLC0415
     from einmal.logging import configure_logging  # noqa: PLC0415
     from einmal.server import build_components, create_app  # noqa: PLC0415
     from einmal.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(os.environ, port=port, data_dir=data_dir, demo=True,
-                             log_level="warning")
+                             log_level="warning", components=components_,
+                             cockpit_url=cockpit_url)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     components = build_components(settings)
-    demo = next(c for c in components if isinstance(c, DemoComponent))
     broker = next(c for c in components if c.name == "broker")
-    child = next(c for c in demo.credentials["citizens"]
-                 if c["family"] == "elfe" and c["role"] == "child")
+    population = generate_population(seed=settings.simulator_seed,
+                                     families=settings.simulator_families)
+    child = next(msgspec.to_builtins(c) for c in population.demo_citizens()
+                 if c.family == "elfe" and c.role == "child")
     proof = asyncio.run(_capture_birth_proof(settings, child))
     real = broker.connectors[ProofType.BIRTH]
     # The service holds the same mapping object as the component (broker/app.py).
@@ -133,11 +137,13 @@ def main() -> None:
     parser.add_argument("kind", choices=["echo", "einmal-memory"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--components", help="e.g. broker (default: the demo composition)")
+    parser.add_argument("--cockpit-url", help="the cockpit's base URL when it runs elsewhere")
     args = parser.parse_args()
     if args.kind == "echo":
         app = echo_app()
     else:
-        app = einmal_memory_app(args.port, args.data_dir)
+        app = einmal_memory_app(args.port, args.data_dir, args.components, args.cockpit_url)
     uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)
 
 

@@ -81,6 +81,17 @@ def _precheck(raw: bytes) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class ProofPath:
+    """The proof request's collaborators as ONE dependency: Litestar resolves two or more
+    dependencies of a handler concurrently, in an anyio task group with a task each, on every
+    request - measurable on the hot path (docs/benchmarks.md)."""
+
+    broker: "BrokerService"
+    service_tokens: "TokenVerifier"
+    limits: "BrokerLimits"
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerLimits:
     """Token buckets: per service on proof requests, per client address on the token endpoint."""
 
@@ -135,10 +146,10 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
       status_code=200,
       responses=problems(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504),
       operation_class=with_request_body(inline_schema(ProofRequestIn)))
-async def proof_request(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
-                        service_tokens: NamedDependency[TokenVerifier],
-                        limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
-    claims = service_tokens.verify(bearer_token(request))
+async def proof_request(request: Request[Any, Any, Any],
+                        proof_path: NamedDependency[ProofPath]) -> Response[bytes]:
+    broker, limits = proof_path.broker, proof_path.limits
+    claims = proof_path.service_tokens.verify(bearer_token(request))
     limits.service.check(claims["sub"])
     raw = await request.body()
     body = decode_body(raw, ProofRequestIn)
@@ -186,6 +197,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
                          limits: BrokerLimits,
                          citizens: CitizenAuth, jwks: dict[str, Any]) -> Router:
     jwks_body = _json.encode(jwks)
+    proof_path = ProofPath(broker=broker, service_tokens=service_tokens, limits=limits)
 
     @get("/.well-known/jwks.json", summary="The broker's public signing keys",
          tags=["online services"], status_code=200)
@@ -202,6 +214,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
             "limits": Provide(lambda: limits, use_cache=True, sync_to_thread=False),
             "service_tokens": Provide(lambda: service_tokens, use_cache=True,
                                       sync_to_thread=False),
+            "proof_path": Provide(lambda: proof_path, use_cache=True, sync_to_thread=False),
             "citizen": Provide(citizens.dependency(), sync_to_thread=False),
         },
     )

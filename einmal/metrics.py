@@ -30,13 +30,21 @@ class Metrics:
         self.log_pending = Gauge("einmal_log_pending", "Entries received but not yet "
                                  "integrated into the log", registry=self.registry)
         self.refreshers: list[Callable[["Metrics"], Awaitable[None]]] = []
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def proof_outcome(self, proof_type: str, outcome: str) -> None:
         self.proofs.labels(proof_type, outcome).inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # labels() costs a lock and a tuple build per call; the children are cached per key
+        # (bounded: route templates, not raw paths).
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(method, route, str(status)),
+                                              self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def render(self) -> bytes:
         for refresh in self.refreshers:
