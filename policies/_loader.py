@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -180,6 +181,42 @@ def _rule_problems(name: str, document: PolicyDocument) -> Iterator[_Problem]:
             elif field in listed:
                 yield problem(where, f"field {field!r} is listed twice")
             listed.add(field)
+    for index, uri in enumerate(document.redirect_uris):
+        if text := redirect_uri_problem(uri):
+            yield problem(f"redirect_uris[{index}]", text)
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a registered redirect URI (None: it can)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        return f"{uri!r} is not an absolute https URL"
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        return f"{uri!r}: http is allowed only for a loopback host (127.0.0.1, ::1, localhost)"
+    if parts.fragment or "#" in uri:
+        return f"{uri!r} must not have a fragment"
+    if parts.username or parts.password:
+        return f"{uri!r} must not carry user information"
+    return None
+
+
+def redirect_uri_matches(registered: str, presented: str) -> bool:
+    """Exact match, except that a loopback http URI matches on any port (RFC 8252 §7.3)."""
+    if registered == presented:
+        return True
+    want, got = urlsplit(registered), urlsplit(presented)
+    if want.scheme != "http" or want.hostname not in _LOOPBACK:
+        return False
+    try:
+        got.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    return (got.scheme, got.hostname, got.path, got.query) == \
+        (want.scheme, want.hostname, want.path, want.query) and not got.fragment \
+        and not got.username and not got.password
 
 
 def _check_file(path: Path) -> tuple[PolicyDocument | None, list[_Problem]]:
@@ -300,6 +337,12 @@ class PolicySet:
                    ) -> Permission | None:
         """The permission for exactly this service, proof type and purpose, else None."""
         return self._permissions.get((service_id, proof_type, purpose))
+
+    def redirect_allowed(self, service_id: str, uri: str) -> bool:
+        """Is ``uri`` one of the service's registered redirect URIs (loopback: any port)?"""
+        document = self._services.get(service_id)
+        return document is not None and any(
+            redirect_uri_matches(registered, uri) for registered in document.redirect_uris)
 
     def public_keys(self, service_id: str) -> Mapping[str, Ed25519PublicKey]:
         """``kid -> key`` for the service (empty if unknown), parsed once at load time."""

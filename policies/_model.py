@@ -80,5 +80,8 @@ class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     permissions: Annotated[tuple[Permission, ...], Meta(min_length=1)]
     description: str = ""
     contact: str = ""
+    #: Where the cockpit may send the citizen back after a consent screen (the service's
+    #: pages). https, or http only on a loopback host (any port matches there, RFC 8252 §7.3).
+    redirect_uris: tuple[Annotated[str, Meta(min_length=8, max_length=2000)], ...] = ()
     #: true: a demo service whose private key is PUBLIC KNOWLEDGE (einmal.demo_keys).
     demo: bool = False

@@ -5,6 +5,7 @@ from typing import Any
 import structlog
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.params import FromQuery
 
 from cockpit.web.core import WebView, safe_next
 from cockpit.web.errors import error_page
@@ -19,8 +20,8 @@ log = structlog.get_logger()
 @get("/login", name="login", include_in_schema=False)
 async def login_page(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                      maybe_login: NamedDependency[WebSession | None],
-                     next: str | None = None, expired: str | None = None,  # noqa: A002
-                     logged_out: str | None = None) -> Response[Any]:
+                     next: FromQuery[str | None] = None, expired: FromQuery[str | None] = None,  # noqa: A002
+                     logged_out: FromQuery[str | None] = None) -> Response[Any]:
     target = safe_next(next)
     if maybe_login is not None:
         return web.redirect(request, target)
@@ -30,7 +31,7 @@ async def login_page(request: Request[Any, Any, Any], web: NamedDependency[WebVi
 
 @get("/login/start", name="login_start", include_in_schema=False)
 async def login_start(request: Request[Any, Any, Any], web: NamedDependency[WebView],
-                      next: str | None = None) -> Response[Any]:  # noqa: A002
+                      next: FromQuery[str | None] = None) -> Response[Any]:  # noqa: A002
     if web.oidc is None:
         return error_page(web, request, 503, "login_unconfigured")
     old = web.sessions.cookie_id(request)

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from litestar import Request, Response, Router
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar import Request, Router
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -32,7 +32,6 @@ from cockpit.web.oidc import OidcClient
 from cockpit.web.security import csp, security_headers
 from cockpit.web.session import SessionManager, WebSession
 from einmal.keys import load_or_create_secret
-from einmal.problems import ProblemError
 from einmal.settings import Settings
 
 __all__ = ["LANG_COOKIE", "PAGE_MODULES", "LoginRequired", "WebView", "mask_idnr",

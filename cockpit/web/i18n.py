@@ -34,7 +34,9 @@ class Catalogs:
 
     def text(self, language: str, key: str, **values: Any) -> str:
         catalog = self.messages.get(language) or self.messages[DEFAULT_LANGUAGE]
-        template = catalog.get(key) or self.messages[DEFAULT_LANGUAGE].get(key)
+        template = catalog.get(key)
+        if template is None:
+            template = self.messages[DEFAULT_LANGUAGE].get(key)
         if template is None:
             return key  # visible in the page and caught by the catalog test
         return template.format(**values) if values else template

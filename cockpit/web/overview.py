@@ -5,6 +5,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.params import FromQuery
 
 from cockpit.web.core import BERLIN, WebView
 from cockpit.web.session import WebSession
@@ -77,10 +78,10 @@ def chart(items: list[dict[str, Any]], *, months: int = 24, now: datetime | None
 
 @get("/", name="overview", include_in_schema=False)
 async def overview(request: Request[Any, Any, Any], web: NamedDependency[WebView],
-                   login: NamedDependency[WebSession], service: str | None = None,
-                   register: str | None = None, proof_type: str | None = None,
-                   outcome: str | None = None, period: str | None = None, page: int = 1,
-                   idnr: str | None = None) -> Response[Any]:
+                   login: NamedDependency[WebSession], service: FromQuery[str | None] = None,
+                   register: FromQuery[str | None] = None, proof_type: FromQuery[str | None] = None,
+                   outcome: FromQuery[str | None] = None, period: FromQuery[str | None] = None, page: FromQuery[int] = 1,
+                   idnr: FromQuery[str | None] = None) -> Response[Any]:
     assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     items = await web.api.all_transfers(login.access_token)
     chosen = {"service": service or "", "register": register or "",
