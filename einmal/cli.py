@@ -73,7 +73,9 @@ def _print_welcome(settings: Any) -> None:
              f"{'  (DEMO MODE: synthetic data, public demo keys)' if settings.demo else ''}",
              f"  data:     {settings.data_dir.resolve()}"
              f"  store: {settings.database_url or 'SQLite'}",
-             f"  API docs: {base}/schema   health: {base}/health/ready"]
+             f"  API docs: {base}/schema   health: {base}/health/live",
+             "  operator: /health/ready and /metrics need 'Authorization: Bearer <token>', "
+             f"token in {'EINMAL_OPS_TOKEN' if settings.ops_token else settings.keys_dir / 'ops.token'}"]
     if "broker" in settings.components:
         lines.append(f"  broker:   {settings.broker_base_url}/v1/proof-requests  "
                      f"JWKS {settings.broker_base_url}/.well-known/jwks.json")

@@ -108,8 +108,12 @@ class DemoComponent:
         path = data_dir / "demo-credentials.json"
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # The operator token (F5) goes into the file only, never to /demo/credentials.
+        from einmal.ops import ops_token  # noqa: PLC0415
+
+        content = {**self.credentials, "ops_token": ops_token(self._settings)}
         with os.fdopen(fd, "w") as handle:
-            json.dump(self.credentials, handle, indent=2, ensure_ascii=False)
+            json.dump(content, handle, indent=2, ensure_ascii=False)
         return path
 
     async def start(self) -> None:

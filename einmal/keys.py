@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, PrivateFormat, NoEncryption
 
 __all__ = ["SigningKey", "load_or_create_secret", "load_or_create_signing_key",
-           "load_public_keys", "private_jwk", "public_jwk", "public_key_from_jwk",
-           "retired_public_jwks", "rotate_signing_key"]
+           "load_or_create_token", "load_public_keys", "private_jwk", "public_jwk",
+           "public_key_from_jwk", "retired_public_jwks", "rotate_signing_key"]
 
 
 def _b64u(raw: bytes) -> str:
@@ -119,3 +119,14 @@ def load_or_create_secret(keys_dir: Path, name: str, size: int = 32) -> bytes:
         except FileExistsError:
             pass
     return path.read_bytes()
+
+
+def load_or_create_token(keys_dir: Path, name: str) -> str:
+    """A random bearer token (URL-safe text) kept in ``<name>.token`` with mode 0600."""
+    path = keys_dir / f"{name}.token"
+    if not path.exists():
+        try:
+            _write_private(path, secrets.token_urlsafe(32).encode())
+        except FileExistsError:
+            pass
+    return path.read_text().strip()

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import msgspec
 import structlog
-from litestar import Litestar, Response, Router, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -15,7 +15,8 @@ from einmal import __version__
 from einmal.citizen import CitizenAuth
 from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
-from einmal.openapi import document_problems, schema_not_found_as_problem
+from einmal.openapi import document_problems, problems, schema_not_found_as_problem
+from einmal.ops import OpsAuth, ops_token
 from einmal.problems import ProblemError, exception_handlers
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
@@ -173,8 +174,12 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
     async def live() -> Response[bytes]:
         return Response(content=b'{"status":"ok"}', media_type="application/json")
 
-    @get("/health/ready", summary="Readiness: stores, outbox lag, log", tags=["operations"])
-    async def ready() -> Response[bytes]:
+    ops = OpsAuth(ops_token(settings))  # F5: operator endpoints need the operator token
+
+    @get("/health/ready", summary="Readiness: stores, outbox lag, log (operator token)",
+         tags=["operations"], responses=problems(401, 503))
+    async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+        ops.check(request)
         checks: dict[str, Any] = {}
         for component in parts:
             if hasattr(component, "health"):
@@ -189,7 +194,8 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
 
     @get("/metrics", summary="Prometheus metrics", tags=["operations"],
          include_in_schema=False)
-    async def metrics_endpoint() -> Response[bytes]:
+    async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+        ops.check(request)
         return Response(content=await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def start() -> None:

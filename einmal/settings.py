@@ -67,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_citizen_burst: float = 60.0
     rate_limit_token_per_s: float = 100.0
     rate_limit_token_burst: float = 200.0
+    #: Operator bearer token for /health/ready and /metrics (None: <keys>/ops.token, 0600).
+    ops_token: str | None = None
     access_token_ttl_s: int = 300
     citizen_token_ttl_s: int = 3600
     register_timeout_s: float = 5.0

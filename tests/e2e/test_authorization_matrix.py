@@ -7,7 +7,8 @@ when a route exists without a row here, so a new endpoint must be classified bef
 Actors: anonymous; each demo service (for the proof-request row the Namensdienst holds the
 permission and the other three are "a service without the needed permission"); citizen A
 (Anna, who holds the consent), the other parent of the same child (Ben), citizen B of another
-family (Clara); the demo auditor; the broker -> cockpit channel.
+family (Clara); the demo auditor; the broker -> cockpit channel; the operator (the ops bearer
+token of /health/ready and /metrics, F5).
 
 Rows marked FINDING record today's behaviour of a known weakness (docs/threat-model.md, "Not
 yet mitigated"); when it is fixed, the row must change with it.
@@ -35,7 +36,7 @@ SERVICES = {"service:namensdienst": NAMENSDIENST, "service:elterngeld": ELTERNGE
             "service:familienkasse": FAMILIENKASSE, "service:uvo": UVO}
 CITIZENS = {"citizen-a": ("elfe", "parent", 0), "parent-of-child": ("elfe", "parent", 1),
             "citizen-b": ("uvo", "parent", 0)}
-ACTORS = ["anonymous", *SERVICES, *CITIZENS, "auditor", "channel"]
+ACTORS = ["anonymous", *SERVICES, *CITIZENS, "auditor", "channel", "operator"]
 EVERYONE = frozenset(ACTORS)
 
 
@@ -54,6 +55,8 @@ class Context:
             return bearer(auditor(self.demo))  # short-lived: made per request
         if actor == "channel":
             return bearer(channel_token(self.live))
+        if actor == "operator":
+            return bearer(self.demo.credentials["ops_token"])
         return bearer(self.tokens[actor])
 
     def person(self, family: str, role: str, index: int = 0) -> dict[str, Any]:
@@ -188,10 +191,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PUT", "/registers/_knobs"): Row(_knobs_put, _all(200), note=_SIMULATOR),
     # -- operations
     ("GET", "/health/live"): Row(_get("/health/live"), _all(200)),
-    ("GET", "/health/ready"): Row(_get("/health/ready"), _all(200),
-                                  note="FINDING F5: outbox/store state public"),
-    ("GET", "/metrics"): Row(_get("/metrics"), _all(200),
-                             note="FINDING F5: metrics public on the API port"),
+    ("GET", "/health/ready"): Row(_get("/health/ready"), {"operator": 200},
+                                  note="F5 fixed: operator token (einmal/ops.py)"),
+    ("GET", "/metrics"): Row(_get("/metrics"), {"operator": 200},
+                             note="F5 fixed: operator token (einmal/ops.py)"),
     # -- OpenAPI and its viewers (public by design)
     ("GET", "/schema"): Row(_get("/schema"), _all(200)),
     ("GET", "/schema/openapi.json"): Row(_get("/schema/openapi.json"), _all(200)),
@@ -284,5 +287,5 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
-    assert len(ACTORS) == 10  # noqa: PLR2004
+    assert len(ACTORS) == 11  # noqa: PLR2004
     assert len(MATRIX) == 35  # noqa: PLR2004

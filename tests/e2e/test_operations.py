@@ -4,10 +4,15 @@ from tests.e2e.conftest import bearer
 from tests.e2e.helpers import NAMENSDIENST, problem
 
 
+def ops(demo) -> dict[str, str]:
+    """The operator token (F5): demo mode writes it to demo-credentials.json."""
+    return bearer(demo.credentials["ops_token"])
+
+
 class TestOperations:
     def test_health(self, demo) -> None:
         assert demo.http.get("/health/live").json() == {"status": "ok"}
-        ready = demo.http.get("/health/ready").json()
+        ready = demo.http.get("/health/ready", headers=ops(demo)).json()
         assert set(ready["components"]) >= {"broker", "cockpit", "registers"}
 
     def test_openapi_lists_the_public_api(self, demo) -> None:
@@ -43,7 +48,7 @@ class TestMetricsAndReadiness:
         assert released.status_code == 200
         child = demo.citizen("elfe", "child")
         demo.transfers(child["idnr"], wait_for={released.json()["transfer_id"]})
-        text = demo.http.get("/metrics").text
+        text = demo.http.get("/metrics", headers=ops(demo)).text
         assert 'einmal_proof_requests_total{outcome="delivered",proof_type="birth"} 1.0' in text
         assert 'route="/v1/proof-requests",status="200"' in text
         assert "einmal_outbox_lag_seconds" in text
@@ -51,7 +56,7 @@ class TestMetricsAndReadiness:
         assert child["idnr"] not in text  # labels are route templates, never raw paths
 
     def test_ready_reports_checks(self, demo) -> None:
-        checks = demo.http.get("/health/ready").json()["checks"]
+        checks = demo.http.get("/health/ready", headers=ops(demo)).json()["checks"]
         assert checks["broker_store"] == checks["cockpit_store"] == checks["outbox"] == "ok"
 
     def test_not_ready_when_the_store_fails(self, demo, live_server, monkeypatch) -> None:
@@ -61,14 +66,14 @@ class TestMetricsAndReadiness:
             raise StoreError("disk gone")
 
         monkeypatch.setattr(live_server.component("broker").repository, "outbox_status", down)
-        body = problem(demo.http.get("/health/ready"), 503, "store-unavailable")
+        body = problem(demo.http.get("/health/ready", headers=ops(demo)), 503, "store-unavailable")
         assert body["checks"]["broker_store"].startswith("error")
 
     def test_not_ready_when_registers_are_unreachable(self, make_demo) -> None:
         from tests.conftest import free_port  # noqa: PLC0415
 
         demo = make_demo(registers_url=f"http://127.0.0.1:{free_port()}/registers")
-        body = problem(demo.http.get("/health/ready"), 503, "store-unavailable")
+        body = problem(demo.http.get("/health/ready", headers=ops(demo)), 503, "store-unavailable")
         assert body["checks"]["registers"].startswith("error: unreachable")
 
 

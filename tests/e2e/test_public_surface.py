@@ -3,6 +3,7 @@ operator endpoints (F5)."""
 
 import pytest
 
+from tests.e2e.conftest import bearer
 from tests.e2e.helpers import problem
 
 
@@ -45,3 +46,32 @@ class TestThePublishedSchemaIsTrue:
     def test_text_content_type_names_the_charset_once(self, demo) -> None:
         response = demo.http.get("/v1/log/verifier-key")
         assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+class TestOperatorEndpoints:
+    """F5: readiness and metrics show store state and outbox lag: operator token only."""
+
+    @pytest.mark.parametrize("path", ["/health/ready", "/metrics"])
+    def test_need_the_operator_token(self, demo, path) -> None:
+        problem(demo.http.get(path), 401, "unauthenticated")
+        wrong = demo.credentials["ops_token"][:-1] + "x"
+        problem(demo.http.get(path, headers=bearer(wrong)), 401, "unauthenticated")
+        citizen = demo.citizen_token(demo.citizen("elfe", "parent")["idnr"])
+        problem(demo.http.get(path, headers=bearer(citizen)), 401, "unauthenticated")
+        assert demo.http.get(path, headers=bearer(demo.credentials["ops_token"])).status_code == 200
+
+    def test_liveness_stays_public(self, demo) -> None:
+        assert demo.http.get("/health/live").json() == {"status": "ok"}
+
+    def test_the_token_file_is_owner_only_and_never_served(self, demo, live_server) -> None:
+        token_file = live_server.data_dir / "keys" / "ops.token"
+        assert token_file.read_text().strip() == demo.credentials["ops_token"]
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert (live_server.data_dir / "keys").stat().st_mode & 0o777 == 0o700
+        assert demo.credentials["ops_token"] not in demo.http.get("/demo/credentials").text
+
+    def test_a_configured_token_replaces_the_file(self, make_demo) -> None:
+        demo = make_demo(ops_token="configured-operator-token")
+        assert demo.credentials["ops_token"] == "configured-operator-token"
+        ok = demo.http.get("/metrics", headers=bearer("configured-operator-token"))
+        assert ok.status_code == 200

@@ -60,7 +60,7 @@ class TestScenarioCommand:
 class TestServeAndScenario:
     def test_demo_server_and_both_stories_pass(self, tmp_path: Path) -> None:
         port = free_port()
-        env = {**os.environ, "EINMAL_SIMULATOR_FAMILIES": "60"}
+        env = {**os.environ, "EINMAL_SIMULATOR_FAMILIES": "60", "EINMAL_OPS_TOKEN": _OPS}
         if os.environ.get("EINMAL_TEST_DATABASE_URL"):
             from tests.conftest import reset_database  # noqa: PLC0415
 
@@ -88,13 +88,17 @@ class TestServeAndScenario:
         assert "scenario elfe --base-url" in stderr  # the welcome text says what to try next
 
 
+_OPS = "test-operator-token"
+
+
 def _wait_ready(base: str, server: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise AssertionError(server.stderr.read() if server.stderr else "server exited")
         try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/health/ready", timeout=1,
+                         headers={"authorization": f"Bearer {_OPS}"}).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.1)

@@ -1,0 +1,39 @@
+"""The operator's endpoints (``/health/ready``, ``/metrics``) need an operator bearer token
+(finding F5: they showed store state and outbox lag to anyone). ``/health/live`` stays public
+for the orchestrator's liveness probe.
+
+The token is ``EINMAL_OPS_TOKEN`` or, when unset, a random one kept in
+``<data-dir>/keys/ops.token`` (0600; point Prometheus' ``authorization.credentials_file`` at
+it). In demo mode it is also written to ``demo-credentials.json`` (never served over HTTP).
+"""
+
+import hmac
+from typing import Any
+
+from litestar import Request
+
+from einmal.keys import load_or_create_token
+from einmal.problems import ProblemError
+from einmal.settings import Settings
+from einmal.tokens import bearer_token
+
+__all__ = ["OPS_TOKEN_NAME", "OpsAuth", "ops_token"]
+
+OPS_TOKEN_NAME = "ops"
+
+
+def ops_token(settings: Settings) -> str:
+    if settings.ops_token:
+        return settings.ops_token
+    return load_or_create_token(settings.keys_dir, OPS_TOKEN_NAME)
+
+
+class OpsAuth:
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    def check(self, request: Request[Any, Any, Any]) -> None:
+        presented = bearer_token(request).encode()
+        if not hmac.compare_digest(presented, self._token):
+            raise ProblemError("unauthenticated", "An operator token is required.",
+                               headers={"WWW-Authenticate": "Bearer"})
