@@ -210,8 +210,56 @@ MATRIX: dict[tuple[str, str], Row] = {
                                             "(F6 fixed: einmal/openapi.py)"),
 }
 
+def _form(url: str) -> Callable[[Context, str], dict[str, Any]]:
+    return lambda ctx, actor: {"method": "POST", "url": url, "data": {}}
+
+
+_HTML = ("HTML (cockpit/web): a cookie session, not a bearer token, logs a citizen in; "
+         "pages without one answer 303 to /login, errors are HTML pages")
+_OIDC = "OIDC demo IdP (demo mode only): OAuth errors, not problem+json"
+#: The citizen web view and the demo IdP's OpenID Connect endpoints (tests/e2e/test_web_*.py
+#: test them with a logged-in browser; here every actor is anonymous to them).
+WEB_ROWS: dict[tuple[str, str], Row] = {
+    ("GET", "/"): Row(_get("/"), _all(303), note=_HTML),
+    ("GET", "/login"): Row(_get("/login"), _all(200), note=_HTML),
+    ("GET", "/login/start"): Row(_get("/login/start"), _all(303),
+                                 note=_HTML + "; 303 to the identity provider"),
+    ("GET", "/auth/callback"): Row(_get("/auth/callback", code="x", state="y"), _all(400),
+                                   note=_HTML + "; no pending login: refused"),
+    ("POST", "/logout"): Row(_form("/logout"), _all(303), note=_HTML),
+    ("GET", "/transfers/{transfer_id:str}"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/transfers/{ctx.transfer_id}"},
+        _all(303), note=_HTML),
+    ("GET", "/consents"): Row(_get("/consents"), _all(303), note=_HTML),
+    ("GET", "/consents/new"): Row(_get("/consents/new"), _all(400),
+                                  note=_HTML + "; validated before login: no client_id"),
+    ("POST", "/consents/new"): Row(_form("/consents/new"), _all(303), note=_HTML),
+    ("GET", "/consents/{consent_id:str}/revoke"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/consents/{ctx.consent_id}/revoke"},
+        _all(303), note=_HTML),
+    ("POST", "/consents/{consent_id:str}/revoke"): Row(
+        lambda ctx, actor: {"method": "POST", "url": f"/consents/{ctx.consent_id}/revoke",
+                            "data": {}}, _all(303), note=_HTML),
+    ("GET", "/my-data"): Row(_get("/my-data"), _all(303), note=_HTML),
+    ("GET", "/my-data/transfers.json"): Row(_get("/my-data/transfers.json"), _all(303),
+                                            note=_HTML),
+    ("GET", "/my-data/report.pdf"): Row(_get("/my-data/report.pdf"), _all(303), note=_HTML),
+    ("GET", "/static/{file_path:path}"): Row(_get("/static/cockpit.css"), _all(200),
+                                             note=_HTML + "; the stylesheet, public"),
+    ("GET", "/demo/.well-known/openid-configuration"): Row(
+        _get("/demo/.well-known/openid-configuration"), _all(200), note=_OIDC),
+    ("GET", "/demo/jwks.json"): Row(_get("/demo/jwks.json"), _all(200), note=_OIDC),
+    ("GET", "/demo/authorize"): Row(_get("/demo/authorize"), _all(400),
+                                    note=_OIDC + "; no valid authorization request"),
+    ("POST", "/demo/authorize"): Row(_form("/demo/authorize"), _all(400), note=_OIDC),
+    ("POST", "/demo/token"): Row(_form("/demo/token"), _all(400),
+                                 note=_OIDC + "; no code"),
+}
+MATRIX.update(WEB_ROWS)
+
 # Routes whose errors are not problem+json (the simulators speak their own formats).
-_OWN_ERROR_FORMAT = {key for key, row in MATRIX.items() if row.note.startswith("FINDING F1")}
+_OWN_ERROR_FORMAT = {key for key, row in MATRIX.items()
+                     if row.note.startswith(("FINDING F1", "HTML", "OIDC"))}
 
 
 @pytest.fixture(name="ctx", scope="module")
@@ -288,4 +336,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 11  # noqa: PLR2004
-    assert len(MATRIX) == 35  # noqa: PLR2004
+    assert len(MATRIX) == 35 + len(WEB_ROWS)  # noqa: PLR2004
