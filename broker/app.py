@@ -49,7 +49,9 @@ class BrokerComponent:
         self._registers_url = settings.registers_base_url
         self.connectors = build_connectors(settings.registers_base_url,
                                            timeout_s=settings.register_timeout_s,
-                                           retries=settings.register_retries)
+                                           retries=settings.register_retries,
+                                           max_concurrency=settings.register_max_concurrency,
+                                           queue_timeout_s=settings.register_queue_timeout_s)
         self.delivery = DeliveryWorker(
             repository=self.repository, cockpit_url=settings.cockpit_base_url,
             channel=TokenIssuer(key=channel_key, issuer=issuer, audience=CHANNEL_AUDIENCE,

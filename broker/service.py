@@ -25,6 +25,7 @@ from connectors.base import (
     InvalidParametersError,
     ProofData,
     RecordNotFoundError,
+    RegisterBusyError,
     RegisterTimeoutError,
     RoutingError,
 )
@@ -448,6 +449,9 @@ def _connector_problem(exc: ConnectorError, transfer_id: str) -> ProblemError:
     detail = str(exc) or exc.code
     if isinstance(exc, RegisterTimeoutError):
         return ProblemError("register-timeout", detail, transfer_id=transfer_id)
+    if isinstance(exc, RegisterBusyError):  # our own bound (connectors/_http.py)
+        return ProblemError("register-busy", detail, transfer_id=transfer_id,
+                            headers={"Retry-After": "1"})
     if isinstance(exc, RecordNotFoundError):
         return ProblemError("not-found", detail, transfer_id=transfer_id)
     if isinstance(exc, RoutingError):

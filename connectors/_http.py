@@ -5,6 +5,12 @@ Every register query is a read: the Sorgeregister and income GETs, and also the 
 POST (an XPersonenstand retrieval message that changes nothing), so all of them are retried on
 timeouts, connection errors and 5xx answers - at most ``retries`` times, with a small linear
 backoff. 4xx answers are never retried; they are returned for the connector to interpret.
+
+Concurrency: at most ``max_concurrency`` calls are in flight to one register (keyed by the
+``register`` name each call names) - a slow register must not absorb every worker and the
+connection pool, nor be hammered harder the slower it gets. A call that finds the register
+saturated waits up to ``queue_timeout_s`` for a slot, then fails with RegisterBusyError. The
+slot is held per attempt (not during the backoff between attempts).
 """
 
 import asyncio
@@ -14,6 +20,7 @@ import httpx
 
 from connectors.base import (
     RecordNotFoundError,
+    RegisterBusyError,
     RegisterRejectedError,
     RegisterTimeoutError,
     RegisterUnavailableError,
@@ -31,9 +38,13 @@ class RegisterClient:
 
     def __init__(self, *, timeout_s: float, retries: int, connect_timeout_s: float | None = None,
                  backoff_s: float = 0.05,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 max_concurrency: int = 32, queue_timeout_s: float = 1.0) -> None:
         if retries < 0 or timeout_s <= 0:
             msg = "retries must be >= 0 and timeout_s > 0"
+            raise ValueError(msg)
+        if max_concurrency < 1 or queue_timeout_s < 0:
+            msg = "max_concurrency must be >= 1 and queue_timeout_s >= 0"
             raise ValueError(msg)
         connect = connect_timeout_s if connect_timeout_s is not None else min(timeout_s, 2.0)
         self._client = httpx.AsyncClient(
@@ -42,6 +53,33 @@ class RegisterClient:
             follow_redirects=False)
         self._retries = retries
         self._backoff = backoff_s
+        self._max_concurrency = max_concurrency
+        self._queue_timeout = queue_timeout_s
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, register: str) -> int:
+        """Calls to ``register`` holding a slot right now."""
+        return self._in_flight.get(register, 0)
+
+    async def _send(self, method: str, url: str, register: str, **kwargs: Any,
+                    ) -> httpx.Response:
+        slots = self._slots.get(register)
+        if slots is None:
+            slots = self._slots.setdefault(register, asyncio.Semaphore(self._max_concurrency))
+        try:
+            async with asyncio.timeout(self._queue_timeout):
+                await slots.acquire()
+        except TimeoutError as exc:
+            msg = (f"{register} is busy: {self._max_concurrency} calls in flight, no slot "
+                   f"free within {self._queue_timeout:g} s")
+            raise RegisterBusyError(msg) from exc
+        self._in_flight[register] = self._in_flight.get(register, 0) + 1
+        try:
+            return await self._client.request(method, url, **kwargs)
+        finally:
+            self._in_flight[register] -= 1
+            slots.release()
 
     async def request(self, method: str, url: str, *, register: str, **kwargs: Any,
                       ) -> httpx.Response:
@@ -53,7 +91,7 @@ class RegisterClient:
         attempt = 0
         while True:
             try:
-                response = await self._client.request(method, url, **kwargs)
+                response = await self._send(method, url, register, **kwargs)
             except httpx.TimeoutException as exc:
                 if attempt < self._retries:
                     attempt += 1

@@ -6,6 +6,8 @@ always chained with ``raise ... from exc``):
 * ConnectorError
   x RegisterUnavailableError   register unreachable, 5xx after retries       -> HTTP 502
     x RegisterTimeoutError     no answer within the timeout (after retries)  -> HTTP 504
+    x RegisterBusyError        our bound on calls in flight to this register is reached
+                               and no slot freed within the queue timeout    -> HTTP 503
   x RegisterRejectedError      the register answered, but refused the query  -> HTTP 502
   x InvalidRegisterAnswerError the answer does not validate (bad XML/JSON)   -> HTTP 502
   x RecordNotFoundError        the register holds no record for the subject  -> HTTP 404
@@ -27,6 +29,7 @@ __all__ = [
     "InvalidRegisterAnswerError",
     "ProofData",
     "RecordNotFoundError",
+    "RegisterBusyError",
     "RegisterRejectedError",
     "RegisterTimeoutError",
     "RegisterUnavailableError",
@@ -50,6 +53,13 @@ class RegisterTimeoutError(RegisterUnavailableError):
     """The register did not answer in time."""
 
     code = "register-timeout"
+
+
+class RegisterBusyError(RegisterUnavailableError):
+    """Too many calls to this register are in flight (``register_max_concurrency``) and none
+    finished within ``register_queue_timeout_s``. Not retried: the caller may retry later."""
+
+    code = "register-busy"
 
 
 class RegisterRejectedError(ConnectorError):

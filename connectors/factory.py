@@ -23,6 +23,7 @@ def build_connectors(registers_url: str, *, timeout_s: float = 5.0, retries: int
                      transport: httpx.AsyncBaseTransport | None = None,
                      backoff_s: float = 0.05,
                      today: Callable[[], date] | None = None,
+                     max_concurrency: int = 32, queue_timeout_s: float = 1.0,
                      ) -> dict[ProofType, Connector]:
     """One connector per proof type, routed through ``Directory.from_base_url(registers_url)``.
 
@@ -35,13 +36,16 @@ def build_connectors(registers_url: str, *, timeout_s: float = 5.0, retries: int
         transport: an httpx transport (tests: ``httpx.MockTransport``/``ASGITransport``).
         backoff_s: linear backoff step between attempts.
         today: older name of ``clock``.
+        max_concurrency: calls in flight per register, at most (connectors/_http.py).
+        queue_timeout_s: how long a call waits for a free slot before RegisterBusyError.
     """
     directory = Directory.from_base_url(registers_url)
 
     def client() -> RegisterClient:
         return RegisterClient(timeout_s=timeout_s, retries=retries,
                               connect_timeout_s=connect_timeout_s, backoff_s=backoff_s,
-                              transport=transport)
+                              transport=transport, max_concurrency=max_concurrency,
+                              queue_timeout_s=queue_timeout_s)
 
     when = clock or today
     custody = (CustodyConnector(directory, client(), when) if when

@@ -36,6 +36,7 @@ CATALOGUE: dict[str, tuple[int, str, str | None]] = {
     "routing-failed": (422, "No register is responsible", "EDM:ERR:0006"),
     "register-unavailable": (502, "Register unavailable", "EDM:ERR:0008"),
     "register-timeout": (504, "Register timeout", "EDM:ERR:0005"),
+    "register-busy": (503, "Register busy", "EDM:ERR:0008"),
     "store-unavailable": (503, "Store unavailable", None),
     "internal": (500, "Internal error", None),
 }

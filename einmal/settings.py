@@ -73,6 +73,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     citizen_token_ttl_s: int = 3600
     register_timeout_s: float = 5.0
     register_retries: int = 2
+    #: Calls in flight per register, at most; a call waits this long for a slot, then 503
+    #: register-busy (connectors/_http.py).
+    register_max_concurrency: int = 32
+    register_queue_timeout_s: float = 1.0
     simulator_seed: int = 1
     simulator_families: int = 300
     delivery_interval_s: float = 1.0
