@@ -86,15 +86,18 @@ def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
 
 
 def _citizen_auth(settings: Settings) -> CitizenAuth:
-    if settings.citizen_issuer and settings.citizen_keys_file:
+    keys_url = None
+    if settings.citizen_issuer and (settings.citizen_keys_file or settings.citizen_keys_url):
         issuer, keys_file = settings.citizen_issuer, settings.citizen_keys_file
+        keys_url = settings.citizen_keys_url
     else:
         issuer = demo_issuer(settings)
         keys_file = settings.keys_dir / f"{DEMO_IDP_KEY}.public.json"
     limiter = RateLimiter(rate_per_s=settings.rate_limit_citizen_per_s,
                           burst=settings.rate_limit_citizen_burst, what="citizen")
     return CitizenAuth(issuer=issuer, keys_file=keys_file, allow_test_idnrs=settings.demo,
-                       limiter=limiter)
+                       limiter=limiter, keys_url=keys_url, audience=settings.citizen_audience,
+                       idnr_claim=settings.citizen_idnr_claim)
 
 
 def build_components(settings: Settings) -> list[Any]:

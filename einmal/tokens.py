@@ -44,6 +44,8 @@ class TokenVerifier:
     issuer: str
     audience: str
     leeway_s: int = 5
+    #: asymmetric only; a foreign identity provider may sign with ES256 or RS256
+    algorithms: tuple[str, ...] = ("EdDSA",)
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def verify(self, unverified_token: str, *, now: float | None = None) -> dict[str, Any]:
@@ -59,7 +61,7 @@ class TokenVerifier:
             if key is None:
                 raise jwt.InvalidTokenError("unknown key")  # noqa: TRY301 - one path for all failures
             claims: dict[str, Any] = jwt.decode(
-                unverified_token, key, algorithms=["EdDSA"], audience=self.audience,
+                unverified_token, key, algorithms=list(self.algorithms), audience=self.audience,
                 issuer=self.issuer, leeway=self.leeway_s,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )

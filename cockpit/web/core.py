@@ -121,7 +121,8 @@ class WebView:
             idle_s=settings.web_session_idle_s, max_s=settings.web_session_max_s,
             secure=not _is_loopback(self.public_url) or self.public_url.startswith("https:"))
         self.http = http or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-        issuer = settings.oidc_issuer or (demo_issuer(settings) if settings.demo else None)
+        issuer = (settings.oidc_issuer or settings.citizen_issuer
+                  or (demo_issuer(settings) if settings.demo else None))
         self.oidc = OidcClient(
             issuer=issuer or "", client_id=settings.oidc_client_id,
             client_secret=settings.oidc_client_secret, scopes=settings.oidc_scopes,
@@ -245,7 +246,6 @@ class WebView:
         static = create_static_files_router(path="/static", directories=[STATIC_DIR],
                                             include_in_schema=False,
                                             cache_control=None, name="static")
-        form_action = {self.idp_origin} if self.idp_origin else set()
         view = self
 
         # closures, not bound methods: Litestar deep-copies a router when it is registered
@@ -262,7 +262,7 @@ class WebView:
                 "login": Provide(login),
                 "maybe_login": Provide(maybe_login),
             },
-            middleware=[security_headers(form_action)],
+            middleware=[security_headers()],
             exception_handlers=exception_handlers(self),
             include_in_schema=False,
         )

@@ -66,6 +66,7 @@ class SessionManager:
         self.max_s = max_s
         self.secure = secure
         self.clock = clock
+        self._created = 0
 
     # -- cookie ------------------------------------------------------------------------------
     def cookie(self, session_id: str) -> Cookie:
@@ -105,6 +106,11 @@ class SessionManager:
         await self.store.set(_PREFIX + session.id, _encode(session), expires_in=self.idle_s)
 
     async def new(self, **values: Any) -> WebSession:
+        self._created += 1
+        if self._created % 256 == 0:  # abandoned sessions: drop the expired ones now and then
+            purge = getattr(self.store, "delete_expired", None)
+            if purge is not None:
+                await purge()
         now = self.clock()
         session = WebSession(id=secrets.token_urlsafe(32), created=now, last_seen=now, **values)
         await self.save(session)

@@ -527,3 +527,45 @@ def test_citizen_token_from_oidc_works_with_the_apis(world: World) -> None:
     response = world.demo.http.get("/v1/me/transfers",
                                    headers={"authorization": f"Bearer {tokens[-1]}"})
     assert response.status_code == 200
+
+
+def test_texts_from_policy_documents_are_escaped(make_demo: Any, tmp_path: Any) -> None:
+    """Service names and purposes come from documents: a hostile one is shown as text."""
+    import shutil  # noqa: PLC0415
+
+    from policies import DOCUMENTS_DIR  # noqa: PLC0415
+
+    directory = tmp_path / "policies"
+    shutil.copytree(DOCUMENTS_DIR, directory)
+    document = directory / "elterngeldstelle-bremen.toml"
+    text = document.read_text().replace('name = "Elterngeld online (ELFE)"',
+                                        'name = "Elterngeld <script>alert(1)</script>"')
+    text = text.replace("Wann ist Ihr Kind geboren", "Wann <img src=x onerror='alert(2)'>")
+    document.write_text(text)
+    demo = make_demo(policies_dir=directory)
+    anna, child = demo.citizen("elfe", "parent"), demo.citizen("elfe", "child")
+    named = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
+    demo.transfers(anna["idnr"], wait_for={named.json()["transfer_id"]})  # Anna is a parent
+    refused = demo.request_proof(ELTERNGELD, birth_request(demo))
+    assert refused.status_code == 403
+    deadline = time.monotonic() + 10
+    while not any(i["service"]["id"] == ELTERNGELD for i in demo.transfers(anna["idnr"])):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    browser = Browser(demo.base_url)
+    try:
+        port = urlsplit(demo.base_url).port
+        consent = "/consents/new?" + urlencode({
+            "client_id": ELTERNGELD, "proof_types": "birth", "purpose": "elterngeld-antrag",
+            "valid_until": in_days(5), "subject": child["idnr"],
+            "redirect_uri": f"http://127.0.0.1:{port}{CALLBACK}"})
+        screen = browser.login(anna["idnr"], start=consent)
+        overview = browser.get("/")
+        for page in (screen, overview):
+            assert page.status_code == 200
+            assert "<script>alert(1)" not in page.text
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert "<img src=x" not in screen.text
+        assert "&lt;img src=x onerror=&#39;alert(2)&#39;&gt;" in screen.text
+    finally:
+        browser.close()
