@@ -111,49 +111,81 @@ class CockpitService:
 
     async def ingest(self, records: list[TransferRecord]) -> dict[str, int]:
         """Store a batch in order. Idempotent by transfer id: a repeated record is counted as
-        a duplicate and changes nothing."""
-        accepted = duplicates = 0
+        a duplicate and changes nothing.
+
+        A batch costs a fixed number of statements (not a few per record): the new ids are
+        found with one query, entries, relations and index rows are written with one
+        executemany each, and the parents are read once for the whole batch. The readers of
+        each record are the same as if the records were stored one by one, in order: a
+        relation learned from a record applies to it and to later ones, not to earlier ones.
+        """
         now = self._clock()
         async with self._tx() as conn:
+            ids = list(dict.fromkeys(r.id for r in records))
+            known = set((await conn.execute(select(_entry.c.id).where(
+                _entry.c.id.in_(ids)))).scalars()) if ids else set()
+            fresh: list[tuple[TransferRecord, str]] = []
+            entries: list[dict[str, Any]] = []
             for record in records:
+                if record.id in known:
+                    continue
+                known.add(record.id)
                 subject_ref = self.pseudonym(record.subject)
                 leaf = encode_leaf(record, subject_ref)
                 key = await self._vault.key(conn, subject_ref, create=True)
                 assert key is not None  # noqa: S101 - create=True always yields a key
-                body = self._vault.seal(key, record.id, _view_encoder.encode(_view(record)))
-                result = await conn.execute(_insert_ignore(conn, _entry).values(
-                    id=record.id, occurred_at=record.occurred_at, received_at=now,
-                    subject_ref=subject_ref, body=body,
-                    leaf=leaf, leaf_hash=tlog.leaf_hash(leaf), service_id=record.service.id,
-                    register_id=record.register.id if record.register else None))
-                if result.rowcount != 1:
-                    duplicates += 1
-                    continue
-                accepted += 1
-                await self._index(conn, record, subject_ref)
+                entries.append({
+                    "id": record.id, "occurred_at": record.occurred_at, "received_at": now,
+                    "subject_ref": subject_ref,
+                    "body": self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
+                    "leaf": leaf, "leaf_hash": tlog.leaf_hash(leaf),
+                    "service_id": record.service.id,
+                    "register_id": record.register.id if record.register else None})
+                fresh.append((record, subject_ref))
+            if entries:
+                # insert-ignore: a concurrent ingest of the same record (another process) wins
+                await conn.execute(_insert_ignore(conn, _entry), entries)
+                await self._index(conn, fresh)
+        accepted = len(fresh)
+        duplicates = len(records) - accepted
         log.info("cockpit.ingested", accepted=accepted, duplicates=duplicates)
         if accepted:
             self._on_ingested()
         return {"accepted": accepted, "duplicates": duplicates}
 
-    async def _index(self, conn: AsyncConnection, record: TransferRecord, subject_ref: str,
+    async def _index(self, conn: AsyncConnection, fresh: list[tuple[TransferRecord, str]],
                      ) -> None:
-        readers: dict[str, str] = {subject_ref: "self"}
-        named = [self.pseudonym(c.idnr) for c in record.concerned if c.idnr != record.subject]
-        if (record.outcome is Outcome.DELIVERED and record.proof_type in _PARENTAL_PROOFS
-                and named):
-            # The register named them as parents / custody holders of the subject.
-            await conn.execute(_insert_ignore(conn, _relation),
-                               [{"parent_ref": p, "child_ref": subject_ref} for p in named])
-        parents = (await conn.execute(select(_relation.c.parent_ref)
-                                      .where(_relation.c.child_ref == subject_ref))).scalars()
-        for parent_ref in parents:
-            readers.setdefault(parent_ref, "child")
-        for ref in named:
-            readers.setdefault(ref, "concerned")
-        await conn.execute(_insert_ignore(conn, _index), [
-            {"citizen_ref": ref, "transfer_id": record.id, "occurred_at": record.occurred_at,
-             "relation": relation} for ref, relation in readers.items()])
+        """Index rows (who sees which entry) for new records, in order."""
+        subjects = list({subject_ref for _, subject_ref in fresh})
+        parents_of: dict[str, list[str]] = {}
+        for parent_ref, child_ref in (await conn.execute(
+                select(_relation.c.parent_ref, _relation.c.child_ref)
+                .where(_relation.c.child_ref.in_(subjects)))).all():
+            parents_of.setdefault(child_ref, []).append(parent_ref)
+        relations: list[dict[str, str]] = []
+        rows: list[dict[str, Any]] = []
+        for record, subject_ref in fresh:
+            readers: dict[str, str] = {subject_ref: "self"}
+            named = [self.pseudonym(c.idnr) for c in record.concerned
+                     if c.idnr != record.subject]
+            if (record.outcome is Outcome.DELIVERED and record.proof_type in _PARENTAL_PROOFS
+                    and named):
+                # The register named them as parents / custody holders of the subject.
+                known = parents_of.setdefault(subject_ref, [])
+                for parent_ref in named:
+                    relations.append({"parent_ref": parent_ref, "child_ref": subject_ref})
+                    if parent_ref not in known:
+                        known.append(parent_ref)
+            for parent_ref in parents_of.get(subject_ref, ()):
+                readers.setdefault(parent_ref, "child")
+            for ref in named:
+                readers.setdefault(ref, "concerned")
+            rows.extend({"citizen_ref": ref, "transfer_id": record.id,
+                         "occurred_at": record.occurred_at, "relation": relation}
+                        for ref, relation in readers.items())
+        if relations:
+            await conn.execute(_insert_ignore(conn, _relation), relations)
+        await conn.execute(_insert_ignore(conn, _index), rows)
 
     async def transfers_of(self, idnr: str, *, limit: int = 50, cursor: str | None = None,
                            ) -> dict[str, Any]:
