@@ -9,6 +9,7 @@ from litestar import Router
 
 from broker.delivery import DeliveryWorker
 from broker.http import BrokerLimits, create_broker_router
+from broker.previews import PreviewSweeper
 from broker.repository import BrokerRepository
 from broker.service import BrokerService
 from connectors.factory import build_connectors
@@ -65,7 +66,11 @@ class BrokerComponent:
             pseudonym_key=load_or_create_secret(keys_dir, "broker-pseudonym"),
             issuer=issuer, token_endpoint=f"{issuer}/v1/token",
             allow_test_idnrs=settings.demo, on_committed=self.delivery.notify,
-            answer_key=load_or_create_secret(keys_dir, "broker-idempotency"))
+            answer_key=load_or_create_secret(keys_dir, "broker-idempotency"),
+            preview_key=load_or_create_secret(keys_dir, "broker-preview"),
+            preview_ttl_s=settings.preview_ttl_s, cockpit_url=settings.cockpit_base_url)
+        self.sweeper = PreviewSweeper(self.service.previews,
+                                      interval_s=settings.preview_sweep_interval_s)
         service_tokens = TokenVerifier(keys={token_key.kid: token_key.private_key.public_key()},
                                        issuer=issuer, audience=BROKER_AUDIENCE)
         limits = BrokerLimits(
@@ -115,9 +120,11 @@ class BrokerComponent:
     async def start(self) -> None:
         await self.repository.create_schema()
         self.delivery.start()
+        self.sweeper.start()
         log.info("broker.started")
 
     async def stop(self) -> None:
+        await self.sweeper.stop()
         await self.repository.aclose()
         await self.delivery.stop()
         for connector in self.connectors.values():

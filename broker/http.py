@@ -20,6 +20,7 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
+from broker.http_previews import PREVIEW_HANDLERS, proof_answer
 from broker.service import BrokerService, ConsentIn, ProofRequestIn
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.openapi import inline_schema, problems, with_request_body
@@ -167,7 +168,7 @@ async def proof_request(request: Request[Any, Any, Any],
     key = request.headers.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ProblemError("invalid-request", "Idempotency-Key: 1-255 printable ASCII characters.")
-    return _json_response(await broker.request_proof(
+    return proof_answer(await broker.request_proof(
         claims["sub"], body, correlation, idempotency_key=key,
         request_hash=hashlib.sha256(raw).hexdigest()))
 
@@ -208,7 +209,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
     return Router(
         path="/",
         route_handlers=[token, proof_request, grant_consent, list_consents, revoke_consent,
-                        jwks_handler],
+                        jwks_handler, *PREVIEW_HANDLERS],
         dependencies={
             "broker": Provide(lambda: broker, use_cache=True, sync_to_thread=False),
             "limits": Provide(lambda: limits, use_cache=True, sync_to_thread=False),

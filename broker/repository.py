@@ -20,18 +20,21 @@ from broker.tables import (
     AssertionJtiRow,
     ConsentRow,
     IdempotencyRow,
+    PreviewRow,
     TransferRow,
     as_utc,
 )
 from einmal.domain.transfer import TransferRecord
 from einmal.store import StoreError, writer
 
-__all__ = ["BrokerRepository", "ConsentUse", "IdempotentAnswer", "StoredConsent"]
+__all__ = ["BrokerRepository", "ConsentUse", "IdempotentAnswer", "StoredConsent",
+           "StoredPreview"]
 
 _consent = ConsentRow.__table__  # type: ignore[attr-defined]
 _transfer = TransferRow.__table__  # type: ignore[attr-defined]
 _jti = AssertionJtiRow.__table__  # type: ignore[attr-defined]
 _idem = IdempotencyRow.__table__  # type: ignore[attr-defined]
+_preview = PreviewRow.__table__  # type: ignore[attr-defined]
 _encode = msgspec.json.Encoder().encode
 GROUP_COMMIT_MAX = 256
 _INSERT_TRANSFER = insert(_transfer)  # built once; rows given per call
@@ -50,6 +53,28 @@ class StoredConsent(msgspec.Struct, frozen=True, kw_only=True):
     max_uses: int | None
     uses: int
     revoked_at: datetime | None
+    preview: bool = False
+
+
+class StoredPreview(msgspec.Struct, frozen=True, kw_only=True):
+    """A held proof (broker/previews.py); ``sealed`` is None once destroyed."""
+
+    id: str
+    client_id: str
+    citizen_ref: str
+    subject_masked: str
+    proof_type: str
+    purpose: str
+    consent_id: str | None
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    sealed: bytes | None
+
+
+class _Abort(Exception):  # noqa: N818 - rolls a transaction back on purpose
+    pass
 
 
 class IdempotentAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +101,19 @@ def _to_consent(row: object) -> StoredConsent:
         granted_at=as_utc(m["granted_at"]), valid_until=as_utc(m["valid_until"]),
         max_uses=m["max_uses"], uses=m["uses"],
         revoked_at=as_utc(m["revoked_at"]) if m["revoked_at"] else None,
+        preview=bool(m["preview"]),
+    )
+
+
+def _to_preview(row: object) -> StoredPreview:
+    m = row._mapping  # type: ignore[attr-defined]
+    return StoredPreview(
+        id=m["id"], client_id=m["client_id"], citizen_ref=m["citizen_ref"],
+        subject_masked=m["subject_masked"], proof_type=m["proof_type"], purpose=m["purpose"],
+        consent_id=m["consent_id"], state=m["state"], created_at=as_utc(m["created_at"]),
+        expires_at=as_utc(m["expires_at"]),
+        decided_at=as_utc(m["decided_at"]) if m["decided_at"] else None,
+        sealed=bytes(m["sealed"]) if m["sealed"] is not None else None,
     )
 
 
@@ -195,18 +233,9 @@ class BrokerRepository:
         rows: list[dict[str, Any]] = []
         async with self._tx() as conn:
             for record, use, answer in items:
-                if use is not None:
-                    result = await conn.execute(
-                        update(_consent)
-                        .where(_consent.c.id == use.consent_id,
-                               _consent.c.revoked_at.is_(None),
-                               _consent.c.valid_until > use.now,
-                               or_(_consent.c.max_uses.is_(None),
-                                   _consent.c.uses < _consent.c.max_uses))
-                        .values(uses=_consent.c.uses + 1))
-                    if result.rowcount != 1:
-                        results.append(False)
-                        continue
+                if use is not None and not await self._use_consent(conn, use):
+                    results.append(False)
+                    continue
                 rows.append({"id": record.id, "created_at": record.occurred_at,
                              "record": _encode(record)})
                 if answer is not None:
@@ -220,10 +249,110 @@ class BrokerRepository:
                 await conn.execute(_INSERT_TRANSFER, rows)
         return results
 
+    @staticmethod
+    async def _use_consent(conn: AsyncConnection, use: ConsentUse) -> bool:
+        result = await conn.execute(
+            update(_consent)
+            .where(_consent.c.id == use.consent_id,
+                   _consent.c.revoked_at.is_(None),
+                   _consent.c.valid_until > use.now,
+                   or_(_consent.c.max_uses.is_(None),
+                       _consent.c.uses < _consent.c.max_uses))
+            .values(uses=_consent.c.uses + 1))
+        return result.rowcount == 1
+
     async def aclose(self) -> None:
         """Let queued commits finish (graceful shutdown)."""
         if self._committer is not None and not self._committer.done():
             await self._committer
+
+    # -- previews (broker/previews.py) -------------------------------------------------------
+    async def add_preview(self, preview: StoredPreview,
+                          answer: IdempotentAnswer | None = None) -> None:
+        """Hold a proof; complete an Idempotency-Key claim (the 202 answer) atomically."""
+        async with self._tx() as conn:
+            await conn.execute(insert(_preview).values(**msgspec.structs.asdict(preview)))
+            if answer is not None:
+                await conn.execute(update(_idem).where(
+                    _idem.c.client_id == answer.client_id, _idem.c.key == answer.key)
+                    .values(state="done", response=answer.sealed_response))
+
+    async def preview(self, request_id: str) -> StoredPreview | None:
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(select(_preview).where(_preview.c.id == request_id))).first()
+        return _to_preview(row) if row else None
+
+    async def previews_of(self, citizen_ref: str, limit: int = 200) -> list[StoredPreview]:
+        query = (select(_preview).where(_preview.c.citizen_ref == citizen_ref)
+                 .order_by(_preview.c.created_at.desc()).limit(limit))
+        async with self._tx(write=False) as conn:
+            return [_to_preview(row) for row in (await conn.execute(query)).all()]
+
+    async def accept_preview(self, request_id: str, now: datetime, expires_at: datetime,
+                             ) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(_preview).where(_preview.c.id == request_id,
+                                       _preview.c.state == "pending",
+                                       _preview.c.expires_at > now)
+                .values(state="accepted", decided_at=now, expires_at=expires_at))
+        return result.rowcount == 1
+
+    async def finish_preview(self, request_id: str, from_states: Sequence[str], state: str,
+                             now: datetime, record: TransferRecord | None) -> bool:
+        """End an open preview: destroy its content and write its transfer record, atomically.
+        False if it was no longer in ``from_states`` (someone else ended it)."""
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(_preview).where(_preview.c.id == request_id,
+                                       _preview.c.state.in_(list(from_states)))
+                .values(state=state, sealed=None, decided_at=now))
+            if result.rowcount != 1:
+                return False
+            if record is not None:
+                await conn.execute(insert(_transfer).values(
+                    id=record.id, created_at=record.occurred_at, record=_encode(record)))
+        return True
+
+    async def collect_preview(self, request_id: str, record: TransferRecord,
+                              use: ConsentUse | None) -> str:
+        """Release an accepted preview: in one transaction mark it collected, destroy the
+        content, consume the consent use and write the transfer record.
+
+        "collected"; "gone" if it was not accepted any more (nothing written); "consent" if the
+        consent is no longer usable (nothing written)."""
+        try:
+            async with self._tx() as conn:
+                result = await conn.execute(
+                    update(_preview).where(_preview.c.id == request_id,
+                                           _preview.c.state == "accepted",
+                                           _preview.c.expires_at > record.occurred_at)
+                    .values(state="collected", sealed=None))
+                if result.rowcount != 1:
+                    return "gone"
+                if use is not None and not await self._use_consent(conn, use):
+                    raise _Abort
+                await conn.execute(insert(_transfer).values(
+                    id=record.id, created_at=record.occurred_at, record=_encode(record)))
+        except _Abort:
+            return "consent"
+        return "collected"
+
+    async def due_previews(self, now: datetime, limit: int) -> list[StoredPreview]:
+        query = (select(_preview).where(_preview.c.state.in_(["pending", "accepted"]),
+                                        _preview.c.expires_at <= now)
+                 .order_by(_preview.c.expires_at).limit(limit))
+        async with self._tx(write=False) as conn:
+            return [_to_preview(row) for row in (await conn.execute(query)).all()]
+
+    async def purge_previews(self, now: datetime, forget_before: datetime) -> None:
+        """Backstop: no sealed content past its expiry, whatever the state; rows that ended
+        before ``forget_before`` are deleted."""
+        async with self._tx() as conn:
+            await conn.execute(update(_preview).where(_preview.c.expires_at <= now,
+                                                      _preview.c.sealed.is_not(None))
+                               .values(sealed=None))
+            await conn.execute(delete(_preview).where(_preview.c.expires_at < forget_before))
 
     # -- Idempotency-Key ----------------------------------------------------------------------
     async def claim_idempotency(self, client_id: str, key: str, request_hash: str,

@@ -18,6 +18,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from broker.previews import PreviewDesk
 from broker.repository import BrokerRepository, ConsentUse, IdempotentAnswer, StoredConsent
 from connectors.base import (
     Connector,
@@ -71,6 +72,8 @@ class ConsentIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     valid_until: datetime
     max_uses: int | None = None
     subject: str | None = None
+    #: true: every proof fetched with this consent waits for my release (preview)
+    preview: bool = False
 
 
 class ConsentOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +89,7 @@ class ConsentOut(msgspec.Struct, frozen=True, kw_only=True):
     uses: int
     status: str
     revoked_at: datetime | None
+    preview: bool = False
 
 
 def mask_idnr(idnr: str) -> str:
@@ -101,7 +105,8 @@ class BrokerService:
                  token_endpoint: str, allow_test_idnrs: bool, answer_key: bytes,
                  on_committed: Callable[[], None] = lambda: None,
                  on_outcome: Callable[[str, str], None] = lambda proof_type, outcome: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, preview_key: bytes | None = None,
+                 preview_ttl_s: int = 900, cockpit_url: str | None = None) -> None:
         self._repo = repository
         self._policies = policies
         self._connectors = connectors
@@ -117,6 +122,10 @@ class BrokerService:
         self._clock = clock
         self._client_keys: dict[str, dict[str, Ed25519PublicKey]] = {
             document.id: policies.public_keys(document.id) for document in policies.services()}
+        #: held proofs awaiting the citizen's release (broker/previews.py)
+        self.previews = PreviewDesk(self, key=preview_key or os.urandom(32),
+                                    ttl_s=preview_ttl_s, status_base=issuer,
+                                    cockpit_url=cockpit_url or issuer)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -207,7 +216,7 @@ class BrokerService:
             proof_types=list(consent.proof_types), purpose=consent.purpose,
             subject=consent.subject_masked, granted_at=consent.granted_at,
             valid_until=consent.valid_until, max_uses=consent.max_uses, uses=consent.uses,
-            status=status, revoked_at=consent.revoked_at)
+            status=status, revoked_at=consent.revoked_at, preview=consent.preview)
 
     async def grant_consent(self, citizen_idnr: str, request: ConsentIn) -> ConsentOut:
         now = self._now()
@@ -237,7 +246,7 @@ class BrokerService:
             service_id=request.service_id,
             proof_types=tuple(sorted({p.value for p in request.proof_types})),
             purpose=request.purpose, granted_at=now, valid_until=valid_until.astimezone(UTC),
-            max_uses=request.max_uses, uses=0, revoked_at=None)
+            max_uses=request.max_uses, uses=0, revoked_at=None, preview=request.preview)
         await self._store(self._repo.add_consent(consent))
         log.info("consent.granted", consent_id=consent.id, service_id=consent.service_id)
         return self._consent_out(consent)
@@ -347,6 +356,11 @@ class BrokerService:
                     "of the subject.", transfer_id=base["id"])
 
         data = {k: v for k, v in proof.data.items() if k in permission.fields}
+        if permission.preview or (consent is not None and consent.preview):
+            # EU OOTS preview: held sealed until the citizen releases it; nothing leaves now
+            return await self.previews.hold(base=base, client_id=client_id, proof=proof,
+                                            data=data, consent=consent, subject=subject,
+                                            idempotency_key=idempotency_key)
         record = self._record(base, Outcome.DELIVERED, proof=proof)
         jws = self._sign(record, client_id, proof, data)
         use = ConsentUse(consent_id=consent.id, now=self._now()) if consent else None

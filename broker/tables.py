@@ -2,10 +2,11 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Integer, LargeBinary, String
+from sqlalchemy import Boolean, Column, DateTime, Integer, LargeBinary, String, false
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AssertionJtiRow", "ConsentRow", "IdempotencyRow", "TransferRow", "as_utc"]
+__all__ = ["AssertionJtiRow", "ConsentRow", "IdempotencyRow", "PreviewRow", "TransferRow",
+           "as_utc"]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -33,6 +34,9 @@ class ConsentRow(SQLModel, table=True):
     max_uses: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     uses: int = 0
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: true: every proof fetched with this consent waits for the citizen's release (preview)
+    preview: bool = Field(default=False, sa_column=Column(Boolean, nullable=False,
+                                                          server_default=false()))
 
 
 class TransferRow(SQLModel, table=True):
@@ -71,5 +75,27 @@ class IdempotencyRow(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=_ts(index=True))
 
 
+class PreviewRow(SQLModel, table=True):
+    """A proof held for the citizen's preview (EU OOTS): the content sealed (AES-GCM) until
+    collected, refused or expired, then destroyed (``sealed`` NULL); the row itself is kept a
+    day longer so the service gets a clear answer (decision 0017)."""
+
+    __tablename__ = "broker_preview"
+
+    id: str = Field(sa_column=Column(String(36), primary_key=True))  # = the transfer id
+    client_id: str
+    #: who may see and decide: the consenting citizen, else the subject (keyed pseudonym)
+    citizen_ref: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    subject_masked: str
+    proof_type: str
+    purpose: str
+    consent_id: str | None = None
+    state: str  # "pending" | "accepted" | "refused" | "expired" | "collected"
+    created_at: datetime = Field(sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts(index=True))
+    decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
 BROKER_TABLES = [ConsentRow.__table__, TransferRow.__table__, AssertionJtiRow.__table__,  # type: ignore[attr-defined]
-                 IdempotencyRow.__table__]  # type: ignore[attr-defined]
+                 IdempotencyRow.__table__, PreviewRow.__table__]  # type: ignore[attr-defined]

@@ -12,6 +12,11 @@ __all__ = [
     "InvalidResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PreviewCollectedError",
+    "PreviewExpiredError",
+    "PreviewPendingError",
+    "PreviewRefusedError",
+    "PreviewRequiredError",
     "ProblemError",
     "ProofVerificationError",
     "RegisterTimeoutError",
@@ -135,11 +140,48 @@ class StoreUnavailableError(ProblemError):
     slugs = frozenset({"store-unavailable"})
 
 
+class PreviewRefusedError(ProblemError):
+    """The citizen refused the preview: nothing was released (recorded as ``transfer_id``)."""
+
+    slugs = frozenset({"preview-refused"})
+
+
+class PreviewExpiredError(ProblemError):
+    """The preview was not released and collected in time; the held proof was destroyed."""
+
+    slugs = frozenset({"preview-expired"})
+
+
+class PreviewCollectedError(ProblemError):
+    """The released proof was already collected: it is handed out once only."""
+
+    slugs = frozenset({"preview-collected"})
+
+
+class PreviewRequiredError(EinmalError):
+    """``fetch_proof`` got ``202``: the broker holds the proof for the citizen's preview.
+    ``preview`` (a ``PreviewRequired``) is what ``collect``/``wait_for_preview`` take."""
+
+    def __init__(self, preview: Any) -> None:
+        super().__init__(f"the citizen must release this proof first (preview "
+                         f"{preview.request_id}, until {preview.expires_at:%Y-%m-%d %H:%M} UTC)")
+        self.preview = preview
+
+
+class PreviewPendingError(EinmalError):
+    """``wait_for_preview`` gave up: the citizen has not decided yet (``preview`` says where)."""
+
+    def __init__(self, message: str, *, preview: Any) -> None:
+        super().__init__(message)
+        self.preview = preview
+
+
 _BY_SLUG: dict[str, type[ProblemError]] = {
     slug: cls
     for cls in (AuthenticationError, PermissionDeniedError, ConsentRequiredError, NotFoundError,
                 InvalidRequestError, RoutingFailedError, RegisterUnavailableError,
-                RegisterTimeoutError, StoreUnavailableError)
+                RegisterTimeoutError, StoreUnavailableError, PreviewRefusedError,
+                PreviewExpiredError, PreviewCollectedError)
     for slug in cls.slugs
 }
 

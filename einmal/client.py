@@ -20,6 +20,25 @@ Errors (every httpx error is translated here, chained with ``raise ... from exc`
     x RegisterUnavailableError     ``register-unavailable``
       x RegisterTimeoutError       ``register-timeout``
     x StoreUnavailableError        ``store-unavailable``
+    x PreviewRefusedError          ``preview-refused``
+    x PreviewExpiredError          ``preview-expired``
+    x PreviewCollectedError        ``preview-collected``
+  x PreviewRequiredError           ``fetch_proof`` got 202: the citizen must release it first
+  x PreviewPendingError            ``wait_for_preview`` timed out while still pending
+
+Preview (EU OOTS): when the service's policy or the citizen's consent asks for it, the broker
+answers ``202`` and holds the proof until the citizen accepts or refuses it in the cockpit.
+``ServiceClient.request_proof`` returns a ``VerifiedProof`` or a ``PreviewRequired``;
+``collect(preview)`` asks once, ``wait_for_preview(preview)`` polls until the citizen decided::
+
+    result = await service.request_proof("custody", child, "unterhaltsvorschuss-antrag", ...)
+    if isinstance(result, PreviewRequired):
+        show_the_citizen(result.preview_url)          # or tell them to open their cockpit
+        result = await service.wait_for_preview(result, timeout=600)
+    # VerifiedProof, or PreviewRefusedError / PreviewExpiredError
+
+``fetch_proof`` keeps its simple contract (a ``VerifiedProof`` or an error): a held proof raises
+``PreviewRequiredError`` whose ``preview`` goes to ``collect``/``wait_for_preview``.
 """
 
 import asyncio
@@ -41,6 +60,11 @@ from einmal._client_errors import (
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
+    PreviewCollectedError,
+    PreviewExpiredError,
+    PreviewPendingError,
+    PreviewRefusedError,
+    PreviewRequiredError,
     ProblemError,
     ProofVerificationError,
     RegisterTimeoutError,
@@ -61,6 +85,13 @@ __all__ = [
     "InvalidResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Preview",
+    "PreviewCollectedError",
+    "PreviewExpiredError",
+    "PreviewPendingError",
+    "PreviewRefusedError",
+    "PreviewRequired",
+    "PreviewRequiredError",
     "ProblemError",
     "ProofVerificationError",
     "RegisterRef",
@@ -117,6 +148,43 @@ class Consent(msgspec.Struct, frozen=True, kw_only=True):
     max_uses: int | None = None
     uses: int = 0
     revoked_at: datetime | None = None
+    preview: bool = False
+
+
+class PreviewRequired(msgspec.Struct, frozen=True, kw_only=True):
+    """The broker holds the proof until the citizen releases it (``202``, EU OOTS preview).
+
+    ``proof_type`` and ``subject`` are what was asked (kept here to verify the proof at
+    collection); build one yourself from stored values to collect after a restart."""
+
+    request_id: str
+    status_url: str
+    preview_url: str
+    expires_at: datetime
+    proof_type: str
+    subject: str
+    code: str = "EDM:ERR:0002"
+
+
+class Preview(msgspec.Struct, frozen=True, kw_only=True):
+    """A held proof as its citizen sees it; ``data`` only from ``CitizenClient.preview``."""
+
+    request_id: str
+    service_id: str
+    proof_type: str
+    purpose: str
+    status: str                     # "pending" | "accepted" | "refused" | "expired" | "collected"
+    expires_at: datetime
+    service_name: str = ""
+    authority: str = ""
+    purpose_text: str = ""
+    legal_basis: str = ""
+    retention_days: int | None = None
+    subject_masked: str = ""
+    fields: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    data: dict[str, Any] | None = None
+    register_name: str | None = None
 
 
 class ServiceRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,6 +237,19 @@ class _ProofAnswer(msgspec.Struct, frozen=True):
 
 class _ConsentList(msgspec.Struct, frozen=True):
     items: list[Consent]
+
+
+class _Pending(msgspec.Struct, frozen=True):
+    status: str
+    request_id: str
+    status_url: str
+    preview_url: str
+    expires_at: datetime
+    code: str = "EDM:ERR:0002"
+
+
+class _PreviewList(msgspec.Struct, frozen=True):
+    items: list[Preview]
 
 
 class _RawPage(msgspec.Struct, frozen=True):
@@ -302,17 +383,35 @@ class ServiceClient:
         """Request a proof and return it verified.
 
         Raises:
+            PreviewRequiredError: the broker holds the proof for the citizen's preview
+                (``exc.preview`` goes to ``collect`` / ``wait_for_preview``).
             ProblemError: the broker refused or failed (the subclass says why; a recorded
                 refusal or failure carries ``transfer_id``).
             ProofVerificationError: the answer's signature or claims do not verify.
             TransportError: the broker could not be reached.
         """
+        result = await self.request_proof(proof_type, subject, purpose, consent_id=consent_id,
+                                          parameters=parameters, correlation_id=correlation_id)
+        if isinstance(result, PreviewRequired):
+            raise PreviewRequiredError(result)
+        return result
+
+    async def request_proof(self, proof_type: str, subject: str, purpose: str, *,
+                            consent_id: str | None = None,
+                            parameters: Mapping[str, Any] | None = None,
+                            correlation_id: str | None = None,
+                            idempotency_key: str | None = None,
+                            ) -> "VerifiedProof | PreviewRequired":
+        """Like ``fetch_proof``, but a held proof (``202``) is returned as ``PreviewRequired``
+        instead of raised. ``idempotency_key``: a retry returns the first answer."""
         body: dict[str, Any] = {"proof_type": proof_type, "subject": subject, "purpose": purpose}
         if consent_id is not None:
             body["consent_id"] = consent_id
         if parameters is not None:
             body["parameters"] = dict(parameters)
         headers = {"x-correlation-id": correlation_id} if correlation_id else {}
+        if idempotency_key is not None:
+            headers["idempotency-key"] = idempotency_key
         try:
             response = await self._post_proof_request(body, headers)
         except AuthenticationError:
@@ -320,12 +419,57 @@ class ServiceClient:
             # (a 401 means nothing was fetched, so the retry cannot fetch twice).
             self._token = None
             response = await self._post_proof_request(body, headers)
+        return await self._proof_or_preview(response, subject=subject, proof_type=proof_type)
+
+    async def _proof_or_preview(self, response: httpx.Response, *, subject: str,
+                                proof_type: str) -> "VerifiedProof | PreviewRequired":
+        if response.status_code == 202:  # noqa: PLR2004
+            pending = _decode(response, _Pending)
+            return PreviewRequired(request_id=pending.request_id, status_url=pending.status_url,
+                                   preview_url=pending.preview_url,
+                                   expires_at=pending.expires_at, code=pending.code,
+                                   proof_type=proof_type, subject=subject)
         try:
             answer = msgspec.json.decode(response.content, type=_ProofAnswer)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ProofVerificationError from exc
         return await self.verify(answer.proof, transfer_id=answer.transfer_id, subject=subject,
                                  proof_type=proof_type)
+
+    async def collect(self, preview: PreviewRequired) -> "VerifiedProof | PreviewRequired":
+        """Ask once for a held proof: the verified proof if the citizen released it (handed
+        out once), or the (updated) ``PreviewRequired`` while the citizen has not decided.
+
+        Raises:
+            PreviewRefusedError: the citizen refused; nothing was released.
+            PreviewExpiredError: not released and collected in time; destroyed.
+            PreviewCollectedError: already collected (by an earlier call).
+            NotFoundError: unknown, or another service's request.
+        """
+        path = f"/v1/proof-requests/{preview.request_id}"
+        token = await self.access_token()
+        response = await self._http.send("GET", path, headers=_bearer(token))
+        return await self._proof_or_preview(response, subject=preview.subject,
+                                            proof_type=preview.proof_type)
+
+    async def wait_for_preview(self, preview: PreviewRequired, *, timeout: float | None = None,
+                               interval: float = 2.0) -> VerifiedProof:
+        """Poll ``collect`` every ``interval`` seconds until the citizen decided.
+
+        ``timeout`` (seconds) defaults to the preview's expiry. Raises what ``collect`` raises,
+        and ``PreviewPendingError`` if the citizen has not decided within ``timeout``.
+        """
+        deadline = (self._clock() + timeout if timeout is not None
+                    else preview.expires_at.timestamp() + interval)
+        while True:
+            result = await self.collect(preview)
+            if isinstance(result, VerifiedProof):
+                return result
+            preview = result
+            if self._clock() + interval > deadline:
+                msg = f"the citizen has not decided on preview {preview.request_id} yet"
+                raise PreviewPendingError(msg, preview=preview)
+            await asyncio.sleep(interval)
 
     async def _post_proof_request(self, body: dict[str, Any], headers: dict[str, str],
                                   ) -> httpx.Response:
@@ -438,14 +582,17 @@ class CitizenClient:
 
     async def grant_consent(self, service_id: str, proof_types: Sequence[str], purpose: str,
                             valid_until: datetime, *, max_uses: int | None = None,
-                            subject: str | None = None) -> Consent:
-        """Grant ``service_id`` a consent; ``subject`` defaults to the citizen (or a child)."""
+                            subject: str | None = None, preview: bool = False) -> Consent:
+        """Grant ``service_id`` a consent; ``subject`` defaults to the citizen (or a child).
+        ``preview``: each proof fetched with it waits for my release (``previews``)."""
         body: dict[str, Any] = {"service_id": service_id, "proof_types": list(proof_types),
                                 "purpose": purpose, "valid_until": _rfc3339(valid_until)}
         if max_uses is not None:
             body["max_uses"] = max_uses
         if subject is not None:
             body["subject"] = subject
+        if preview:
+            body["preview"] = True
         response = await self._http.send("POST", "/v1/consents", json=body,
                                          headers=self._headers)
         return _decode(response, Consent)
@@ -460,6 +607,32 @@ class CitizenClient:
         response = await self._http.send("DELETE", f"/v1/consents/{consent_id}",
                                          headers=self._headers)
         return _decode(response, Consent)
+
+    async def previews(self, *, status: str | None = None) -> list[Preview]:
+        """Proofs held for my release: pending ones, or ``status`` ("all", "accepted", ...)."""
+        params = {"status": status} if status else {}
+        response = await self._http.send("GET", "/v1/me/previews", params=params,
+                                         headers=self._headers)
+        return _decode(response, _PreviewList).items
+
+    async def preview(self, request_id: str) -> Preview:
+        """One preview with ``data``: exactly what the service would get."""
+        response = await self._http.send("GET", f"/v1/me/previews/{request_id}",
+                                         headers=self._headers)
+        return _decode(response, Preview)
+
+    async def accept_preview(self, request_id: str) -> Preview:
+        """Release the held proof: the service may collect it (once)."""
+        return await self._decide(request_id, "accept")
+
+    async def refuse_preview(self, request_id: str) -> Preview:
+        """Refuse: the held proof is destroyed and the service is told."""
+        return await self._decide(request_id, "refuse")
+
+    async def _decide(self, request_id: str, decision: str) -> Preview:
+        response = await self._http.send("POST", f"/v1/me/previews/{request_id}",
+                                         json={"decision": decision}, headers=self._headers)
+        return _decode(response, Preview)
 
     async def transfers(self, *, limit: int | None = None,
                         since: datetime | None = None) -> list[Transfer]:

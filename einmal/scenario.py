@@ -3,7 +3,8 @@
 ``einmal scenario elfe``: a family has a baby; Elterngeld and Kindergeld fetch proofs with the
 parents' consent; one fetch without consent is refused; a revoked consent stops the next fetch;
 each parent's cockpit log shows exactly those transfers.
-``einmal scenario uvo``: a single parent proves sole custody for Unterhaltsvorschuss.
+``einmal scenario uvo``: a single parent proves sole custody for Unterhaltsvorschuss; the
+custody proof asks for a preview (EU OOTS): she sees it first, refuses once, then releases it.
 """
 
 import asyncio
@@ -23,6 +24,8 @@ from einmal.client import (
     CitizenClient,
     ConsentRequiredError,
     EinmalError,
+    PreviewRefusedError,
+    PreviewRequired,
     ServiceClient,
     TransportError,
     VerifiedProof,
@@ -272,10 +275,44 @@ async def _uvo(story: Story) -> None:
                 birth.register_name)
     story.minimal(UVO, birth)
 
-    story.step("…and a custody proof as of today, instead of a 'negative certificate'")
-    custody = await uvo.fetch_proof(
-        "custody", child["idnr"], "unterhaltsvorschuss-antrag", consent_id=consent.id,
-        parameters={"land": parent["home_land"], "as_of": today})
+    story.step("…and a custody proof as of today, instead of a 'negative certificate'; "
+               "the office's policy asks for a preview")
+    custody_args = {"consent_id": consent.id,
+                    "parameters": {"land": parent["home_land"], "as_of": today}}
+    first = await uvo.request_proof("custody", child["idnr"], "unterhaltsvorschuss-antrag",
+                                    **custody_args)
+    story.check("the broker holds the proof for the parent's preview (202, nothing released)",
+                isinstance(first, PreviewRequired),
+                f"{first.code}, until {first.expires_at:%H:%M} UTC"
+                if isinstance(first, PreviewRequired) else "released at once")
+    if not isinstance(first, PreviewRequired):
+        return
+    shown = await citizen.preview(first.request_id)
+    allowed = ALLOWED_FIELDS[(UVO, "custody")]
+    story.check(f"{parent['given_names']} sees the held values in her cockpit",
+                shown.status == "pending" and bool(shown.data)
+                and set(shown.data or {}) <= allowed, shown.service_name)
+    await citizen.refuse_preview(first.request_id)
+    try:
+        await uvo.collect(first)
+        story.check("refused: the office gets a clear refusal and no data", False,
+                    "the proof was released")
+        refused_id = None
+    except PreviewRefusedError as exc:
+        refused_id = exc.transfer_id
+        story.check("refused: the office gets a clear refusal and no data",
+                    exc.status == 403 and refused_id == first.request_id,  # noqa: PLR2004
+                    f"403 {exc.slug}")
+    second = await uvo.request_proof("custody", child["idnr"], "unterhaltsvorschuss-antrag",
+                                     **custody_args)
+    if not isinstance(second, PreviewRequired):
+        story.check("asked again: held for the preview again", False, "released at once")
+        return
+    shown = await citizen.preview(second.request_id)
+    await citizen.accept_preview(second.request_id)
+    custody = await uvo.wait_for_preview(second, timeout=10, interval=0.2)
+    story.check("released: the office collects exactly what she saw",
+                custody.data == shown.data, f"transfer {custody.transfer_id}")
     holders = [h.get("idnr") for h in custody.data.get("holders", [])]
     story.check("sole custody of the applying parent, as of today",
                 custody.data.get("custody") == "sole" and holders == [parent["idnr"]]
@@ -285,10 +322,12 @@ async def _uvo(story: Story) -> None:
                 not custody.register_id.endswith(f":{parent['home_land']}"),
                 f"asked {parent['home_land']}, answered by {custody.register_name}")
 
-    story.step("The cockpit shows both transfers")
-    await story.log_check(parent["given_names"], citizen,
-                          {birth.transfer_id: "delivered", custody.transfer_id: "delivered"},
-                          since, [child["given_names"], child["idnr"]])
+    story.step("The cockpit shows the transfers, the refused preview too")
+    expected = {birth.transfer_id: "delivered", custody.transfer_id: "delivered"}
+    if refused_id:
+        expected[refused_id] = "refused"
+    await story.log_check(parent["given_names"], citizen, expected, since,
+                          [child["given_names"], child["idnr"]])
     await citizen.aclose()
     await uvo.aclose()
 

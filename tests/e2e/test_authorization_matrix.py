@@ -47,6 +47,7 @@ class Context:
     tokens: dict[str, str] = field(default_factory=dict)
     consent_id: str = ""
     transfer_id: str = ""
+    preview_id: str = ""
 
     def header(self, actor: str) -> dict[str, str]:
         if actor == "anonymous":
@@ -113,6 +114,24 @@ def _revoke(ctx: Context, actor: str) -> dict[str, Any]:
     return {"method": "DELETE", "url": f"/v1/consents/{ctx.consent_id}"}
 
 
+def _held_preview(ctx: Context) -> str:
+    """A custody proof held for Clara's (citizen B's) preview: the UVO policy asks for one."""
+    clara, leon = ctx.person("uvo", "parent"), ctx.person("uvo", "child")
+    consent = ctx.demo.grant(clara["idnr"], UVO, ["custody"], "unterhaltsvorschuss-antrag",
+                             subject=leon["idnr"])
+    held = ctx.demo.request_proof(UVO, {
+        "proof_type": "custody", "subject": leon["idnr"], "purpose": "unterhaltsvorschuss-antrag",
+        "consent_id": consent["id"], "parameters": {"land": clara["home_land"]}})
+    assert held.status_code == 202, held.text
+    return str(held.json()["request_id"])
+
+
+def _decide(ctx: Context, actor: str) -> dict[str, Any]:
+    # a fresh preview each time: a decision changes state, the rows must not depend on order
+    return {"method": "POST", "url": f"/v1/me/previews/{_held_preview(ctx)}",
+            "json": {"decision": "refuse"}}
+
+
 def _ingest(ctx: Context, actor: str) -> dict[str, Any]:
     return {"method": "POST", "url": "/v1/transfer-records", "json": {"records": []}}
 
@@ -155,6 +174,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/proof-requests"): Row(_proof_request, {
         "service:namensdienst": 200, "service:elterngeld": 403, "service:familienkasse": 403,
         "service:uvo": 403}, note="the other services hold no permission for this purpose"),
+    ("GET", "/v1/proof-requests/{request_id:str}"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/v1/proof-requests/{ctx.preview_id}"},
+        {"service:uvo": 202, "service:namensdienst": 404, "service:elterngeld": 404,
+         "service:familienkasse": 404},
+        note="a preview held for the citizen: only the service that asked sees it (202 while "
+             "pending); another service gets the unknown-id 404"),
     ("GET", "/.well-known/jwks.json"): Row(_get("/.well-known/jwks.json"), _all(200)),
     # -- broker: citizens' consents
     ("POST", "/v1/consents"): Row(_grant, dict.fromkeys(CITIZENS, 201)),
@@ -162,6 +187,13 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/v1/consents/{consent_id:str}"): Row(_revoke, {
         "citizen-a": 200, "parent-of-child": 404, "citizen-b": 404},
         note="A's consent about the shared child: not even the other parent may touch it"),
+    # -- broker: citizens' previews (EU OOTS): only the citizen who decides; others 404
+    ("GET", "/v1/me/previews"): Row(_get("/v1/me/previews"), _CITIZENS_OK),
+    ("GET", "/v1/me/previews/{request_id:str}"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/v1/me/previews/{ctx.preview_id}"},
+        {"citizen-b": 200, "citizen-a": 404, "parent-of-child": 404}),
+    ("POST", "/v1/me/previews/{request_id:str}"): Row(
+        _decide, {"citizen-b": 200, "citizen-a": 404, "parent-of-child": 404}),
     # -- cockpit
     ("POST", "/v1/transfer-records"): Row(_ingest, {"channel": 200}),
     ("GET", "/v1/me/transfers"): Row(_get("/v1/me/transfers"), _CITIZENS_OK),
@@ -276,6 +308,7 @@ def fx_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
         released = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
         assert released.status_code == 200, released.text
         ctx.transfer_id = released.json()["transfer_id"]
+        ctx.preview_id = _held_preview(ctx)
         wait_for_log(demo, 1)
         yield ctx
 
@@ -336,4 +369,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 11  # noqa: PLR2004
-    assert len(MATRIX) == 35 + len(WEB_ROWS)  # noqa: PLR2004
+    assert len(MATRIX) == 39 + len(WEB_ROWS)  # noqa: PLR2004

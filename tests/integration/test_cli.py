@@ -133,10 +133,10 @@ class TestDbUpgrade:
 
         first = _run("db", "upgrade", "--data-dir", str(tmp_path))
         assert first.returncode == 0, first.stderr
-        assert "broker: empty -> 0001" in first.stdout
+        assert "broker: empty -> 0002" in first.stdout
         assert "cockpit: empty -> 0001" in first.stdout
         again = _run("db", "upgrade", "--data-dir", str(tmp_path))
-        assert "broker: 0001 -> 0001" in again.stdout
+        assert "broker: 0002 -> 0002" in again.stdout
 
         with sqlite3.connect(tmp_path / "broker.db") as db:  # as if made by an older Einmal
             db.execute("DELETE FROM broker_alembic_version")

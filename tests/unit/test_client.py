@@ -419,7 +419,112 @@ def test_public_surface_is_pinned() -> None:
     assert set(einmal.client.__all__) == {
         "AuthenticationError", "CitizenClient", "Consent", "ConsentRequiredError",
         "EinmalError", "InvalidRequestError", "InvalidResponseError", "NotFoundError",
-        "PermissionDeniedError", "ProblemError", "ProofVerificationError", "RegisterRef",
+        "PermissionDeniedError", "Preview", "PreviewCollectedError", "PreviewExpiredError",
+        "PreviewPendingError", "PreviewRefusedError", "PreviewRequired",
+        "PreviewRequiredError", "ProblemError", "ProofVerificationError", "RegisterRef",
         "RegisterTimeoutError", "RegisterUnavailableError", "RoutingFailedError",
         "ServiceClient", "ServiceRef", "StoreUnavailableError", "Transfer", "TransportError",
         "VerifiedProof"}
+
+
+class TestPreview:
+    """202 "preview required": fetch_proof raises, request_proof returns it, collect and
+    wait_for_preview fetch the released proof or raise the refusal."""
+
+    PENDING = {"status": "preview-required", "code": "EDM:ERR:0002", "request_id": TRANSFER,
+               "status_url": f"{BASE}/v1/proof-requests/{TRANSFER}",
+               "preview_url": f"{BASE}/previews/{TRANSFER}",
+               "expires_at": "2030-01-01T00:15:00Z"}
+
+    @staticmethod
+    def held(broker: Broker, answers: list[httpx.Response]) -> Callable[..., httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/proof-requests":
+                return httpx.Response(202, json=TestPreview.PENDING,
+                                      headers={"location": f"/v1/proof-requests/{TRANSFER}"})
+            if request.url.path == f"/v1/proof-requests/{TRANSFER}":
+                assert request.method == "GET"
+                assert request.headers["authorization"].startswith("Bearer tok-")
+                return answers.pop(0)
+            return broker.handler(request)
+        return handler
+
+    async def _client(self, broker: Broker, answers: list[httpx.Response]) -> Any:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(self.held(broker, answers)))
+        return http, ServiceClient(BASE, SERVICE, broker.service_jwk, http=http)
+
+    async def test_fetch_proof_raises_preview_required(self, broker) -> None:
+        from einmal.client import PreviewRequiredError  # noqa: PLC0415
+
+        http, service = await self._client(broker, [])
+        async with http:
+            with pytest.raises(PreviewRequiredError) as caught:
+                await fetch(service)
+        preview = caught.value.preview
+        assert preview.request_id == TRANSFER
+        assert preview.preview_url == f"{BASE}/previews/{TRANSFER}"
+        assert (preview.subject, preview.proof_type) == (CHILD, "birth")
+        assert preview.expires_at == datetime(2030, 1, 1, 0, 15, tzinfo=UTC)
+
+    async def test_wait_then_collect_the_verified_proof(self, broker) -> None:
+        from einmal.client import PreviewRequired  # noqa: PLC0415
+
+        answers = [httpx.Response(202, json=self.PENDING),
+                   httpx.Response(200, json={"transfer_id": TRANSFER, "proof": broker.sign()})]
+        http, service = await self._client(broker, answers)
+        async with http:
+            first = await service.request_proof("birth", CHILD, "elterngeld-antrag")
+            assert isinstance(first, PreviewRequired)
+            proof = await service.wait_for_preview(first, timeout=5, interval=0.01)
+        assert isinstance(proof, VerifiedProof)
+        assert proof.data == {"birth_date": "2026-10-12"}
+        assert answers == []
+
+    @pytest.mark.parametrize(("slug", "status", "name"), [
+        ("preview-refused", 403, "PreviewRefusedError"),
+        ("preview-expired", 410, "PreviewExpiredError"),
+        ("preview-collected", 410, "PreviewCollectedError")])
+    async def test_refusal_and_expiry_are_errors(self, broker, slug, status, name) -> None:
+        answers = [problem_response(slug, status, transfer_id=TRANSFER)]
+        http, service = await self._client(broker, answers)
+        async with http:
+            first = await service.request_proof("birth", CHILD, "elterngeld-antrag")
+            with pytest.raises(getattr(einmal.client, name)) as caught:
+                await service.collect(first)
+        assert caught.value.transfer_id == TRANSFER
+
+    async def test_waiting_gives_up_with_the_preview(self, broker) -> None:
+        from einmal.client import PreviewPendingError  # noqa: PLC0415
+
+        answers = [httpx.Response(202, json=self.PENDING) for _ in range(3)]
+        http, service = await self._client(broker, answers)
+        async with http:
+            first = await service.request_proof("birth", CHILD, "elterngeld-antrag")
+            with pytest.raises(PreviewPendingError) as caught:
+                await service.wait_for_preview(first, timeout=0.05, interval=0.02)
+        assert caught.value.preview.request_id == TRANSFER
+
+    async def test_citizen_decides(self) -> None:
+        sent: list[tuple[str, str, Any]] = []
+        view = {"request_id": TRANSFER, "service_id": SERVICE, "proof_type": "birth",
+                "purpose": "elterngeld-antrag", "status": "pending",
+                "expires_at": "2030-01-01T00:15:00Z", "fields": ["birth_date"]}
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content) if request.content else None
+            sent.append((request.method, request.url.path, body))
+            if request.url.path == "/v1/me/previews":
+                return httpx.Response(200, json={"items": [view]})
+            status = {"accept": "accepted", "refuse": "refused"}.get((body or {}).get(
+                "decision"), "pending")
+            return httpx.Response(200, json={**view, "status": status,
+                                             "data": {"birth_date": "2026-10-12"}})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            citizen = CitizenClient(BASE, "tok", http=http)
+            assert [p.request_id for p in await citizen.previews()] == [TRANSFER]
+            assert (await citizen.preview(TRANSFER)).data == {"birth_date": "2026-10-12"}
+            assert (await citizen.accept_preview(TRANSFER)).status == "accepted"
+            assert (await citizen.refuse_preview(TRANSFER)).status == "refused"
+        assert sent[2:] == [("POST", f"/v1/me/previews/{TRANSFER}", {"decision": "accept"}),
+                            ("POST", f"/v1/me/previews/{TRANSFER}", {"decision": "refuse"})]

@@ -84,6 +84,12 @@ class TestShippedDocuments:
         assert permission.consent_required
         assert set(permission.fields) == {"custody", "holders", "as_of", "since", "basis"}
 
+    def test_only_the_uvo_custody_proof_asks_for_a_preview(self, shipped: PolicySet) -> None:
+        with_preview = {(d.id, p.proof_type, p.purpose) for d in shipped.services()
+                        for p in d.permissions if p.preview}
+        assert with_preview == {("unterhaltsvorschussstelle-hamburg", ProofType.CUSTODY,
+                                 "unterhaltsvorschuss-antrag")}
+
     def test_consent_is_required_except_for_the_name_service(self, shipped: PolicySet) -> None:
         without_consent = {(d.id, p.purpose) for d in shipped.services() for p in d.permissions
                            if not p.consent_required}

@@ -1,0 +1,91 @@
+"""HTTP for the preview flow (broker/previews.py): the service polls and collects, the citizen
+looks and decides. Registered by ``broker/http.py: create_broker_router``."""
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from broker.previews import PREVIEW_REQUIRED
+from broker.service import BrokerService
+from einmal.citizen import Citizen
+from einmal.problems import ProblemError
+from einmal.ratelimit import RateLimiter
+from einmal.tokens import TokenVerifier, bearer_token
+
+__all__ = ["PREVIEW_HANDLERS", "proof_answer"]
+
+_json = msgspec.json.Encoder()
+_REQUEST_ID = re.compile(r"[0-9a-f-]{36}")
+
+
+class DecisionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    decision: str  # "accept" | "refuse"
+
+
+def proof_answer(answer: dict[str, Any]) -> Response[bytes]:
+    """200 with the signed proof, or 202 + Location while the citizen's preview is pending."""
+    headers = {"cache-control": "no-store"}
+    status = 200
+    if answer.get("status") == PREVIEW_REQUIRED:
+        status = 202
+        headers["location"] = f"/v1/proof-requests/{answer['request_id']}"
+    return Response(content=_json.encode(answer), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def _json_response(content: Any) -> Response[bytes]:
+    return Response(content=_json.encode(content), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+def _request_id(value: str, what: str) -> str:
+    if not _REQUEST_ID.fullmatch(value):
+        raise ProblemError("not-found", f"No such {what}.")
+    return value
+
+
+@get("/v1/proof-requests/{request_id:str}", summary="Status of a proof request held for the "
+     "citizen's preview; the released proof, once", tags=["online services"])
+async def proof_request_status(request_id: FromPath[str], request: Request[Any, Any, Any],
+                               broker: NamedDependency[BrokerService],
+                               service_tokens: NamedDependency[TokenVerifier],
+                               limits: NamedDependency[Any]) -> Response[bytes]:
+    claims = service_tokens.verify(bearer_token(request))
+    service_limiter: RateLimiter = limits.service
+    service_limiter.check(claims["sub"])
+    return proof_answer(await broker.previews.status(
+        claims["sub"], _request_id(request_id, "proof request")))
+
+
+@get("/v1/me/previews", summary="My proofs waiting for my release (preview)", tags=["citizens"])
+async def list_previews(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
+                        citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    status = request.query_params.get("status")
+    return _json_response({"items": await broker.previews.list_for(citizen.idnr, status)})
+
+
+@get("/v1/me/previews/{request_id:str}", summary="One preview, with the data the service "
+     "would get", tags=["citizens"])
+async def show_preview(request_id: FromPath[str], broker: NamedDependency[BrokerService],
+                       citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    return _json_response(await broker.previews.show(citizen.idnr,
+                                                     _request_id(request_id, "preview")))
+
+
+@post("/v1/me/previews/{request_id:str}", summary="Release (accept) or refuse a preview",
+      tags=["citizens"], status_code=200)
+async def decide_preview(request_id: FromPath[str], request: Request[Any, Any, Any],
+                         broker: NamedDependency[BrokerService],
+                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    from broker.http import decode_body  # noqa: PLC0415 - http imports this module
+
+    body = decode_body(await request.body(), DecisionIn)
+    return _json_response(await broker.previews.decide(
+        citizen.idnr, _request_id(request_id, "preview"), body.decision))
+
+
+PREVIEW_HANDLERS = [proof_request_status, list_previews, show_preview, decide_preview]

@@ -1,0 +1,360 @@
+"""The preview (EU OOTS style): a fetched proof waits for the citizen's release.
+
+When the service's permission or the consent used asks for a preview, the broker runs every
+check, fetches and minimises the proof as usual, then *holds* it instead of releasing it:
+sealed with AES-256-GCM (the AAD binds the request id and the service), with a short TTL. The
+service gets ``202`` and a status URL; the citizen sees the proof in the cockpit and accepts or
+refuses. Each held proof ends in exactly one transfer record, written in the same transaction
+as the state change that destroys the sealed content:
+
+* collected  - the service fetched an accepted proof: ``delivered``, signed proof returned once;
+* refused    - the citizen refused (``preview-refused``), or the consent was gone at
+  collection (``consent-required``);
+* expired    - not decided or not collected in time (``preview-expired``).
+
+Expiry fails closed: every read checks ``expires_at`` itself, and a sweeper (started with the
+broker) destroys what is overdue even if nobody asks. Decision 0017.
+"""
+
+import asyncio
+import contextlib
+import os
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from broker.repository import ConsentUse, IdempotentAnswer, StoredPreview
+from connectors.base import ProofData
+from einmal.domain.proofs import ProofType
+from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
+from einmal.problems import ProblemError
+from einmal.store import StoreError
+
+if TYPE_CHECKING:
+    from broker.repository import StoredConsent
+    from broker.service import BrokerService
+
+__all__ = ["PREVIEW_REQUIRED", "PREVIEW_STATES", "PreviewDesk", "PreviewSweeper"]
+
+log = structlog.get_logger()
+
+PREVIEW_REQUIRED = "preview-required"
+#: EU OOTS: "preview required" (the evidence is shown to the user before it is exchanged).
+OOTS_PREVIEW_CODE = "EDM:ERR:0002"
+PREVIEW_STATES = ("pending", "accepted", "refused", "expired", "collected")
+_OPEN = ("pending", "accepted")
+#: After the end, a row without content stays this long: the service gets 403/410, not 404.
+KEEP_DECIDED = timedelta(hours=24)
+
+
+class Held(msgspec.Struct, frozen=True, kw_only=True):
+    """The sealed part of a held proof: everything personal (IdNrs and proof values)."""
+
+    subject: str
+    data: dict[str, Any]
+    register_id: str
+    register_name: str
+    concerned: tuple[str, ...]
+    consent_id: str | None = None
+    correlation_id: str | None = None
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class PreviewDesk:
+    """Holds, shows, releases and destroys previewed proofs (part of ``BrokerService``)."""
+
+    def __init__(self, broker: "BrokerService", *, key: bytes, ttl_s: int, status_base: str,
+                 cockpit_url: str) -> None:
+        if len(key) != 32:  # noqa: PLR2004 - AES-256
+            msg = "the preview key must be 32 bytes (AES-256)"
+            raise ValueError(msg)
+        self._broker = broker
+        self._aead = AESGCM(key)
+        self.ttl = timedelta(seconds=ttl_s)
+        self._status_base = status_base.rstrip("/")
+        self._cockpit = cockpit_url.rstrip("/")
+
+    @property
+    def _repo(self) -> Any:
+        return self._broker._repo  # noqa: SLF001 - one use-case split over two modules
+
+    # -- sealing ------------------------------------------------------------------------------
+    @staticmethod
+    def _aad(request_id: str, client_id: str) -> bytes:
+        return f"einmal-preview\n{request_id}\n{client_id}".encode()
+
+    def _seal(self, request_id: str, client_id: str, held: Held) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, msgspec.json.encode(held),
+                                          self._aad(request_id, client_id))
+
+    def _open(self, row: StoredPreview) -> Held | None:
+        if row.sealed is None:
+            return None
+        try:
+            raw = self._aead.decrypt(row.sealed[:12], row.sealed[12:],
+                                     self._aad(row.id, row.client_id))
+        except (InvalidTag, ValueError):
+            log.error("preview.unreadable", request_id=row.id)
+            return None
+        return msgspec.json.decode(raw, type=Held)
+
+    # -- 1. the service asks: hold instead of release ------------------------------------------
+    async def hold(self, *, base: dict[str, Any], client_id: str, proof: ProofData,
+                   data: dict[str, Any], consent: "StoredConsent | None", subject: str,
+                   idempotency_key: str | None) -> dict[str, str]:
+        from broker.service import mask_idnr, uuid7  # noqa: PLC0415 - no import cycle
+
+        broker = self._broker
+        now = broker._now()  # noqa: SLF001
+        request_id = uuid7(broker._clock())  # noqa: SLF001
+        held = Held(subject=subject, data=data, register_id=proof.issuer,
+                    register_name=proof.issuer_name, concerned=tuple(proof.concerned),
+                    consent_id=base["consent_id"], correlation_id=base["correlation_id"])
+        row = StoredPreview(
+            id=request_id, client_id=client_id,
+            # the consenting citizen decides (a parent for a child), else the subject
+            citizen_ref=consent.citizen_ref if consent else broker.pseudonym(subject),
+            subject_masked=mask_idnr(subject), proof_type=base["proof_type"],
+            purpose=base["purpose"], consent_id=consent.id if consent else None,
+            state="pending", created_at=now, expires_at=now + self.ttl, decided_at=None,
+            sealed=self._seal(request_id, client_id, held))
+        body = self._pending_body(row)
+        answer = (IdempotentAnswer(client_id=client_id, key=idempotency_key,
+                                   sealed_response=broker._seal_answer(  # noqa: SLF001
+                                       client_id, idempotency_key, body))
+                  if idempotency_key else None)
+        await broker._store(self._repo.add_preview(row, answer))  # noqa: SLF001
+        broker.on_outcome(row.proof_type, "preview")
+        log.info("proof.preview_held", request_id=request_id, client_id=client_id,
+                 proof_type=row.proof_type, expires_at=_iso(row.expires_at))
+        return body
+
+    def _pending_body(self, row: StoredPreview) -> dict[str, str]:
+        return {"status": PREVIEW_REQUIRED, "code": OOTS_PREVIEW_CODE, "request_id": row.id,
+                "status_url": f"{self._status_base}/v1/proof-requests/{row.id}",
+                "preview_url": f"{self._cockpit}/previews/{row.id}",
+                "expires_at": _iso(row.expires_at)}
+
+    # -- 2. the service asks again: pending, released once, refused or expired ----------------
+    async def status(self, client_id: str, request_id: str) -> dict[str, str]:
+        row = await self._load(request_id)
+        if row is None or row.client_id != client_id:  # another service's: the same answer
+            raise ProblemError("not-found", "No such proof request.")
+        row = await self._settle(row)
+        if row.state == "pending":
+            return self._pending_body(row)
+        if row.state == "accepted":
+            return await self._collect(row)
+        if row.state == "collected":
+            raise ProblemError("preview-collected", "The citizen released this proof and it was "
+                               "collected; it is handed out once only.", transfer_id=row.id)
+        if row.state == "refused":
+            raise ProblemError("preview-refused", "The citizen did not release this proof; "
+                               "nothing was transferred.", transfer_id=row.id)
+        raise ProblemError("preview-expired", "The preview expired before it was released and "
+                           "collected; the held proof was destroyed.", transfer_id=row.id)
+
+    async def _collect(self, row: StoredPreview) -> dict[str, str]:
+        broker = self._broker
+        held = self._open(row)
+        document = broker._policies.service(row.client_id)  # noqa: SLF001
+        permission = broker._policies.permission(  # noqa: SLF001
+            row.client_id, ProofType(row.proof_type), row.purpose)
+        if held is None or document is None or permission is None:
+            await self._finish(row, "refused", "permission-denied", held)
+            raise ProblemError("permission-denied", "The proof can no longer be released "
+                               "under the service's policy.", transfer_id=row.id)
+        base = self._base(row, held, document, permission)
+        proof = self._proof(row, held)
+        record = broker._record(base, Outcome.DELIVERED, proof=proof)  # noqa: SLF001
+        jws = broker._sign(record, row.client_id, proof, held.data)  # noqa: SLF001
+        use = ConsentUse(consent_id=row.consent_id, now=broker._now()) if row.consent_id else None  # noqa: SLF001
+        result = await broker._store(self._repo.collect_preview(row.id, record, use))  # noqa: SLF001
+        if result == "gone":  # collected (or expired) by a concurrent request meanwhile
+            return await self.status(row.client_id, row.id)
+        if result == "consent":
+            await self._finish(row, "refused", "consent-required", held)
+            raise ProblemError("consent-required",
+                               "The consent was revoked, expired or used up before the proof "
+                               "was collected; nothing was released.", transfer_id=row.id)
+        broker._on_committed()  # noqa: SLF001
+        broker.on_outcome(record.proof_type, "delivered")
+        log.info("proof.released", transfer_id=record.id, client_id=row.client_id,
+                 proof_type=record.proof_type, preview=True)
+        return {"transfer_id": record.id, "proof": jws}
+
+    # -- 3. the citizen looks and decides ------------------------------------------------------
+    async def list_for(self, citizen_idnr: str, status: str | None) -> list[dict[str, Any]]:
+        if status not in (None, "all", *PREVIEW_STATES):
+            raise ProblemError("invalid-request", "status: one of all, "
+                               + ", ".join(PREVIEW_STATES) + ".")
+        ref = self._broker.pseudonym(citizen_idnr)
+        rows = await self._broker._store(self._repo.previews_of(ref))  # noqa: SLF001
+        wanted = status or "pending"
+        items = []
+        for row in rows:
+            row = await self._settle(row)  # noqa: PLW2901 - expiry is checked on every read
+            if wanted in ("all", row.state):
+                items.append(self._view(row))
+        return items
+
+    async def show(self, citizen_idnr: str, request_id: str) -> dict[str, Any]:
+        row = await self._settle(await self._own(citizen_idnr, request_id))
+        return self._view(row, self._open(row) if row.state in _OPEN else None, detail=True)
+
+    async def decide(self, citizen_idnr: str, request_id: str, decision: str) -> dict[str, Any]:
+        if decision not in ("accept", "refuse"):
+            raise ProblemError("invalid-request", "decision: 'accept' or 'refuse'.")
+        row = await self._settle(await self._own(citizen_idnr, request_id))
+        if row.state == "expired":
+            raise ProblemError("preview-expired", "The preview expired; the held proof was "
+                               "destroyed and the service was told.", transfer_id=row.id)
+        if row.state != "pending":
+            raise ProblemError("conflict", f"This preview was already decided ({row.state}).",
+                               state=row.state)
+        now = self._broker._now()  # noqa: SLF001
+        if decision == "accept":
+            # the service now has a fresh TTL to collect; the content stays sealed until then
+            done = await self._broker._store(  # noqa: SLF001
+                self._repo.accept_preview(row.id, now, now + self.ttl))
+        else:
+            done = await self._finish(row, "refused", "preview-refused", self._open(row))
+        if not done:  # decided or expired concurrently
+            return await self.decide(citizen_idnr, request_id, decision)
+        log.info("preview.decided", request_id=row.id, decision=decision)
+        row = await self._load(request_id)
+        return self._view(row, self._open(row) if row and row.state in _OPEN else None,
+                          detail=True)
+
+    async def _own(self, citizen_idnr: str, request_id: str) -> StoredPreview:
+        row = await self._load(request_id)
+        if row is None or row.citizen_ref != self._broker.pseudonym(citizen_idnr):
+            raise ProblemError("not-found", "No such preview.")  # no IDOR oracle
+        return row
+
+    def _view(self, row: StoredPreview | None, held: Held | None = None, *,
+              detail: bool = False) -> dict[str, Any]:
+        """The citizen's view; ``detail`` adds ``data``: the minimised proof exactly as the
+        service would get it (null once destroyed)."""
+        if row is None:
+            raise ProblemError("not-found", "No such preview.")
+        policies = self._broker._policies  # noqa: SLF001
+        document = policies.service(row.client_id)
+        permission = policies.permission(row.client_id, ProofType(row.proof_type), row.purpose)
+        view: dict[str, Any] = {
+            "request_id": row.id, "service_id": row.client_id,
+            "service_name": document.name if document else row.client_id,
+            "authority": document.authority if document else "",
+            "proof_type": row.proof_type, "purpose": row.purpose,
+            "purpose_text": permission.purpose_text if permission else "",
+            "legal_basis": permission.legal_basis if permission else "",
+            "retention_days": permission.retention_days if permission else None,
+            "subject_masked": row.subject_masked,
+            "fields": list(permission.fields) if permission else [],
+            "created_at": _iso(row.created_at), "expires_at": _iso(row.expires_at),
+            "status": row.state,
+        }
+        if detail:
+            view["data"] = held.data if held is not None else None
+            view["register_name"] = held.register_name if held is not None else None
+        return view
+
+    # -- 4. expiry -------------------------------------------------------------------------------
+    async def _settle(self, row: StoredPreview) -> StoredPreview:
+        """Fail closed: an overdue open preview is expired (and destroyed) before any answer."""
+        if row.state in _OPEN and row.expires_at <= self._broker._now():  # noqa: SLF001
+            await self._finish(row, "expired", "preview-expired", self._open(row))
+            fresh = await self._load(row.id)
+            return fresh if fresh is not None else msgspec.structs.replace(
+                row, state="expired", sealed=None)
+        return row
+
+    async def sweep(self) -> int:
+        """Expire and destroy every overdue open preview; forget ended ones after a day."""
+        now = self._broker._now()  # noqa: SLF001
+        due = await self._repo.due_previews(now, 200)
+        for row in due:
+            await self._settle(row)
+        await self._repo.purge_previews(now, now - KEEP_DECIDED)
+        if due:
+            log.info("preview.expired", count=len(due))
+        return len(due)
+
+    async def _finish(self, row: StoredPreview, state: str, reason: str,
+                      held: Held | None) -> bool:
+        """End an open preview: destroy the content, write its refused transfer record."""
+        broker = self._broker
+        record: TransferRecord | None = None
+        document = broker._policies.service(row.client_id)  # noqa: SLF001
+        if held is not None and document is not None:
+            permission = broker._policies.permission(  # noqa: SLF001
+                row.client_id, ProofType(row.proof_type), row.purpose)
+            base = self._base(row, held, document, permission)
+            record = broker._record(base, Outcome.REFUSED, error_type=reason,  # noqa: SLF001
+                                    proof=self._proof(row, held), concerned=held.subject)
+        done = await broker._store(self._repo.finish_preview(  # noqa: SLF001
+            row.id, _OPEN if state == "expired" else (row.state,), state,
+            broker._now(), record))  # noqa: SLF001
+        if done and record is not None:
+            broker._on_committed()  # noqa: SLF001
+            broker.on_outcome(record.proof_type, "refused")
+            log.info("proof.refused", transfer_id=record.id, reason=reason)
+        return bool(done)
+
+    async def _load(self, request_id: str) -> StoredPreview | None:
+        return await self._broker._store(self._repo.preview(request_id))  # noqa: SLF001
+
+    def _base(self, row: StoredPreview, held: Held, document: Any,
+              permission: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "id": row.id, "proof_type": row.proof_type, "purpose": row.purpose,
+            "service": ServiceRef(id=document.id, name=document.name,
+                                  authority=document.authority, land=document.land),
+            "subject": held.subject, "consent_id": held.consent_id,
+            "correlation_id": held.correlation_id}
+        if permission is not None:
+            base.update(purpose_text=permission.purpose_text, legal_basis=permission.legal_basis,
+                        data_categories=tuple(sorted(permission.fields)),
+                        retention_until=self._broker._now()  # noqa: SLF001
+                        + timedelta(days=permission.retention_days))
+        return base
+
+    @staticmethod
+    def _proof(row: StoredPreview, held: Held) -> ProofData:
+        return ProofData(proof_type=ProofType(row.proof_type), issuer=held.register_id,
+                         issuer_name=held.register_name, data=held.data,
+                         concerned=held.concerned)
+
+
+class PreviewSweeper:
+    """Periodically destroys expired previews (reads check expiry too: this is the backstop)."""
+
+    def __init__(self, desk: PreviewDesk, *, interval_s: float) -> None:
+        self._desk = desk
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="einmal-preview-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._desk.sweep()
+            except (StoreError, ProblemError) as exc:
+                log.warning("preview.sweep_failed", error=type(exc).__name__)
