@@ -15,6 +15,7 @@ from broker.service import BrokerService
 from connectors.factory import build_connectors
 from einmal.citizen import CitizenAuth
 from einmal.keys import (
+    accepted_public_keys,
     load_or_create_secret,
     load_or_create_signing_key,
     retired_public_jwks,
@@ -71,7 +72,11 @@ class BrokerComponent:
             preview_ttl_s=settings.preview_ttl_s, cockpit_url=settings.cockpit_base_url)
         self.sweeper = PreviewSweeper(self.service.previews,
                                       interval_s=settings.preview_sweep_interval_s)
-        service_tokens = TokenVerifier(keys={token_key.kid: token_key.private_key.public_key()},
+        # after `einmal keys rotate broker-token` the retired key is accepted until every
+        # token it signed has expired (einmal/keys.py: accepted_public_keys)
+        token_keys, retired_until = accepted_public_keys(
+            keys_dir, "broker-token", lifetime_s=settings.access_token_ttl_s)
+        service_tokens = TokenVerifier(keys=token_keys, not_after=retired_until,
                                        issuer=issuer, audience=BROKER_AUDIENCE)
         limits = BrokerLimits(
             service=RateLimiter(rate_per_s=settings.rate_limit_service_per_s,

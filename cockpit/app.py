@@ -32,6 +32,11 @@ class CockpitComponent:
 
     def __init__(self, settings: Settings, *, citizens: CitizenAuth,
                  policies: Any = None) -> None:
+        if (settings.keys_dir / "cockpit-master.next.key").exists():
+            # some citizen keys may be wrapped with the new master key already
+            msg = ("a cockpit master key rotation is unfinished: run `einmal keys rotate "
+                   "cockpit-master` again before starting the cockpit")
+            raise RuntimeError(msg)
         self.engine = create_engine(settings.database_url_for("cockpit"))
         self.read_engine = (create_engine(settings.database_url_for("cockpit", read=True))
                             if settings.read_database_url else None)

@@ -18,7 +18,7 @@ from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
-from einmal.keys import load_public_keys
+from einmal.keys import load_public_keys, retirement_deadlines
 from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.tokens import TokenVerifier, bearer_token
@@ -40,21 +40,43 @@ _batch = msgspec.json.Decoder(TransferBatch)
 
 class ChannelAuth:
     """Authenticates the broker -> cockpit channel: a short-lived JWT signed with the broker's
-    channel key, whose public part the cockpit reads (lazily) from a JWK set file."""
+    channel key, whose public part the cockpit reads (lazily) from a JWK set file.
 
-    def __init__(self, *, keys_file: Path, issuer: str, audience: str) -> None:
+    Key rotation (``einmal keys rotate broker-channel``): the file then lists the new key and
+    the retired ones with ``retired_at``; a retired key is accepted until its last token has
+    expired (einmal/keys.py: ROLLOVER_S + ``lifetime_s``). The file is read again when a token
+    does not verify and the file changed, so a cockpit in its own process follows a rotation
+    without a restart."""
+
+    def __init__(self, *, keys_file: Path, issuer: str, audience: str,
+                 lifetime_s: float = 60) -> None:
         self._keys_file = keys_file
         self._issuer = issuer
         self._audience = audience
+        self._lifetime_s = lifetime_s
         self._verifier: TokenVerifier | None = None
+        self._loaded: int | None = None
+
+    def _load(self) -> TokenVerifier:
+        if not self._keys_file.exists():
+            raise ProblemError("unauthenticated", "No broker channel key is configured.")
+        self._loaded = self._keys_file.stat().st_mtime_ns
+        self._verifier = TokenVerifier(
+            keys=load_public_keys(self._keys_file), issuer=self._issuer,
+            audience=self._audience,
+            not_after=retirement_deadlines(self._keys_file, lifetime_s=self._lifetime_s))
+        return self._verifier
 
     def check(self, request: Request[Any, Any, Any]) -> None:
-        if self._verifier is None:
-            if not self._keys_file.exists():
-                raise ProblemError("unauthenticated", "No broker channel key is configured.")
-            self._verifier = TokenVerifier(keys=load_public_keys(self._keys_file),
-                                           issuer=self._issuer, audience=self._audience)
-        self._verifier.verify(bearer_token(request))
+        token = bearer_token(request)
+        verifier = self._verifier or self._load()
+        try:
+            verifier.verify(token)
+        except ProblemError:
+            if self._keys_file.exists() and self._keys_file.stat().st_mtime_ns != self._loaded:
+                self._load().verify(token)
+                return
+            raise
 
 
 class AuditorAuth:

@@ -8,17 +8,18 @@ unreadable (crypto-shredding) while the log's leaf hashes, and so every proof, s
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cockpit.tables import CitizenKeyRow
 
-__all__ = ["CitizenVault", "VaultError"]
+__all__ = ["CitizenVault", "VaultError", "count_citizen_keys", "rewrap_citizen_keys"]
 
 _keys = CitizenKeyRow.__table__  # type: ignore[attr-defined]
 _NONCE = 12
@@ -82,3 +83,49 @@ class CitizenVault:
         """Crypto-shred: delete the citizen's key; their sealed views become unreadable."""
         await conn.execute(delete(_keys).where(_keys.c.citizen_ref == citizen_ref))
         self._cache.pop(citizen_ref, None)
+
+
+async def count_citizen_keys(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(_keys))).scalar_one())
+
+
+async def rewrap_citizen_keys(engine: AsyncEngine, old_master: bytes, new_master: bytes, *,
+                              batch: int = 500,
+                              progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Re-wrap every citizen key from ``old_master`` to ``new_master`` (master-key rotation,
+    ``einmal keys rotate cockpit-master``). One transaction per batch of ``batch`` keys, in
+    key order; resumable: a key that already unwraps with the new master is left as it is, so
+    an interrupted run is simply run again. A key that opens with neither master stops the
+    run (VaultError) - nothing is swapped then. Returns (re-wrapped, already new)."""
+    rewrapped = already = 0
+    after = ""
+    change = (update(_keys).where(_keys.c.citizen_ref == bindparam("ref"))
+              .values(wrapped_key=bindparam("wrapped")))
+    while True:
+        async with engine.begin() as conn:
+            rows = (await conn.execute(
+                select(_keys.c.citizen_ref, _keys.c.wrapped_key)
+                .where(_keys.c.citizen_ref > after).order_by(_keys.c.citizen_ref)
+                .limit(batch))).all()
+            if not rows:
+                return rewrapped, already
+            updates = []
+            for ref, wrapped in rows:
+                try:
+                    key = aes_key_unwrap(old_master, wrapped)
+                except InvalidUnwrap:
+                    try:
+                        aes_key_unwrap(new_master, wrapped)
+                    except InvalidUnwrap as exc:
+                        msg = "a citizen key opens with neither the old nor the new master key"
+                        raise VaultError(msg) from exc
+                    already += 1
+                    continue
+                updates.append({"ref": ref, "wrapped": aes_key_wrap(new_master, key)})
+            if updates:
+                await conn.execute(change, updates)
+            rewrapped += len(updates)
+            after = rows[-1].citizen_ref
+        if progress is not None:
+            progress(len(rows))

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, PrivateFormat, NoEncryption
 
-__all__ = ["SigningKey", "load_or_create_secret", "load_or_create_signing_key",
-           "load_or_create_token", "load_public_keys", "private_jwk", "public_jwk",
-           "public_key_from_jwk", "retired_public_jwks", "rotate_signing_key"]
+__all__ = ["ROLLOVER_S", "SigningKey", "accepted_public_keys", "load_or_create_secret",
+           "load_or_create_signing_key", "load_or_create_token", "load_public_keys", "private_jwk", "public_jwk",
+           "public_key_from_jwk", "retired_public_jwks", "retirement_deadlines",
+           "rotate_signing_key"]
 
 
 def _b64u(raw: bytes) -> str:
@@ -84,9 +86,37 @@ def load_or_create_signing_key(keys_dir: Path, name: str) -> SigningKey:
     return signing
 
 
+#: Every process must be restarted within this window after ``einmal keys rotate``: until
+#: then an old process may still sign with the retired key (token and channel keys).
+ROLLOVER_S = 600
+
+
+def _retired(keys_dir: Path, name: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(keys_dir.glob(f"{name}.retired.*.json"))]
+
+
 def retired_public_jwks(keys_dir: Path, name: str) -> list[dict[str, str]]:
     """Public JWKs of keys retired by ``rotate_signing_key`` (still published, never used)."""
-    return [json.loads(p.read_text()) for p in sorted(keys_dir.glob(f"{name}.retired.*.json"))]
+    return [{k: v for k, v in jwk.items() if k != "retired_at"}
+            for jwk in _retired(keys_dir, name)]
+
+
+def accepted_public_keys(keys_dir: Path, name: str, *, lifetime_s: float,
+                         ) -> tuple[dict[str, Ed25519PublicKey], dict[str, float]]:
+    """Keys a verifier of short-lived tokens accepts: the current one, and each retired one
+    until ``retired_at + ROLLOVER_S + lifetime_s`` (the last token an old process could sign
+    has expired by then). Returns ({kid: key}, {kid: not after}); older retired keys are left
+    out. For the broker's token and channel keys."""
+    current = load_or_create_signing_key(keys_dir, name)
+    keys = {current.kid: current.private_key.public_key()}
+    not_after: dict[str, float] = {}
+    now = time.time()
+    for jwk in _retired(keys_dir, name):
+        until = float(jwk.get("retired_at", 0)) + ROLLOVER_S + lifetime_s
+        if until > now:
+            keys[jwk["kid"]] = public_key_from_jwk(jwk)
+            not_after[jwk["kid"]] = until
+    return keys, not_after
 
 
 def rotate_signing_key(keys_dir: Path, name: str) -> tuple[str, str]:
@@ -96,10 +126,13 @@ def rotate_signing_key(keys_dir: Path, name: str) -> tuple[str, str]:
     """
     current = load_or_create_signing_key(keys_dir, name)
     retired = keys_dir / f"{name}.retired.{current.kid}.json"
-    retired.write_text(json.dumps(current.public_jwk, indent=2))
+    retired.write_text(json.dumps({**current.public_jwk, "retired_at": int(time.time())},
+                                  indent=2))
     (keys_dir / f"{name}.jwk.json").unlink()
     new = load_or_create_signing_key(keys_dir, name)
-    document = {"keys": [new.public_jwk, *retired_public_jwks(keys_dir, name)]}
+    # retired_at travels with the public keys: a verifier elsewhere (the cockpit reads
+    # broker-channel.public.json) drops a retired key once its tokens have expired.
+    document = {"keys": [new.public_jwk, *_retired(keys_dir, name)]}
     (keys_dir / f"{name}.public.json").write_text(json.dumps(document, indent=2))
     return current.kid, new.kid
 
@@ -108,6 +141,14 @@ def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
     """A JWK set file -> {kid: public key}."""
     document = json.loads(path.read_text())
     return {jwk["kid"]: public_key_from_jwk(jwk) for jwk in document["keys"]}
+
+
+def retirement_deadlines(path: Path, *, lifetime_s: float) -> dict[str, float]:
+    """{kid: not after} for the retired keys of a JWK set file written by
+    ``rotate_signing_key`` (see ``accepted_public_keys``)."""
+    document = json.loads(path.read_text())
+    return {jwk["kid"]: float(jwk["retired_at"]) + ROLLOVER_S + lifetime_s
+            for jwk in document["keys"] if "retired_at" in jwk}
 
 
 def load_or_create_secret(keys_dir: Path, name: str, size: int = 32) -> bytes:

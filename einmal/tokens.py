@@ -46,6 +46,8 @@ class TokenVerifier:
     leeway_s: int = 5
     #: asymmetric only; a foreign identity provider may sign with ES256 or RS256
     algorithms: tuple[str, ...] = ("EdDSA",)
+    #: kid -> epoch seconds after which a retired key is no longer accepted (key rotation)
+    not_after: dict[str, float] = field(default_factory=dict)
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def verify(self, unverified_token: str, *, now: float | None = None) -> dict[str, Any]:
@@ -57,7 +59,10 @@ class TokenVerifier:
             del self._cache[unverified_token]
         try:
             header = jwt.get_unverified_header(unverified_token)
-            key = self.keys.get(str(header.get("kid")))
+            kid = str(header.get("kid"))
+            key = self.keys.get(kid)
+            if key is not None and current > self.not_after.get(kid, current):
+                key = None  # a retired key whose tokens have all expired
             if key is None:
                 raise jwt.InvalidTokenError("unknown key")  # noqa: TRY301 - one path for all failures
             claims: dict[str, Any] = jwt.decode(
