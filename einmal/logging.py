@@ -6,7 +6,17 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["REDACTED_KEYS", "configure_logging"]
+__all__ = ["REDACTED_KEYS", "configure_logging", "quiet_libraries"]
+
+#: Standard-library loggers that log request URLs at INFO: the broker's register calls carry
+#: the IdNr in the path (``/records/{idnr}``), so they never log below WARNING.
+_URL_LOGGERS = ("httpx", "httpcore", "uvicorn.access")
+
+
+def quiet_libraries() -> None:
+    """Keep libraries that log URLs or SQL parameters at WARNING, whatever the root level."""
+    for name in (*_URL_LOGGERS, "aiosqlite", "sqlalchemy.engine", "asyncpg"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 #: Keys whose values are dropped from every log line, whatever logs them.
 REDACTED_KEYS = frozenset({
@@ -24,6 +34,7 @@ def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
 def configure_logging(*, fmt: str = "console", level: str = "info", cache: bool = True,
                       stream: TextIO | None = None) -> None:
     """Configure structlog once, at process start (called by the CLI, not at import)."""
+    quiet_libraries()
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

@@ -103,8 +103,9 @@ def _handle_http(request: Request[Any, Any, Any], exc: Exception) -> Response[by
 
 
 def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.error("http.unhandled_error", path=request.url.path, error=type(exc).__name__,
-              exc_info=exc)
+    # the route template, not the path (a path can carry an IdNr)
+    log.error("http.unhandled_error", route=str(request.scope.get("path_template", "unmatched")),
+              error=type(exc).__name__, exc_info=exc)
     problem = ProblemError("internal", "The server could not complete the request.")
     return problem_response(problem, request)
 

@@ -78,8 +78,11 @@ def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
             await app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            metrics.observe(scope["method"], route_of(scope), status, elapsed)
-            log.info("http.request", method=scope["method"], path=scope["path"], status=status,
+            route = route_of(scope)
+            metrics.observe(scope["method"], route, status, elapsed)
+            # The route template, never the raw path: paths can carry an IdNr (the register
+            # simulators' /registers/sorge/{land}/records/{idnr}; a client's typo).
+            log.info("http.request", method=scope["method"], route=route, status=status,
                      duration_ms=round(elapsed * 1000, 2))
 
     return middleware
