@@ -80,3 +80,16 @@ class ApiClient:
 
     async def revoke_consent(self, token: str, consent_id: str) -> dict[str, Any]:
         return await self._call("DELETE", f"{self.broker_url}/v1/consents/{consent_id}", token)
+
+    # -- broker: previews (held proofs waiting for the citizen's release) ---------------------
+    async def previews(self, token: str, status: str = "pending") -> list[dict[str, Any]]:
+        return (await self._call("GET", f"{self.broker_url}/v1/me/previews", token,
+                                 params={"status": status}))["items"]
+
+    async def preview(self, token: str, request_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"{self.broker_url}/v1/me/previews/{request_id}", token)
+
+    async def decide_preview(self, token: str, request_id: str, decision: str,
+                             ) -> dict[str, Any]:
+        return await self._call("POST", f"{self.broker_url}/v1/me/previews/{request_id}", token,
+                                json={"decision": decision})

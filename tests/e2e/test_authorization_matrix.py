@@ -272,6 +272,13 @@ WEB_ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/consents/{consent_id:str}/revoke"): Row(
         lambda ctx, actor: {"method": "POST", "url": f"/consents/{ctx.consent_id}/revoke",
                             "data": {}}, _all(303), note=_HTML),
+    ("GET", "/previews"): Row(_get("/previews"), _all(303), note=_HTML),
+    ("GET", "/previews/{request_id:str}"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/previews/{ctx.preview_id}"},
+        _all(303), note=_HTML),
+    ("POST", "/previews/{request_id:str}"): Row(
+        lambda ctx, actor: {"method": "POST", "url": f"/previews/{ctx.preview_id}",
+                            "data": {"decision": "accept"}}, _all(303), note=_HTML),
     ("GET", "/my-data"): Row(_get("/my-data"), _all(303), note=_HTML),
     ("GET", "/my-data/transfers.json"): Row(_get("/my-data/transfers.json"), _all(303),
                                             note=_HTML),
