@@ -80,7 +80,8 @@ def _print_welcome(settings: Any) -> None:
         lines.append(f"  broker:   {settings.broker_base_url}/v1/proof-requests  "
                      f"JWKS {settings.broker_base_url}/.well-known/jwks.json")
     if "cockpit" in settings.components:
-        lines.append(f"  cockpit:  {settings.cockpit_base_url}/v1/me/transfers")
+        lines.append(f"  cockpit:  {settings.cockpit_base_url}/v1/me/transfers  "
+                     f"web: {settings.cockpit_base_url}/ (Datenschutzcockpit)")
     if "registers" in settings.components:
         lines.append(f"  registers: {settings.registers_base_url}")
     if settings.demo:
