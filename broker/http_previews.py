@@ -2,7 +2,7 @@
 looks and decides. Registered by ``broker/http.py: create_broker_router``."""
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -12,6 +12,7 @@ from litestar.params import FromPath
 from broker.previews import PREVIEW_REQUIRED
 from broker.service import BrokerService
 from einmal.citizen import Citizen
+from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.ratelimit import RateLimiter
 from einmal.tokens import TokenVerifier, bearer_token
@@ -23,7 +24,7 @@ _REQUEST_ID = re.compile(r"[0-9a-f-]{36}")
 
 
 class DecisionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    decision: str  # "accept" | "refuse"
+    decision: Literal["accept", "refuse"]
 
 
 def proof_answer(answer: dict[str, Any]) -> Response[bytes]:
@@ -49,7 +50,10 @@ def _request_id(value: str, what: str) -> str:
 
 
 @get("/v1/proof-requests/{request_id:str}", summary="Status of a proof request held for the "
-     "citizen's preview; the released proof, once", tags=["online services"])
+     "citizen's preview; the released proof, once", tags=["online services"],
+     description="202 while the citizen has not decided (the body of the 202 from POST "
+                 "/v1/proof-requests); 200 with the signed proof once it was released.",
+     responses=problems(401, 403, 404, 410, 429, 503))
 async def proof_request_status(request_id: FromPath[str], request: Request[Any, Any, Any],
                                broker: NamedDependency[BrokerService],
                                service_tokens: NamedDependency[TokenVerifier],
@@ -61,7 +65,8 @@ async def proof_request_status(request_id: FromPath[str], request: Request[Any, 
         claims["sub"], _request_id(request_id, "proof request")))
 
 
-@get("/v1/me/previews", summary="My proofs waiting for my release (preview)", tags=["citizens"])
+@get("/v1/me/previews", summary="My proofs waiting for my release (preview)", tags=["citizens"],
+     responses=problems(401, 422, 429, 503))
 async def list_previews(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     status = request.query_params.get("status")
@@ -69,7 +74,7 @@ async def list_previews(request: Request[Any, Any, Any], broker: NamedDependency
 
 
 @get("/v1/me/previews/{request_id:str}", summary="One preview, with the data the service "
-     "would get", tags=["citizens"])
+     "would get", tags=["citizens"], responses=problems(401, 404, 429, 503))
 async def show_preview(request_id: FromPath[str], broker: NamedDependency[BrokerService],
                        citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return _json_response(await broker.previews.show(citizen.idnr,
@@ -77,7 +82,9 @@ async def show_preview(request_id: FromPath[str], broker: NamedDependency[Broker
 
 
 @post("/v1/me/previews/{request_id:str}", summary="Release (accept) or refuse a preview",
-      tags=["citizens"], status_code=200)
+      tags=["citizens"], status_code=200,
+      responses=problems(400, 401, 404, 409, 410, 413, 422, 429, 503),
+      operation_class=with_request_body(inline_schema(DecisionIn)))
 async def decide_preview(request_id: FromPath[str], request: Request[Any, Any, Any],
                          broker: NamedDependency[BrokerService],
                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
