@@ -208,7 +208,7 @@ def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
     reg_port = free_port()
     reg_data = workdir / "data-c-registers"
     reg_data.mkdir()
-    registers = Server("registers", [EINMAL, "serve", "--components", "registers",
+    registers = Server("registers", [EINMAL, "serve", "--demo", "--components", "registers",
                                      "--port", str(reg_port), "--data-dir", str(reg_data)],
                        reg_port, workdir / "server-c-registers.log")
     registers.wait_ready()
@@ -415,6 +415,9 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for variant in variants:
                 print(f"[{variant}] closed loop, {args.concurrency} connections, round "
                       f"{round_no + 1}/{args.repeats} ...", flush=True)
+                # deferred work of the previous run (outbox, cockpit ingest, sequencing)
+                # must not eat into this one
+                cpu.wait_idle(running[variant].pids)
                 r = run_load(running[variant].spec(args), workdir)
                 results[variant]["closed_runs"].append(r)
                 _print(variant, r)
@@ -428,6 +431,7 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             if variant in ({"b", "bs"} if args.quick else {"b", "bs", "b2", "c"}):
                 rate = max(1.0, round(results[variant]["rps_median"] / 2))
                 print(f"[{variant}] open loop at {rate} req/s (half of peak) ...", flush=True)
+                cpu.wait_idle(running[variant].pids)
                 results[variant]["half_peak"] = run_load(running[variant].spec(
                     args, mode="open", rate=rate), workdir)
                 _print(variant, results[variant]["half_peak"])

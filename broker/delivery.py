@@ -7,6 +7,7 @@ cockpit accepted them (idempotent by transfer id there): delivered at least once
 
 import asyncio
 import contextlib
+import time
 
 import httpx
 import structlog
@@ -18,7 +19,10 @@ from einmal.tokens import TokenIssuer
 __all__ = ["DeliveryWorker"]
 
 log = structlog.get_logger()
-COALESCE_S = 0.02
+COALESCE_S = 0.05
+#: A channel token (60 s) is reused for this long: one signature per 20 s instead of one per
+#: batch, and the cockpit's verified-token cache is hit (docs/benchmarks.md).
+TOKEN_REUSE_S = 20.0
 
 
 class DeliveryWorker:
@@ -33,6 +37,13 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backoff = 0.0
+        self._token: tuple[float, str] | None = None
+
+    def _channel_token(self) -> str:
+        now = time.monotonic()
+        if self._token is None or now - self._token[0] > TOKEN_REUSE_S:
+            self._token = (now, self._channel.issue("einmal-broker"))
+        return self._token[1]
 
     def notify(self) -> None:
         """A record was committed: deliver soon."""
@@ -70,11 +81,12 @@ class DeliveryWorker:
 
     async def _send(self, records: list[bytes]) -> None:
         body = b'{"records":[' + b",".join(records) + b"]}"
-        token = self._channel.issue("einmal-broker")
+        token = self._channel_token()
         response = await self._http.post(
             self._endpoint, content=body,
             headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
         if response.status_code != 200:  # noqa: PLR2004
+            self._token = None  # e.g. a rotated key: the next attempt signs a fresh token
             msg = f"cockpit answered {response.status_code}"
             raise DeliveryRejectedError(msg)
         log.debug("delivery.batch_sent", count=len(records))
