@@ -11,6 +11,9 @@ carried over), and every page a test visits is scanned with axe-core (``axe_chec
 
 import json
 import os
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +74,25 @@ def fx_browser(playwright_api: Any) -> Iterator[Any]:
     browser.close()
 
 
+#: A browser test that takes longer than this fails instead of hanging the suite (a Playwright
+#: ``evaluate`` has no timeout of its own).
+TEST_DEADLINE_S = 120
+
+
+@pytest.fixture(autouse=True)
+def _deadline() -> Iterator[None]:
+    def expired(signum: int, frame: Any) -> None:
+        pytest.fail(f"browser test still running after {TEST_DEADLINE_S} s", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_DEADLINE_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 # -- the live demo ---------------------------------------------------------------------------
 
 
@@ -107,6 +129,47 @@ def fx_cockpit(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterat
     finally:
         http.close()
         live.stop()
+
+
+# -- an online service's own site (where the consent screen sends the citizen back) ----------
+
+
+@dataclass
+class ServiceSite:
+    """A tiny HTTP site on loopback standing in for an online service's pages."""
+
+    base_url: str
+    visits: list[str] = field(default_factory=list)
+
+
+class _ServiceHandler(BaseHTTPRequestHandler):
+    site: ServiceSite
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.site.visits.append(self.path)
+        body = ("<!doctype html><html lang=\"de\"><head><meta charset=\"utf-8\">"
+                "<title>Elterngeld online</title></head><body><main><h1>Elterngeld online</h1>"
+                "<p>Zur&uuml;ck beim Antrag.</p></main></body></html>").encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/html; charset=utf-8")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture(name="service_site", scope="module")
+def fx_service_site() -> Iterator[ServiceSite]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ServiceHandler)
+    site = ServiceSite(base_url=f"http://127.0.0.1:{server.server_address[1]}")
+    server.RequestHandlerClass = type("Handler", (_ServiceHandler,), {"site": site})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield site
+    server.shutdown()
+    server.server_close()
 
 
 # -- pages ---------------------------------------------------------------------------------------
@@ -178,7 +241,8 @@ SCANNED: list[str] = []
 def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
     """Scan the page with axe-core; fail listing every serious or critical violation.
 
-    Returns axe's full result (minor/moderate findings included) for callers that want more."""
+    Returns axe's full result (minor/moderate findings included) for callers that want more.
+    Needs JavaScript in the page's context (with it off, the evaluation never returns)."""
     global _axe  # noqa: PLW0603 - the axe script is read once per session
     if _axe is None:
         from axe_playwright_python.sync_playwright import Axe  # noqa: PLC0415

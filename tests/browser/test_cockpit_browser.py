@@ -7,12 +7,18 @@ Each test opens its own browser context (own cookies); a CSP violation in any of
 the test (conftest).
 """
 
+import json
 import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from tests.browser.conftest import Cockpit, axe_check
+from tests.browser.conftest import Cockpit, ServiceSite, axe_check
+from tests.e2e.conftest import bearer
+from tests.e2e.helpers import ELTERNGELD, birth_request
 
 pytestmark = pytest.mark.browser
 
@@ -23,15 +29,19 @@ BEN = "60478593182"
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def login(page: Any, idnr: str = ANNA, *, start: str = "/") -> None:
+def login(page: Any, idnr: str = ANNA, *, start: str = "/", scan: bool = True) -> None:
     """Log in through the demo IdP, as a person would: the cockpit's login page, the
-    "Online-Ausweis" button, pick the demo citizen, submit. Ends on ``start`` again."""
+    "Online-Ausweis" button, pick the demo citizen, submit. Ends on ``start`` again.
+
+    ``scan``: axe-check the login and IdP pages (needs JavaScript in the context)."""
     page.goto(start)
     assert "/login" in page.url
-    axe_check(page)
+    if scan:
+        axe_check(page)
     page.locator('a[href^="/login/start"]').click()
     page.wait_for_url(re.compile(r"/demo/authorize\?"))
-    axe_check(page)
+    if scan:
+        axe_check(page)
     page.locator(f'input[type=radio][name=idnr][value="{idnr}"]').check()
     page.locator('button[type=submit][value=login]').click()
     page.wait_for_url(lambda url: "/demo/" not in url and "/login" not in url
@@ -41,6 +51,29 @@ def login(page: Any, idnr: str = ANNA, *, start: str = "/") -> None:
 def transfer_ids(cockpit: Cockpit, idnr: str) -> list[str]:
     """The citizen's transfers as the cockpit API lists them (the truth the page must show)."""
     return [t["id"] for t in cockpit.demo.transfers(idnr)]
+
+
+def consent_flow_url(cockpit: Cockpit, site: ServiceSite, state: str) -> str:
+    """What Elterngeld online links to: the cockpit's consent screen with its request."""
+    child = cockpit.citizen("elfe", "child")
+    until = (datetime.now(UTC) + timedelta(days=60)).date().isoformat()
+    return "/consents/new?" + urlencode({
+        "client_id": ELTERNGELD, "proof_types": "birth,custody", "purpose": "elterngeld-antrag",
+        "valid_until": until, "subject": child["idnr"],
+        "redirect_uri": f"{site.base_url}/elterngeld/consent-callback", "state": state})
+
+
+def api_consent(cockpit: Cockpit, idnr: str, consent_id: str) -> dict[str, Any]:
+    response = cockpit.demo.http.get("/v1/consents",
+                                     headers=bearer(cockpit.demo.citizen_token(idnr)))
+    assert response.status_code == 200, response.text
+    return next(c for c in response.json()["items"] if c["id"] == consent_id)
+
+
+def fetch_birth(cockpit: Cockpit, consent_id: str) -> Any:
+    """Elterngeld online asks for the child's birth proof under ``consent_id``."""
+    return cockpit.demo.request_proof(ELTERNGELD, {**birth_request(cockpit.demo),
+                                                   "consent_id": consent_id})
 
 
 def focused(page: Any) -> dict[str, Any]:
@@ -181,3 +214,88 @@ def test_works_without_javascript(new_context: Any, cockpit: Cockpit) -> None:
     rows = page.locator("main table tbody tr")
     assert rows.count() >= 1
     assert rows.filter(has_text="übermittelt").count() == 0
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_consent_redirect_flow_grant_and_revoke(new_context: Any, cockpit: Cockpit,
+                                                service_site: ServiceSite,
+                                                javascript: bool) -> None:
+    """Elterngeld online sends Anna to the consent screen; she logs in, accepts, lands back on
+    the service's page with the consent id; the service can fetch; she revokes it (with a
+    confirmation step) and the next fetch is refused. With and without JavaScript."""
+    page = new_context(java_script_enabled=javascript).new_page()
+    scan = axe_check if javascript else (lambda _page: None)
+    state = f"antrag-{'js' if javascript else 'nojs'}-4711"
+    login(page, ANNA, start=consent_flow_url(cockpit, service_site, state), scan=javascript)
+    assert "/consents/new?" in page.url  # back on the consent screen after the login
+    main = page.inner_text("main")
+    assert "Elterngeld" in main and "Geburtsurkunde" in main and "Sorgerecht" in main
+    assert "84*******10" in main  # about the child, masked
+    scan(page)
+
+    page.locator('button[name=decision][value=accept]').click()
+    page.wait_for_url(f"{service_site.base_url}/elterngeld/consent-callback?**")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["state"] == [state]
+    [consent_id] = query["consent_id"]
+    consent = api_consent(cockpit, ANNA, consent_id)
+    assert consent["status"] == "active"
+    assert sorted(consent["proof_types"]) == ["birth", "custody"]
+    assert consent["service_id"] == ELTERNGELD
+    assert fetch_birth(cockpit, consent_id).status_code == 200
+
+    page.goto("/consents")
+    row = page.locator(f"#consent-{consent_id}")
+    assert row.count() == 1
+    scan(page)
+    row.locator('a[href$="/revoke"]').click()
+    page.wait_for_url(re.compile(rf"/consents/{consent_id}/revoke$"))
+    scan(page)
+    assert api_consent(cockpit, ANNA, consent_id)["status"] == "active"  # not yet: confirm
+    page.locator(f'form[action="/consents/{consent_id}/revoke"] button[type=submit]').click()
+    page.wait_for_url(re.compile(r"/consents$"))
+    assert page.locator('main [role=status]').count() == 1  # "revoked" notice
+    assert page.locator(f"#consent-{consent_id} a[href$='/revoke']").count() == 0
+    scan(page)
+    assert api_consent(cockpit, ANNA, consent_id)["status"] == "revoked"
+    refused = fetch_birth(cockpit, consent_id)
+    assert refused.status_code == 403, refused.text
+
+
+def test_consent_declined_goes_back_with_access_denied(page: Any, cockpit: Cockpit,
+                                                       service_site: ServiceSite) -> None:
+    login(page, BEN, start=consent_flow_url(cockpit, service_site, "decline-1"))
+    page.locator('button[name=decision][value=decline]').click()
+    page.wait_for_url(f"{service_site.base_url}/elterngeld/consent-callback?**")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query == {"error": ["access_denied"], "state": ["decline-1"]}
+
+
+def test_a_bad_consent_request_is_an_error_page_not_a_redirect(page: Any, cockpit: Cockpit,
+                                                               ) -> None:
+    url = consent_flow_url(cockpit, ServiceSite(base_url="https://evil.example"), "x")
+    response = page.goto(url)
+    assert response is not None and response.status == 400
+    assert page.url.startswith(cockpit.base_url)
+    axe_check(page)
+
+
+def test_my_data_exports(page: Any, cockpit: Cockpit) -> None:
+    expected = set(transfer_ids(cockpit, ANNA))
+    login(page, ANNA, start="/my-data")
+    axe_check(page)
+    with page.expect_download() as info:
+        page.locator('a[href="/my-data/transfers.json"]').click()
+    download = info.value
+    assert download.suggested_filename.endswith(".json")
+    data = json.loads(Path(download.path()).read_bytes())
+    assert expected <= {t["id"] for t in data["transfers"]}
+    assert ANNA not in json.dumps(data["idnr_masked"])
+
+    with page.expect_download() as info:
+        page.locator('a[href="/my-data/report.pdf"]').click()
+    download = info.value
+    assert download.suggested_filename.endswith(".pdf")
+    content = Path(download.path()).read_bytes()
+    assert content.startswith(b"%PDF-")
+    assert len(content) > 1000
