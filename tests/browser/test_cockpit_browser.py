@@ -299,3 +299,60 @@ def test_my_data_exports(page: Any, cockpit: Cockpit) -> None:
     content = Path(download.path()).read_bytes()
     assert content.startswith(b"%PDF-")
     assert len(content) > 1000
+
+
+def held_preview(cockpit: Cockpit, consent_id: str) -> str:
+    """Elterngeld online asks for the birth proof; the broker holds it for Anna's preview."""
+    response = fetch_birth(cockpit, consent_id)
+    assert response.status_code == 202, response.text
+    assert response.json()["code"] == "EDM:ERR:0002"
+    return response.json()["request_id"]
+
+
+def collect(cockpit: Cockpit, request_id: str) -> Any:
+    """The service comes back for the held proof (``GET /v1/proof-requests/{id}``)."""
+    return cockpit.demo.http.get(f"/v1/proof-requests/{request_id}",
+                                 headers=bearer(cockpit.demo.service_token(ELTERNGELD)))
+
+
+def test_previews_accept_one_and_refuse_another(page: Any, cockpit: Cockpit) -> None:
+    child = cockpit.citizen("elfe", "child")
+    consent = cockpit.demo.grant(ANNA, ELTERNGELD, ["birth"], "elterngeld-antrag",
+                                 subject=child["idnr"], preview=True)
+    accepted, refused = held_preview(cockpit, consent["id"]), held_preview(cockpit, consent["id"])
+    assert collect(cockpit, accepted).status_code == 202  # waiting for Anna
+
+    login(page, ANNA, start="/previews")
+    assert page.locator(f"#preview-{accepted}").count() == 1
+    assert page.locator(f"#preview-{refused}").count() == 1
+    axe_check(page)
+
+    page.locator(f'#preview-{accepted} a[href="/previews/{accepted}"]').click()
+    page.wait_for_url(re.compile(rf"/previews/{accepted}$"))
+    main = page.inner_text("main")
+    assert child["given_names"] in main  # she sees the values the service would get
+    assert "Elterngeld" in main
+    axe_check(page)
+    page.locator("button[name=decision][value=accept]").click()
+    page.wait_for_url(re.compile(rf"/previews/{accepted}"))
+    assert page.locator("main [role=status]").count() == 1
+    assert page.locator("button[name=decision]").count() == 0  # decided: no buttons any more
+    axe_check(page)
+    released = collect(cockpit, accepted)
+    assert released.status_code == 200, released.text
+    assert released.json()["proof"]
+
+    page.goto(f"/previews/{refused}")
+    page.locator("button[name=decision][value=refuse]").click()
+    page.wait_for_url(re.compile(rf"/previews/{refused}"))
+    assert page.locator("main [role=status]").count() == 1
+    axe_check(page)
+    denied = collect(cockpit, refused)
+    assert denied.status_code == 403, denied.text
+
+    page.goto("/previews")
+    decided = page.locator('table[aria-labelledby="decided"]')  # no longer waiting
+    assert decided.locator(f"#preview-{accepted}").count() == 1
+    assert decided.locator(f"#preview-{refused}").count() == 1
+    assert page.locator('table[aria-labelledby="waiting"] tr[id^="preview-"]').count() == 0
+    axe_check(page)
