@@ -260,7 +260,9 @@ class DemoOidcProvider:
         return Template(template_name="demo/authorize.html", context=context,
                         status_code=400 if problem else 200,
                         headers={"content-security-policy": csp([origin]),
-                                 "cache-control": "no-store"})
+                                 "cache-control": "no-store", "x-frame-options": "DENY",
+                                 "x-content-type-options": "nosniff",
+                                 "referrer-policy": "no-referrer"})
 
     def _expire_codes(self) -> None:
         now = time.time()

@@ -514,6 +514,13 @@ class TestDemoIdp:
         assert page.status_code == 400
         assert "<form" not in page.text
 
+    def test_authorize_page_headers(self, world: World) -> None:
+        page = httpx.get(f"{world.live.base_url}/demo/authorize")
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert "DEMO" in page.text
+
 
 def test_citizen_token_from_oidc_works_with_the_apis(world: World) -> None:
     """The access token the web view got is what the broker and cockpit APIs accept."""
