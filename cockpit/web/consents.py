@@ -208,7 +208,8 @@ async def _own_consent(web: WebView, login: WebSession, consent_id: str) -> dict
 @get("/consents/{consent_id:str}/revoke", name="consent_revoke_confirm",
      include_in_schema=False)
 async def revoke_confirm(request: Request[Any, Any, Any], web: NamedDependency[WebView],
-                         login: NamedDependency[WebSession], consent_id: FromPath[str]) -> Response[Any]:
+                         login: NamedDependency[WebSession],
+                         consent_id: FromPath[str]) -> Response[Any]:
     consent = await _own_consent(web, login, consent_id)
     return web.page(request, "consents/revoke.html", session=login, consent=consent)
 

@@ -80,8 +80,8 @@ def chart(items: list[dict[str, Any]], *, months: int = 24, now: datetime | None
 async def overview(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                    login: NamedDependency[WebSession], service: FromQuery[str | None] = None,
                    register: FromQuery[str | None] = None, proof_type: FromQuery[str | None] = None,
-                   outcome: FromQuery[str | None] = None, period: FromQuery[str | None] = None, page: FromQuery[int] = 1,
-                   idnr: FromQuery[str | None] = None) -> Response[Any]:
+                   outcome: FromQuery[str | None] = None, period: FromQuery[str | None] = None,
+                   page: FromQuery[int] = 1, idnr: FromQuery[str | None] = None) -> Response[Any]:
     assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     items = await web.api.all_transfers(login.access_token)
     chosen = {"service": service or "", "register": register or "",
