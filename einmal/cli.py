@@ -377,13 +377,29 @@ def _rotate_master(settings: Any, batch: int) -> None:
     if not current.exists():
         raise click.ClickException(f"no key cockpit-master in {settings.keys_dir}")
     old = current.read_bytes()
+
+    def failed(exc: Exception, during: str) -> click.ClickException:
+        first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return click.ClickException(f"cannot rotate cockpit-master: {type(exc).__name__}: "
+                                    f"{first} ({during})")
+
+    async def count() -> int:
+        engine = create_engine(settings.database_url_for("cockpit"))
+        try:
+            return await count_citizen_keys(engine)
+        finally:
+            await engine.dispose()
+
+    try:  # the store must be reachable before anything changes
+        total = asyncio.run(count())
+    except (SQLAlchemyError, OSError) as exc:
+        raise failed(exc, "nothing changed; is the cockpit store migrated and reachable?") from exc
     # A run that was interrupted left its new key here: continue with it.
     new = load_or_create_secret(settings.keys_dir, "cockpit-master.next")
     engine = create_engine(settings.database_url_for("cockpit"))
 
     async def run() -> tuple[int, int]:
         try:
-            total = await count_citizen_keys(engine)
             if not sys.stderr.isatty():
                 return await rewrap_citizen_keys(engine, old, new, batch=batch)
             with click.progressbar(length=total, label="re-wrapping citizen keys",
@@ -396,9 +412,8 @@ def _rotate_master(settings: Any, batch: int) -> None:
     try:
         rewrapped, already = asyncio.run(run())
     except (SQLAlchemyError, OSError, VaultError) as exc:
-        raise click.ClickException(f"cannot rotate cockpit-master: {exc} (nothing swapped; "
-                                   "the old master key still opens every key not yet "
-                                   "re-wrapped: run the command again)") from exc
+        raise failed(exc, "nothing swapped; the old master key still opens every key not yet "
+                     "re-wrapped: run the command again") from exc
     os.replace(settings.keys_dir / "cockpit-master.next.key", current)
     click.echo(f"cockpit-master: {rewrapped} citizen keys re-wrapped ({already} were already); "
                "the old master key is destroyed (its file was replaced). Start the cockpit.")

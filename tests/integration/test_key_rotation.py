@@ -330,3 +330,18 @@ async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
     with pytest.raises(VaultError):  # a third, unknown master: refused, nothing changed
         await rewrap_citizen_keys(engine, os.urandom(32), os.urandom(32))
     await engine.dispose()
+
+
+def test_master_key_rotation_without_a_store_changes_nothing(tmp_path) -> None:
+    from einmal.keys import load_or_create_secret  # noqa: PLC0415
+
+    keys = tmp_path / "keys"
+    before = load_or_create_secret(keys, "cockpit-master")
+    empty_store = f"sqlite:///{tmp_path / 'empty.db'}"  # no cockpit tables
+    result = _rotate(tmp_path, "cockpit-master", {"EINMAL_DATABASE_URL": empty_store})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "nothing changed" in result.stderr
+    assert (keys / "cockpit-master.key").read_bytes() == before
+    assert not (keys / "cockpit-master.next.key").exists()
