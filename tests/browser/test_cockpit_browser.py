@@ -356,3 +356,27 @@ def test_previews_accept_one_and_refuse_another(page: Any, cockpit: Cockpit) -> 
     assert decided.locator(f"#preview-{refused}").count() == 1
     assert page.locator('table[aria-labelledby="waiting"] tr[id^="preview-"]').count() == 0
     axe_check(page)
+
+
+OVERFLOW = """(width) => {
+    const out = [];
+    for (const e of document.querySelectorAll('body *')) {
+        if (e.closest('table') || e.closest('.visually-hidden') || e.closest('.skip-link')) continue;
+        const r = e.getBoundingClientRect();
+        if (r.width > 0 && r.right > width + 1) out.push(e.tagName.toLowerCase() +
+            (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '') + ' right=' + r.right);
+    }
+    return out;
+}"""
+
+
+def test_reflow_at_320_css_pixels(new_context: Any) -> None:
+    """WCAG 1.4.10: at 320 CSS px (400 % zoom of 1280) nothing needs horizontal scrolling
+    except data tables (the criterion's exception for two-dimensional content)."""
+    page = new_context(viewport={"width": 320, "height": 640}).new_page()
+    login(page, ANNA, scan=False)
+    page.goto("/")
+    detail = page.locator('main a[href^="/transfers/"]').first.get_attribute("href")
+    for path in ("/", detail, "/consents", "/previews", "/my-data"):
+        page.goto(path)
+        assert page.evaluate(OVERFLOW, 320) == [], f"overflows at 320 px on {path}"
