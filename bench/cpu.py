@@ -72,6 +72,9 @@ def measure(pids: list[int], run_load: Any, seconds: float, repeats: int) -> dic
         end = ticks(pids)
         elapsed = t_end - t_start
         n = figures["requests_ok"]
+        if not n:
+            msg = f"no request succeeded in the CPU run: {figures.get('error_sample')}"
+            raise RuntimeError(msg)
         per_pid = {str(pid): round(max(0.0, (end[pid] - start[pid] - idle[pid] * elapsed))
                                    / _TICK / n * 1e6, 1) for pid in pids}
         runs.append({"requests": n, "errors": figures["errors"], "rps": figures["rps"],

@@ -57,6 +57,8 @@ OPS_TOKEN = "bench-operator-token"
 def server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EINMAL_")}
     env["EINMAL_LOG_LEVEL"] = "warning"
+    # One access token serves a whole run (all variants run side by side for minutes).
+    env["EINMAL_ACCESS_TOKEN_TTL_S"] = "7200"
     env["EINMAL_OPS_TOKEN"] = OPS_TOKEN  # /health/ready and /metrics need it (F5)
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -194,12 +196,21 @@ def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
             PYTHON, "-m", "bench.servers", "einmal-memory", "--port", str(port), "--data-dir",
             str(data), "--components", "broker", "--cockpit-url",
             f"http://127.0.0.1:{cockpit_port}"], port, workdir / "server-bs.log")
-        server.wait_ready()  # creates the broker's channel key the cockpit reads
-        cockpit = Server("einmal-cockpit", [
-            EINMAL, "serve", "--demo", "--components", "cockpit", "--port", str(cockpit_port),
-            "--data-dir", str(data), "--broker-url", server.base_url],
-            cockpit_port, workdir / "server-bs-cockpit.log")
-        cockpit.wait_ready()
+        try:
+            server.wait_ready()  # creates the broker's channel key the cockpit reads
+            cockpit = Server("einmal-cockpit", [
+                EINMAL, "serve", "--demo", "--components", "cockpit", "--port",
+                str(cockpit_port), "--data-dir", str(data), "--broker-url", server.base_url],
+                cockpit_port, workdir / "server-bs-cockpit.log")
+        except BaseException:
+            server.stop()
+            raise
+        try:
+            cockpit.wait_ready()
+        except BaseException:
+            cockpit.stop()
+            server.stop()
+            raise
         return [server, cockpit], server
     if variant == "b2":
         server = Server("einmal", [EINMAL, "serve", "--demo", "--port", str(port),
@@ -211,7 +222,11 @@ def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
     registers = Server("registers", [EINMAL, "serve", "--demo", "--components", "registers",
                                      "--port", str(reg_port), "--data-dir", str(reg_data)],
                        reg_port, workdir / "server-c-registers.log")
-    registers.wait_ready()
+    try:
+        registers.wait_ready()
+    except BaseException:
+        registers.stop()
+        raise
     server = Server("einmal-broker-cockpit", [
         EINMAL, "serve", "--demo", "--components", "broker,cockpit", "--port", str(port),
         "--data-dir", str(data), "--registers-url", f"{registers.base_url}/registers"],
