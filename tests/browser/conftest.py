@@ -57,6 +57,9 @@ def fx_playwright_api() -> Iterator[Any]:
     except ImportError as exc:
         _no_browser(f"the Python package playwright is not installed ({exc}); "
                     "pip install -e '.[test]'")
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    expect.set_options(timeout=10_000)  # as the contexts' default (a loaded 2-core machine)
     manager = sync_playwright().start()
     yield manager
     manager.stop()
@@ -234,8 +237,18 @@ def fx_page(new_context: Callable[..., Any]) -> Any:
 # -- accessibility ---------------------------------------------------------------------------
 
 _axe: Any = None
-#: Every URL path scanned in this session, for the report at the end.
+#: Every page scanned in this session, and the minor/moderate findings, for the summary.
 SCANNED: list[str] = []
+TOLERATED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not SCANNED:
+        return
+    terminalreporter.write_line(
+        f"axe-core: {len(SCANNED)} page scans, no serious/critical violation allowed; "
+        f"{len(TOLERATED)} minor/moderate finding(s)"
+        + "".join(f"\n  {finding}" for finding in sorted(set(TOLERATED))))
 
 
 def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
@@ -250,6 +263,8 @@ def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
         _axe = Axe()
     results = _axe.run(page, context=context).response
     SCANNED.append(page.url)
+    TOLERATED.extend(f"{v['id']} ({v['impact']}) on {page.url}" for v in results["violations"]
+                     if v.get("impact") not in BLOCKING_IMPACTS)
     blocking = [v for v in results["violations"] if v.get("impact") in BLOCKING_IMPACTS]
     if blocking:
         lines = [f"axe-core: {len(blocking)} serious/critical violation(s) on {page.url}"]
