@@ -5,8 +5,9 @@ browser download is never used (decision 0019). Where no Chromium exists the bro
 skipped with a message saying so, unless ``EINMAL_REQUIRE_BROWSER=1`` (set by .ci/run after it
 installed Chromium): then a missing browser is a failure, not a skip.
 
-One demo server and one browser per module; each test gets a fresh browser context (no cookies
-carried over), and every page a test visits is scanned with axe-core (``axe_check``).
+One demo server and one browser per module (Playwright is stopped after it); each test gets a
+fresh browser context (no cookies carried over), and every page a test visits is scanned with
+axe-core (``axe_check``).
 """
 
 import json
@@ -48,7 +49,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(name="playwright_api", scope="session")
+# Module scope, not session: while Playwright's sync API is started, its event loop counts as
+# running in this thread, so a later test's asyncio.run() would fail.
+@pytest.fixture(name="playwright_api", scope="module")
 def fx_playwright_api() -> Iterator[Any]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _no_browser(f"no Chromium at {CHROMIUM} (install Debian package chromium)")
@@ -65,9 +68,9 @@ def fx_playwright_api() -> Iterator[Any]:
     manager.stop()
 
 
-@pytest.fixture(name="browser", scope="session")
+@pytest.fixture(name="browser", scope="module")
 def fx_browser(playwright_api: Any) -> Iterator[Any]:
-    """One headless Chromium for the whole session (a new context per test isolates tests)."""
+    """One headless Chromium per module (a new context per test isolates the tests)."""
     try:
         browser = playwright_api.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                                  headless=True, timeout=30_000)
