@@ -50,8 +50,8 @@ from tests.e2e.security_support import channel_token
 #: Generated examples per operation and generation mode (positive, negative).
 MAX_EXAMPLES = 50
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-#: The whole module must stay well inside two CI minutes on 2 cores (~20-45 s measured).
-BUDGET_S = 120
+# Run time (~20-45 s on 2 cores, more under load) is reported in the run summary, not
+# asserted: timing asserts fail on a loaded machine and belong in bench/.
 
 pytestmark = pytest.mark.e2e
 
@@ -254,7 +254,6 @@ def fx_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 def test_every_operation_was_fuzzed(run: Run) -> None:
     assert len(run.operations) >= 23, run.operations
     assert all(run.examples[label] > 0 for label in run.operations), run.examples
-    assert run.seconds < BUDGET_S, run.summary()
 
 
 def test_the_published_schema_declares_request_bodies(run: Run) -> None:
