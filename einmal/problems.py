@@ -110,6 +110,25 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return problem_response(problem, request)
 
 
-def exception_handlers() -> dict[type[Exception], Any]:
-    return {ProblemError: _handle_problem, HTTPException: _handle_http,
-            Exception: _handle_unexpected}
+def exception_handlers(html_not_found: Any = None) -> dict[type[Exception], Any]:
+    """The app's handlers. ``html_not_found(request)``: a page for a browser that asked for an
+    unknown page (the cockpit web view's 404); API clients always get problem+json."""
+    http = _handle_http
+    if html_not_found is not None:
+        def http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            if (isinstance(exc, HTTPException) and exc.status_code == 404  # noqa: PLR2004
+                    and _wants_html(request)):
+                return html_not_found(request)
+            return _handle_http(request, exc)
+
+    return {ProblemError: _handle_problem, HTTPException: http, Exception: _handle_unexpected}
+
+
+#: Paths of machine interfaces: always problem+json, whatever the Accept header says.
+_API_PREFIXES = ("/v1/", "/schema", "/.well-known/", "/registers", "/demo/", "/health",
+                 "/metrics", "/static/")
+
+
+def _wants_html(request: Request[Any, Any, Any]) -> bool:
+    return ("text/html" in request.headers.get("accept", "")
+            and not request.url.path.startswith(_API_PREFIXES))

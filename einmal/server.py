@@ -168,6 +168,22 @@ class _StaticComponent:
         return None
 
 
+def _html_not_found(parts: list[Any]) -> Any:
+    """With the cockpit's web view: a browser asking for an unknown page gets its 404 page."""
+    web = next((getattr(c, "web", None) for c in parts if getattr(c, "web", None)), None)
+    if web is None:
+        return None
+    from cockpit.web.errors import error_page  # noqa: PLC0415
+    from cockpit.web.security import header_dict  # noqa: PLC0415
+
+    def page(request: Request[Any, Any, Any]) -> Any:
+        response = error_page(web, request, 404, "not_found")
+        response.headers.update(header_dict())
+        return response
+
+    return page
+
+
 def create_app(settings: Settings, components: list[Any] | None = None) -> Litestar:
     parts = components if components is not None else build_components(settings)
     names = [c.name for c in parts]
@@ -216,7 +232,7 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
         route_handlers=[*(c.router for c in parts), live, ready, metrics_endpoint],
         on_startup=[start],
         on_shutdown=[stop],
-        exception_handlers=exception_handlers(),
+        exception_handlers=exception_handlers(_html_not_found(parts)),
         middleware=[_request_context(metrics)],
         openapi_config=OpenAPIConfig(
             title="Einmal", version=__version__, path="/schema",

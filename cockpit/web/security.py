@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["csp", "security_headers"]
+__all__ = ["csp", "header_dict", "security_headers"]
 
 _BASE = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
          "frame-ancestors 'none'; base-uri 'none'")
@@ -21,14 +21,23 @@ def csp(form_action: Iterable[str] = ()) -> str:
     return f"{_BASE}; form-action {sources}"
 
 
+def _defaults(form_action: Iterable[str] = ()) -> list[tuple[bytes, bytes]]:
+    return [(b"content-security-policy", csp(form_action).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()")]
+
+
+def header_dict() -> dict[str, str]:
+    """The same headers for a page rendered outside the web router (the app-wide 404 page)."""
+    return {k.decode(): v.decode() for k, v in _defaults()} | {"cache-control": "no-store"}
+
+
 def security_headers(form_action: Iterable[str] = ()) -> Any:
     """Middleware factory: ``Router(middleware=[security_headers([...])])``."""
-    default = [(b"content-security-policy", csp(form_action).encode()),
-               (b"x-content-type-options", b"nosniff"),
-               (b"referrer-policy", b"no-referrer"),
-               (b"x-frame-options", b"DENY"),
-               (b"cross-origin-opener-policy", b"same-origin"),
-               (b"permissions-policy", b"camera=(), microphone=(), geolocation=()")]
+    default = _defaults(form_action)
 
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:

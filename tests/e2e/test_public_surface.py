@@ -14,6 +14,21 @@ class TestErrorsOutsideTheApi:
         body = problem(demo.http.get(path), 404, "not-found")
         assert "<html" not in str(body).lower()
 
+    @pytest.mark.parametrize("lang, heading", [("de", "Seite nicht gefunden"),
+                                               ("en", "Page not found")])
+    def test_a_browser_gets_the_cockpit_404_page(self, demo, lang, heading) -> None:
+        response = demo.http.get(f"/no/such/page?lang={lang}", headers={"accept": "text/html"})
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert f"<h1>{heading}</h1>" in response.text
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+    @pytest.mark.parametrize("path", ["/v1/nothing", "/schema/x.json", "/registers/nothing",
+                                      "/.well-known/nothing"])
+    def test_machine_paths_stay_problem_json_for_browsers(self, demo, path) -> None:
+        problem(demo.http.get(path, headers={"accept": "text/html"}), 404, "not-found")
+
     def test_the_viewers_still_render(self, demo) -> None:
         response = demo.http.get("/schema/swagger")
         assert response.status_code == 200
