@@ -218,6 +218,7 @@ def fx_new_context(browser: Any, cockpit: Cockpit) -> Iterator[Callable[..., Any
         problems = PageProblems()
         context.on("page", lambda page: _watch(page, problems))
         context.problems = problems
+        context.javascript = options.get("java_script_enabled", True)
         contexts.append((context, problems))
         return context
 
@@ -260,6 +261,8 @@ def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
     Returns axe's full result (minor/moderate findings included) for callers that want more.
     Needs JavaScript in the page's context (with it off, the evaluation never returns)."""
     global _axe  # noqa: PLW0603 - the axe script is read once per session
+    if not getattr(page.context, "javascript", True):
+        pytest.fail("axe_check needs JavaScript: this page's context has it off", pytrace=False)
     if _axe is None:
         from axe_playwright_python.sync_playwright import Axe  # noqa: PLC0415
 
