@@ -261,10 +261,14 @@ def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_pa
 
     import time  # noqa: PLC0415
 
-    deadline = time.monotonic() + 10
-    while not asyncio.run(transfers(old_master)) and time.monotonic() < deadline:
-        time.sleep(0.2)  # delivered to the cockpit asynchronously
+    def settled(views: list) -> bool:  # delivered and integrated into the log (both async)
+        return bool(views) and all(v.included for v in views)
+
+    deadline = time.monotonic() + 30
+    while not settled(asyncio.run(transfers(old_master))) and time.monotonic() < deadline:
+        time.sleep(0.2)
     before = asyncio.run(transfers(old_master))
+    assert settled(before)
     assert before
     first.stop()
 
