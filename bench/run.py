@@ -450,6 +450,15 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 results[variant]["half_peak"] = run_load(running[variant].spec(
                     args, mode="open", rate=rate), workdir)
                 _print(variant, results[variant]["half_peak"])
+        if "a" in running and "b" in results and "half_peak" in results["b"]:
+            # Control: the echo at b's half-peak rate - the open-loop latency this machine and
+            # load generator give a trivial handler at the same arrival rate.
+            rate = results["b"]["half_peak"]["settings"]["rate"]
+            print(f"[a] open loop at {rate} req/s (b's half peak; control) ...", flush=True)
+            cpu.wait_idle(running["a"].pids)
+            results["a"]["at_b_half_peak"] = run_load(running["a"].spec(
+                args, mode="open", rate=rate), workdir)
+            _print("a", results["a"]["at_b_half_peak"])
         if args.cpu_repeats:
             for variant in variants:
                 print(f"[{variant}] server CPU time per request ({args.cpu_repeats} x "

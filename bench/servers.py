@@ -144,6 +144,9 @@ def main() -> None:
         app = echo_app()
     else:
         app = einmal_memory_app(args.port, args.data_dir, args.components, args.cockpit_url)
+    from einmal.server import freeze_startup_heap  # noqa: PLC0415
+
+    freeze_startup_heap()  # as `einmal serve` does
     uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)
 
 

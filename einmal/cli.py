@@ -48,7 +48,8 @@ def serve(**options: Any) -> None:
     import uvicorn  # noqa: PLC0415 - keep `einmal --help` fast
 
     from einmal.logging import configure_logging  # noqa: PLC0415
-    from einmal.server import build_components, create_app, prepare_stores  # noqa: PLC0415
+    from einmal.server import (  # noqa: PLC0415
+        build_components, create_app, freeze_startup_heap, prepare_stores)
     from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
 
     try:
@@ -63,6 +64,7 @@ def serve(**options: Any) -> None:
         raise click.ClickException(f"cannot start: {exc}") from exc
     app = create_app(settings, components)
     _print_welcome(settings)
+    freeze_startup_heap()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                 access_log=False, timeout_graceful_shutdown=10)
 

@@ -1,5 +1,6 @@
 """The process: composes the configured components into one Litestar app on one port."""
 
+import gc
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +22,7 @@ from einmal.problems import ProblemError, exception_handlers
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
 
-__all__ = ["Component", "create_app", "default_policies_dir"]
+__all__ = ["Component", "create_app", "default_policies_dir", "freeze_startup_heap"]
 
 log = structlog.get_logger()
 MAX_BODY_BYTES = 64 * 1024
@@ -39,6 +40,16 @@ def default_policies_dir() -> Path:
     from policies import DOCUMENTS_DIR  # noqa: PLC0415
 
     return DOCUMENTS_DIR
+
+
+def freeze_startup_heap() -> None:
+    """Call once, just before serving: moves every object built at start-up (policies, keys,
+    app, and in demo mode the synthetic population: ~160,000 objects) out of the garbage
+    collector's reach. Without it every full collection walks them all - 120-150 ms with the
+    event loop stopped, a tail-latency stall (docs/benchmarks.md, 2026-11-29 second round).
+    Not for tests: frozen objects are never collected."""
+    gc.collect()
+    gc.freeze()
 
 
 class DemoPolicyError(Exception):
