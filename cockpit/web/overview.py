@@ -71,7 +71,9 @@ def chart(items: list[dict[str, Any]], *, months: int = 24, now: datetime | None
         bars.append({"label": f"{key[1]:02d}/{key[0]}", "count": count,
                      "x": left + index * (bar + 4), "y": height - bottom - bar_height,
                      "width": bar, "height": bar_height,
-                     "tick": index % 3 == 0, "short": f"{key[1]:02d}/{str(key[0])[2:]}"})
+                     # every third month is labelled, counted back from the current one
+                     "tick": (len(keys) - 1 - index) % 3 == 0,
+                     "short": f"{key[1]:02d}/{str(key[0])[2:]}"})
     return {"bars": bars, "max": top, "width": width, "height": height, "left": left,
             "baseline": height - bottom, "total": sum(counts.values())}
 

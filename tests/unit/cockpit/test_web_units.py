@@ -136,5 +136,7 @@ def test_chart_counts_per_month_and_filters() -> None:
     drawn = chart(items, now=NOW)
     assert len(drawn["bars"]) == 24 and drawn["total"] == 3
     assert drawn["bars"][-1]["label"] == "11/2026" and drawn["bars"][-1]["count"] == 2
+    assert drawn["bars"][-1]["tick"]  # the current month always has its label
+    assert [b["tick"] for b in drawn["bars"]].count(True) == 8
     assert len(filter_transfers(items, period="30d", now=NOW)) == 2
     assert filter_transfers(items, outcome="refused") == []
