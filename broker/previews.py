@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.repository import ConsentUse, IdempotentAnswer, StoredPreview
 from connectors.base import ProofData
+from einmal.domain.idnr import mask_idnr
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
 from einmal.problems import ProblemError
@@ -110,7 +111,7 @@ class PreviewDesk:
     async def hold(self, *, base: dict[str, Any], client_id: str, proof: ProofData,
                    data: dict[str, Any], consent: "StoredConsent | None", subject: str,
                    idempotency_key: str | None) -> dict[str, str]:
-        from broker.service import mask_idnr, uuid7  # noqa: PLC0415 - no import cycle
+        from broker.service import uuid7  # noqa: PLC0415 - no import cycle
 
         broker = self._broker
         now = broker._now()  # noqa: SLF001

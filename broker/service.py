@@ -30,7 +30,7 @@ from connectors.base import (
     RegisterTimeoutError,
     RoutingError,
 )
-from einmal.domain.idnr import InvalidIdNrError, validate_idnr
+from einmal.domain.idnr import InvalidIdNrError, mask_idnr, validate_idnr
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.keys import SigningKey
@@ -94,10 +94,6 @@ class ConsentOut(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     revoked_at: datetime | None
     preview: bool = False
-
-
-def mask_idnr(idnr: str) -> str:
-    return f"{idnr[:2]}*******{idnr[-2:]}"
 
 
 class BrokerService:

@@ -20,6 +20,7 @@ from cockpit.leaf import encode_leaf
 from cockpit.vault import CitizenVault
 from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRow
 from einmal import tlog
+from einmal.domain.idnr import mask_idnr
 from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError
 from einmal.store import writer
@@ -60,10 +61,6 @@ class TransferView(msgspec.Struct, frozen=True, kw_only=True):
 
 _view_encoder = msgspec.json.Encoder()
 _view_decoder = msgspec.json.Decoder(TransferView)
-
-
-def _mask(idnr: str) -> str:
-    return f"{idnr[:2]}*******{idnr[-2:]}"
 
 
 def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
@@ -229,7 +226,7 @@ def _view(record: TransferRecord) -> TransferView:
         register=msgspec.structs.asdict(record.register) if record.register else None,
         intermediaries=record.intermediaries, purpose=record.purpose,
         purpose_text=record.purpose_text, legal_basis=record.legal_basis,
-        consent_id=record.consent_id, subject_masked=_mask(record.subject),
+        consent_id=record.consent_id, subject_masked=mask_idnr(record.subject),
         retention_until=record.retention_until, correlation_id=record.correlation_id)
 
 

@@ -13,7 +13,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
 
-from cockpit.web.core import BERLIN, LoginRequired, WebView, mask_idnr
+from cockpit.web.core import BERLIN, LoginRequired, WebView, origin_of
+from einmal.domain.idnr import mask_idnr
 from cockpit.web.session import WebSession
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.domain.proofs import ProofType
@@ -136,11 +137,6 @@ def parse_consent_request(params: dict[str, str], policies: Any, *, allow_test_i
                           redirect_uri=redirect_uri, state=state, params=kept)
 
 
-def _origin(uri: str) -> str:
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _flow_error(web: WebView, request: Request[Any, Any, Any], exc: ConsentRequestError,
                 session: WebSession | None) -> Response[Any]:
     log.info("web.consent_request_refused", field=exc.field)
@@ -174,7 +170,7 @@ async def consent_screen(request: Request[Any, Any, Any], web: NamedDependency[W
     return web.page(request, "consents/new.html", session=maybe_login, flow=flow,
                     subject_masked=mask_idnr(flow.subject) if flow.subject else None,
                     subject_is_me=flow.subject in (None, maybe_login.idnr),
-                    form_action=(_origin(flow.redirect_uri),))
+                    form_action=(origin_of(flow.redirect_uri),))
 
 
 @post("/consents/new", name="consent_decide", include_in_schema=False, status_code=303)

@@ -31,10 +31,11 @@ from cockpit.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogs, load_catalog
 from cockpit.web.oidc import OidcClient
 from cockpit.web.security import csp, security_headers
 from cockpit.web.session import SessionManager, WebSession
+from einmal.domain.idnr import mask_idnr
 from einmal.keys import load_or_create_secret
 from einmal.settings import Settings
 
-__all__ = ["LANG_COOKIE", "PAGE_MODULES", "LoginRequired", "WebView", "mask_idnr",
+__all__ = ["LANG_COOKIE", "PAGE_MODULES", "LoginRequired", "WebView", "origin_of",
            "safe_next", "template_config"]
 
 log = structlog.get_logger()
@@ -58,10 +59,6 @@ class LoginRequired(Exception):  # noqa: N818 - control flow, not an error
         self.expired = expired
 
 
-def mask_idnr(idnr: str) -> str:
-    return f"{idnr[:2]}*******{idnr[-2:]}" if len(idnr) > 4 else "***"  # noqa: PLR2004
-
-
 def safe_next(value: str | None) -> str:
     """Only a path on this site (never ``//host`` or a full URL): no open redirect."""
     if value and len(value) <= 2000 and _LOCAL_PATH.fullmatch(value):  # noqa: PLR2004
@@ -69,7 +66,7 @@ def safe_next(value: str | None) -> str:
     return "/"
 
 
-def _origin(url: str) -> str:
+def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -130,7 +127,7 @@ class WebView:
             idnr_claim=settings.citizen_idnr_claim, http=self.http) if issuer else None
         self.api = ApiClient(http=self.http, broker_url=settings.broker_base_url,
                              cockpit_url=settings.cockpit_base_url)
-        self.idp_origin = _origin(issuer) if issuer else None
+        self.idp_origin = origin_of(issuer) if issuer else None
         self.router = self._router()
 
     async def close(self) -> None:

@@ -11,7 +11,8 @@ from fpdf.fonts import FontFace
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from cockpit.web.core import WebView, _to_berlin, mask_idnr
+from cockpit.web.core import WebView, _to_berlin
+from einmal.domain.idnr import mask_idnr
 from cockpit.web.session import WebSession
 
 __all__ = ["ROUTES", "pdf_report"]

@@ -9,7 +9,7 @@ Rules (see docs/domain.md):
 
 from collections import Counter
 
-__all__ = ["InvalidIdNrError", "check_digit", "is_valid_idnr", "validate_idnr"]
+__all__ = ["InvalidIdNrError", "check_digit", "is_valid_idnr", "mask_idnr", "validate_idnr"]
 
 
 class InvalidIdNrError(ValueError):
@@ -55,3 +55,8 @@ def is_valid_idnr(value: str, *, allow_test: bool = False) -> bool:
     except InvalidIdNrError:
         return False
     return True
+
+
+def mask_idnr(idnr: str) -> str:
+    """The IdNr as citizens and logs may see it: first two and last two digits."""
+    return f"{idnr[:2]}*******{idnr[-2:]}" if len(idnr) > 4 else "***"  # noqa: PLR2004
