@@ -22,7 +22,7 @@ from einmal.keys import (
 )
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
-from einmal.store import StoreError, create_engine
+from einmal.store import StoreError, create_engine, dispose
 from einmal.tokens import TokenIssuer, TokenVerifier
 
 __all__ = ["BrokerComponent"]
@@ -120,7 +120,7 @@ class BrokerComponent:
         try:
             await self.repository.create_schema()
         finally:
-            await self.engine.dispose()
+            await self.engine.dispose()  # the pool only: serving runs in another event loop
 
     async def start(self) -> None:
         await self.repository.create_schema()
@@ -135,4 +135,4 @@ class BrokerComponent:
         for connector in self.connectors.values():
             await connector.aclose()
         await self._http.aclose()
-        await self.engine.dispose()
+        await dispose(self.engine)

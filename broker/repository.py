@@ -6,6 +6,7 @@ Translates every SQLAlchemy error into ``StoreError`` (``raise ... from exc``).
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import asyncio
 import contextlib
+import sqlite3
 from contextlib import asynccontextmanager
 from typing import Any
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from broker.tables import (
     as_utc,
 )
 from einmal.domain.transfer import TransferRecord
-from einmal.store import StoreError, writer
+from einmal.store import StoreError, sqlite_time, sqlite_writer, writer
 
 __all__ = ["BrokerRepository", "ConsentUse", "IdempotentAnswer", "StoredConsent",
            "StoredPreview"]
@@ -38,6 +39,17 @@ _preview = PreviewRow.__table__  # type: ignore[attr-defined]
 _encode = msgspec.json.Encoder().encode
 GROUP_COMMIT_MAX = 256
 _INSERT_TRANSFER = insert(_transfer)  # built once; rows given per call
+_Pending = tuple[TransferRecord, "ConsentUse | None", "IdempotentAnswer | None"]
+
+# The group commit's statements on SQLite's writer thread (einmal/store.py: SqliteWriter):
+# the same as the SQLAlchemy statements of _commit_batch / _use_consent below.
+_SQLITE_USE_CONSENT = (
+    "UPDATE broker_consent SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL "
+    "AND valid_until > ? AND (max_uses IS NULL OR uses < max_uses)")
+_SQLITE_ANSWER = ("UPDATE broker_idempotency SET state = 'done', response = ? "
+                  "WHERE client_id = ? AND key = ?")
+_SQLITE_INSERT_TRANSFER = ("INSERT INTO broker_transfer (id, created_at, record, attempts) "
+                           "VALUES (?, ?, ?, 0)")
 
 
 class StoredConsent(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +134,7 @@ class BrokerRepository:
         self._engine = engine
         self._queue: list[tuple[tuple[Any, Any, Any], asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._sqlite = sqlite_writer(engine)
 
     @asynccontextmanager
     async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
@@ -227,8 +240,9 @@ class BrokerRepository:
                 if not future.done():
                     future.set_result(ok)
 
-    async def _commit_batch(self, items: list[tuple[TransferRecord, ConsentUse | None,
-                                                     IdempotentAnswer | None]]) -> list[bool]:
+    async def _commit_batch(self, items: list[_Pending]) -> list[bool]:
+        if self._sqlite is not None:
+            return await self._sqlite.run(lambda conn: _commit_batch_sqlite(conn, items))
         results: list[bool] = []
         rows: list[dict[str, Any]] = []
         async with self._tx() as conn:
@@ -250,7 +264,7 @@ class BrokerRepository:
         return results
 
     @staticmethod
-    async def _use_consent(conn: AsyncConnection, use: ConsentUse) -> bool:
+    async def _use_consent(conn: AsyncConnection, use: ConsentUse) -> bool:  # = _SQLITE_USE_CONSENT
         result = await conn.execute(
             update(_consent)
             .where(_consent.c.id == use.consent_id,
@@ -427,6 +441,11 @@ class BrokerRepository:
             return [(row.seq, row.record) for row in (await conn.execute(query)).all()]
 
     async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
+        if self._sqlite is not None:
+            rows = [(sqlite_time(now), seq) for seq in seqs]
+            await self._sqlite.run(lambda conn: conn.executemany(
+                "UPDATE broker_transfer SET delivered_at = ? WHERE seq = ?", rows))
+            return
         async with self._tx() as conn:
             await conn.execute(update(_transfer).where(_transfer.c.seq.in_(seqs))
                                .values(delivered_at=now))
@@ -450,3 +469,21 @@ class BrokerRepository:
 
         async with self._tx() as conn:
             return int((await conn.execute(select(func.count()).select_from(_transfer))).scalar_one())
+
+
+def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending]) -> list[bool]:
+    """``_commit_batch`` on the SQLite writer thread: one transaction, one executemany."""
+    results: list[bool] = []
+    rows: list[tuple[str, str, bytes]] = []
+    for record, use, answer in items:
+        if use is not None and conn.execute(
+                _SQLITE_USE_CONSENT, (use.consent_id, sqlite_time(use.now))).rowcount != 1:
+            results.append(False)
+            continue
+        rows.append((record.id, sqlite_time(record.occurred_at), _encode(record)))
+        if answer is not None:
+            conn.execute(_SQLITE_ANSWER, (answer.sealed_response, answer.client_id, answer.key))
+        results.append(True)
+    if rows:
+        conn.executemany(_SQLITE_INSERT_TRANSFER, rows)
+    return results

@@ -18,7 +18,7 @@ from einmal.keys import (
     retired_public_jwks,
 )
 from einmal.settings import Settings
-from einmal.store import create_engine
+from einmal.store import create_engine, dispose
 
 __all__ = ["CHANNEL_AUDIENCE", "CockpitComponent"]
 
@@ -85,7 +85,7 @@ class CockpitComponent:
         try:
             await self.service.create_schema()
         finally:
-            await self.engine.dispose()
+            await self.engine.dispose()  # the pool only: serving runs in another event loop
 
     async def start(self) -> None:
         await self.service.create_schema()
@@ -97,6 +97,6 @@ class CockpitComponent:
     async def stop(self) -> None:
         await self.web.close()
         await self.log.stop()
-        await self.engine.dispose()
+        await dispose(self.engine)
         if self.read_engine is not None:
-            await self.read_engine.dispose()
+            await dispose(self.read_engine)

@@ -8,6 +8,7 @@ crashed sequencer leaves either the whole batch or nothing - the tree never fork
 import asyncio
 import base64
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from cockpit.tables import CheckpointRow, CitizenEntryRow, EntryRow, LogStateRow
 from einmal import tlog
 from einmal.keys import SigningKey, public_key_from_jwk
 from einmal.problems import ProblemError
-from einmal.store import writer
+from einmal.store import StoreError, sqlite_time, sqlite_writer, writer
 
 __all__ = ["TransferLog"]
 
@@ -35,6 +36,12 @@ _state = LogStateRow.__table__  # type: ignore[attr-defined]
 _index = CitizenEntryRow.__table__  # type: ignore[attr-defined]
 _b64 = base64.b64encode
 _line = msgspec.json.Encoder()
+
+
+def _frontier(size: int) -> list[tuple[int, int]]:
+    """The (level, index) of the perfect subtrees a tree of ``size`` leaves is made of."""
+    return [(level, (size >> level) - 1) for level in range(size.bit_length())
+            if size >> level & 1]
 
 
 def _perfect(start: int, end: int) -> tuple[int, int]:
@@ -59,6 +66,7 @@ class TransferLog:
                  batch_size: int = 5000, interval_s: float = 0.5,
                  retention_days: int = 730, retired_keys: list[dict[str, Any]] = ()) -> None:
         self._engine = engine
+        self._sqlite = sqlite_writer(engine)
         self._key = key
         self.origin = origin
         self._batch = batch_size
@@ -107,7 +115,7 @@ class TransferLog:
                 if self._last_shred is None or now - self._last_shred > timedelta(hours=1):
                     await self.shred(now - self._retention)
                     self._last_shred = now
-            except (SQLAlchemyError, OSError, ProblemError) as exc:
+            except (SQLAlchemyError, StoreError, OSError, ProblemError) as exc:
                 log.warning("log.sequencer_failed", error=type(exc).__name__)
                 await asyncio.sleep(1)
 
@@ -117,7 +125,36 @@ class TransferLog:
         return tlog.sign_note(text, self.origin, self._key.private_key)
 
     async def integrate(self) -> int:
-        """Integrate one batch of pending entries and sign a checkpoint. Returns the count."""
+        """Integrate one batch of pending entries and sign a checkpoint. Returns the count.
+        On SQLite the transaction is one call on the writer thread (decision 0024)."""
+        if self._sqlite is not None:
+            count, new_size = await self._sqlite.run(self._integrate_sqlite)
+        else:
+            count, new_size = await self._integrate_sqlalchemy()
+        if count:
+            log.info("log.integrated", count=count, tree_size=new_size)
+        return count
+
+    def _extend(self, size: int, leaf_hashes: list[bytes],
+                nodes: dict[tuple[int, int], bytes],
+                ) -> tuple[int, dict[tuple[int, int], bytes], bytes]:
+        """Append leaves to a tree of ``size`` whose frontier ``nodes`` are given: the new
+        size, the new nodes (level, index) -> hash, and the new root."""
+        new: dict[tuple[int, int], bytes] = {}
+        for offset, leaf_hash in enumerate(leaf_hashes):
+            index = size + offset
+            level, idx, h = 0, index, leaf_hash
+            new[(0, idx)] = h
+            while idx & 1:
+                left = new.get((level, idx - 1)) or nodes[(level, idx - 1)]
+                h = tlog.node_hash(left, h)
+                level, idx = level + 1, idx >> 1
+                new[(level, idx)] = h
+        new_size = size + len(leaf_hashes)
+        known = {**nodes, **new}
+        return new_size, new, tlog.mth_from(new_size, lambda s, e: known[_perfect(s, e)])
+
+    async def _integrate_sqlalchemy(self) -> tuple[int, int]:
         async with writer(self._engine), self._engine.begin() as conn:
             now = datetime.now(UTC)
             # The lock: nobody else sequences until this transaction ends.
@@ -128,35 +165,46 @@ class TransferLog:
                 select(_entry.c.seq, _entry.c.leaf_hash).where(_entry.c.log_index.is_(None))
                 .order_by(_entry.c.seq).limit(self._batch))).all()
             if not pending:
-                return 0
-            frontier = [(level, (size >> level) - 1) for level in range(size.bit_length())
-                        if size >> level & 1]
-            nodes = await self._nodes(conn, frontier)
-            new: dict[tuple[int, int], bytes] = {}
-            for offset, row in enumerate(pending):
-                index = size + offset
-                level, idx, h = 0, index, row.leaf_hash
-                new[(0, idx)] = h
-                while idx & 1:
-                    left = new.get((level, idx - 1)) or nodes[(level, idx - 1)]
-                    h = tlog.node_hash(left, h)
-                    level, idx = level + 1, idx >> 1
-                    new[(level, idx)] = h
-            new_size = size + len(pending)
+                return 0, size
+            nodes = await self._nodes(conn, _frontier(size))
+            new_size, new, root = self._extend(size, [row.leaf_hash for row in pending], nodes)
             await conn.execute(
                 update(_entry).where(_entry.c.seq == bindparam("b_seq"))
                 .values(log_index=bindparam("b_index")),
                 [{"b_seq": row.seq, "b_index": size + i} for i, row in enumerate(pending)])
             await conn.execute(insert(_node), [{"level": k[0], "idx": k[1], "hash": v}
                                                for k, v in new.items()])
-            known = {**nodes, **new}
-            root = tlog.mth_from(new_size, lambda s, e: known[_perfect(s, e)])
             await conn.execute(update(_state).where(_state.c.id == 1)
                                .values(tree_size=new_size))
             await conn.execute(insert(_checkpoint).values(
                 tree_size=new_size, root=root, note=self._sign(new_size, root), created_at=now))
-        log.info("log.integrated", count=len(pending), tree_size=new_size)
-        return len(pending)
+        return len(pending), new_size
+
+    def _integrate_sqlite(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """``_integrate_sqlalchemy`` on the SQLite writer thread: the same statements."""
+        now = sqlite_time(datetime.now(UTC))
+        size = conn.execute("SELECT tree_size FROM cockpit_log_state WHERE id = 1").fetchone()[0]
+        pending = conn.execute("SELECT seq, leaf_hash FROM cockpit_entry WHERE log_index IS NULL "
+                               "ORDER BY seq LIMIT ?", (self._batch,)).fetchall()
+        if not pending:
+            return 0, size
+        nodes: dict[tuple[int, int], bytes] = {}
+        for level, idx in _frontier(size):
+            row = conn.execute("SELECT hash FROM cockpit_tree_node WHERE level = ? AND idx = ?",
+                               (level, idx)).fetchone()
+            if row is None:
+                raise ProblemError("internal", "the stored tree is missing nodes")
+            nodes[(level, idx)] = row[0]
+        new_size, new, root = self._extend(size, [row[1] for row in pending], nodes)
+        conn.executemany("UPDATE cockpit_entry SET log_index = ? WHERE seq = ?",
+                         [(size + i, row[0]) for i, row in enumerate(pending)])
+        conn.executemany("INSERT INTO cockpit_tree_node (level, idx, hash) VALUES (?, ?, ?)",
+                         [(k[0], k[1], v) for k, v in new.items()])
+        conn.execute("UPDATE cockpit_log_state SET tree_size = ?, updated_at = ? WHERE id = 1",
+                     (new_size, now))
+        conn.execute("INSERT INTO cockpit_checkpoint (tree_size, root, note, created_at) "
+                     "VALUES (?, ?, ?, ?)", (new_size, root, self._sign(new_size, root), now))
+        return len(pending), new_size
 
     async def _nodes(self, conn: AsyncConnection, keys: Iterable[tuple[int, int]],
                      ) -> dict[tuple[int, int], bytes]:

@@ -1,8 +1,8 @@
 """Cockpit use-cases: accept transfer records from the broker, show citizens their transfers."""
 
 import base64
-import hashlib
 import hmac
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 import contextlib
 from contextlib import asynccontextmanager
@@ -23,7 +23,7 @@ from einmal import tlog
 from einmal.domain.idnr import mask_idnr
 from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError
-from einmal.store import writer
+from einmal.store import sqlite_time, sqlite_writer, writer
 
 __all__ = ["CockpitService", "TransferView"]
 
@@ -34,6 +34,20 @@ _index = CitizenEntryRow.__table__  # type: ignore[attr-defined]
 _relation = RelationRow.__table__  # type: ignore[attr-defined]
 _VISIBLE_FOR = timedelta(days=730)  # OZG § 10: the last two years
 _PARENTAL_PROOFS = {"birth", "custody"}
+
+# The ingest's statements on SQLite's writer thread (einmal/store.py: SqliteWriter); the
+# SQLAlchemy path (_ingest_sqlalchemy) runs the same ones. Ids travel as one JSON array.
+_SQLITE_KNOWN_IDS = "SELECT id FROM cockpit_entry WHERE id IN (SELECT value FROM json_each(?))"
+_SQLITE_INSERT_ENTRY = (
+    "INSERT INTO cockpit_entry (id, occurred_at, received_at, subject_ref, body, leaf, "
+    "leaf_hash, service_id, register_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING")
+_SQLITE_PARENTS = ("SELECT parent_ref, child_ref FROM cockpit_relation "
+                   "WHERE child_ref IN (SELECT value FROM json_each(?))")
+_SQLITE_INSERT_RELATION = ("INSERT INTO cockpit_relation (parent_ref, child_ref) VALUES (?, ?) "
+                           "ON CONFLICT DO NOTHING")
+_SQLITE_INSERT_INDEX = ("INSERT INTO cockpit_citizen_entry (citizen_ref, transfer_id, "
+                        "occurred_at, relation) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 class TransferView(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,9 +98,10 @@ class CockpitService:
         self._vault = vault
         self._key = pseudonym_key
         self._clock = clock
+        self._sqlite = sqlite_writer(engine)
 
     def pseudonym(self, idnr: str) -> str:
-        return hmac.new(self._key, idnr.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, idnr.encode(), "sha256").hex()
 
     @asynccontextmanager
     async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
@@ -115,8 +130,38 @@ class CockpitService:
         executemany each, and the parents are read once for the whole batch. The readers of
         each record are the same as if the records were stored one by one, in order: a
         relation learned from a record applies to it and to later ones, not to earlier ones.
+        On SQLite the whole transaction is one call on the writer thread (``_ingest_sqlite``,
+        decision 0024); elsewhere the same statements go through SQLAlchemy.
         """
         now = self._clock()
+        refs = {r.subject: self.pseudonym(r.subject) for r in records}
+        if self._sqlite is not None:
+            cached = self._vault.cached(refs.values())
+            fresh, new_keys = await self._sqlite.run(
+                lambda conn: self._ingest_sqlite(conn, records, refs, cached, now))
+            self._vault.remember(new_keys)
+        else:
+            fresh = await self._ingest_sqlalchemy(records, refs, now)
+        accepted = len(fresh)
+        duplicates = len(records) - accepted
+        log.info("cockpit.ingested", accepted=accepted, duplicates=duplicates)
+        if accepted:
+            self._on_ingested()
+        return {"accepted": accepted, "duplicates": duplicates}
+
+    def _entry(self, record: TransferRecord, subject_ref: str, key: bytes, now: datetime,
+               ) -> dict[str, Any]:
+        leaf = encode_leaf(record, subject_ref)
+        return {
+            "id": record.id, "occurred_at": record.occurred_at, "received_at": now,
+            "subject_ref": subject_ref,
+            "body": self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
+            "leaf": leaf, "leaf_hash": tlog.leaf_hash(leaf),
+            "service_id": record.service.id,
+            "register_id": record.register.id if record.register else None}
+
+    async def _ingest_sqlalchemy(self, records: list[TransferRecord], refs: dict[str, str],
+                                 now: datetime) -> list[tuple[TransferRecord, str]]:
         async with self._tx() as conn:
             ids = list(dict.fromkeys(r.id for r in records))
             known = set((await conn.execute(select(_entry.c.id).where(
@@ -127,38 +172,72 @@ class CockpitService:
                 if record.id in known:
                     continue
                 known.add(record.id)
-                subject_ref = self.pseudonym(record.subject)
-                leaf = encode_leaf(record, subject_ref)
+                subject_ref = refs[record.subject]
                 key = await self._vault.key(conn, subject_ref, create=True)
                 assert key is not None  # noqa: S101 - create=True always yields a key
-                entries.append({
-                    "id": record.id, "occurred_at": record.occurred_at, "received_at": now,
-                    "subject_ref": subject_ref,
-                    "body": self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
-                    "leaf": leaf, "leaf_hash": tlog.leaf_hash(leaf),
-                    "service_id": record.service.id,
-                    "register_id": record.register.id if record.register else None})
+                entries.append(self._entry(record, subject_ref, key, now))
                 fresh.append((record, subject_ref))
             if entries:
                 # insert-ignore: a concurrent ingest of the same record (another process) wins
                 await conn.execute(_insert_ignore(conn, _entry), entries)
-                await self._index(conn, fresh)
-        accepted = len(fresh)
-        duplicates = len(records) - accepted
-        log.info("cockpit.ingested", accepted=accepted, duplicates=duplicates)
-        if accepted:
-            self._on_ingested()
-        return {"accepted": accepted, "duplicates": duplicates}
+                subjects = list({subject_ref for _, subject_ref in fresh})
+                parents_of: dict[str, list[str]] = {}
+                for parent_ref, child_ref in (await conn.execute(
+                        select(_relation.c.parent_ref, _relation.c.child_ref)
+                        .where(_relation.c.child_ref.in_(subjects)))).all():
+                    parents_of.setdefault(child_ref, []).append(parent_ref)
+                relations, rows = self._readers(fresh, parents_of)
+                if relations:
+                    await conn.execute(_insert_ignore(conn, _relation), relations)
+                await conn.execute(_insert_ignore(conn, _index), rows)
+        return fresh
 
-    async def _index(self, conn: AsyncConnection, fresh: list[tuple[TransferRecord, str]],
-                     ) -> None:
-        """Index rows (who sees which entry) for new records, in order."""
-        subjects = list({subject_ref for _, subject_ref in fresh})
-        parents_of: dict[str, list[str]] = {}
-        for parent_ref, child_ref in (await conn.execute(
-                select(_relation.c.parent_ref, _relation.c.child_ref)
-                .where(_relation.c.child_ref.in_(subjects)))).all():
-            parents_of.setdefault(child_ref, []).append(parent_ref)
+    def _ingest_sqlite(self, conn: sqlite3.Connection, records: list[TransferRecord],
+                       refs: dict[str, str], cached: dict[str, bytes], now: datetime,
+                       ) -> tuple[list[tuple[TransferRecord, str]], dict[str, bytes]]:
+        """``_ingest_sqlalchemy`` as one transaction on the SQLite writer thread. Returns the
+        fresh records and the citizen keys it had to load or create (the caller caches them:
+        the vault's cache is only touched on the event loop's thread)."""
+        ids = msgspec.json.encode(list(dict.fromkeys(r.id for r in records)))
+        known = {row[0] for row in conn.execute(_SQLITE_KNOWN_IDS, (ids,))}
+        keys = dict(cached)
+        new_keys: dict[str, bytes] = {}
+        fresh: list[tuple[TransferRecord, str]] = []
+        entries: list[tuple[Any, ...]] = []
+        for record in records:
+            if record.id in known:
+                continue
+            known.add(record.id)
+            subject_ref = refs[record.subject]
+            key = keys.get(subject_ref)
+            if key is None:
+                key = keys[subject_ref] = new_keys[subject_ref] = self._vault.key_sqlite(
+                    conn, subject_ref)
+            e = self._entry(record, subject_ref, key, now)
+            entries.append((e["id"], sqlite_time(e["occurred_at"]), sqlite_time(now),
+                            e["subject_ref"], e["body"], e["leaf"], e["leaf_hash"],
+                            e["service_id"], e["register_id"]))
+            fresh.append((record, subject_ref))
+        if entries:
+            conn.executemany(_SQLITE_INSERT_ENTRY, entries)
+            subjects = msgspec.json.encode(list({ref for _, ref in fresh}))
+            parents_of: dict[str, list[str]] = {}
+            for parent_ref, child_ref in conn.execute(_SQLITE_PARENTS, (subjects,)):
+                parents_of.setdefault(child_ref, []).append(parent_ref)
+            relations, rows = self._readers(fresh, parents_of)
+            if relations:
+                conn.executemany(_SQLITE_INSERT_RELATION,
+                                 [(r["parent_ref"], r["child_ref"]) for r in relations])
+            conn.executemany(_SQLITE_INSERT_INDEX, [
+                (r["citizen_ref"], r["transfer_id"], sqlite_time(r["occurred_at"]),
+                 r["relation"]) for r in rows])
+        return fresh, new_keys
+
+    def _readers(self, fresh: list[tuple[TransferRecord, str]],
+                 parents_of: dict[str, list[str]],
+                 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+        """Relations learned and index rows (who sees which entry) for new records, in order.
+        ``parents_of`` (child -> parents known before this batch) is extended as it goes."""
         relations: list[dict[str, str]] = []
         rows: list[dict[str, Any]] = []
         for record, subject_ref in fresh:
@@ -180,9 +259,7 @@ class CockpitService:
             rows.extend({"citizen_ref": ref, "transfer_id": record.id,
                          "occurred_at": record.occurred_at, "relation": relation}
                         for ref, relation in readers.items())
-        if relations:
-            await conn.execute(_insert_ignore(conn, _relation), relations)
-        await conn.execute(_insert_ignore(conn, _index), rows)
+        return relations, rows
 
     async def transfers_of(self, idnr: str, *, limit: int = 50, cursor: str | None = None,
                            ) -> dict[str, Any]:

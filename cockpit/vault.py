@@ -7,8 +7,9 @@ unreadable (crypto-shredding) while the log's leaf hashes, and so every proof, s
 """
 
 import os
+import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -18,11 +19,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cockpit.tables import CitizenKeyRow
+from einmal.store import sqlite_time
 
 __all__ = ["CitizenVault", "VaultError", "count_citizen_keys", "rewrap_citizen_keys"]
 
 _keys = CitizenKeyRow.__table__  # type: ignore[attr-defined]
 _NONCE = 12
+_SQLITE_KEY = "SELECT wrapped_key FROM cockpit_citizen_key WHERE citizen_ref = ?"
+_SQLITE_ADD_KEY = ("INSERT INTO cockpit_citizen_key (citizen_ref, wrapped_key, created_at) "
+                   "VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 class VaultError(Exception):
@@ -44,6 +49,28 @@ class CitizenVault:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return key
+
+    def cached(self, citizen_refs: Iterable[str]) -> dict[str, bytes]:
+        """The keys of these citizens that are in the cache (event loop thread only)."""
+        return {ref: key for ref in citizen_refs if (key := self._cache.get(ref)) is not None}
+
+    def remember(self, keys: dict[str, bytes]) -> None:
+        """Cache keys loaded on the SQLite writer thread (event loop thread only)."""
+        for ref, key in keys.items():
+            self._remember(ref, key)
+
+    def key_sqlite(self, conn: sqlite3.Connection, citizen_ref: str) -> bytes:
+        """``key(..., create=True)`` on the SQLite writer thread; leaves the cache alone."""
+        row = conn.execute(_SQLITE_KEY, (citizen_ref,)).fetchone()
+        if row is None:
+            conn.execute(_SQLITE_ADD_KEY, (citizen_ref, aes_key_wrap(self._master, os.urandom(32)),
+                                           sqlite_time(datetime.now(UTC))))
+            row = conn.execute(_SQLITE_KEY, (citizen_ref,)).fetchone()
+        try:
+            return aes_key_unwrap(self._master, row[0])
+        except InvalidUnwrap as exc:
+            msg = "a citizen key does not unwrap with this master key"
+            raise VaultError(msg) from exc
 
     async def key(self, conn: AsyncConnection, citizen_ref: str, *, create: bool) -> bytes | None:
         cached = self._cache.get(citizen_ref)

@@ -5,16 +5,23 @@ Errors of the driver are translated at the repository boundary into ``StoreError
 
 import asyncio
 import contextlib
+import sqlite3
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["StoreError", "create_engine", "writer"]
+__all__ = ["SqliteWriter", "StoreError", "create_engine", "dispose", "sqlite_time",
+           "sqlite_writer", "writer"]
 
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+_WRITERS: "weakref.WeakKeyDictionary[Any, SqliteWriter]" = weakref.WeakKeyDictionary()
+_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -24,8 +31,7 @@ class StoreError(Exception):
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # NOTE: synchronous=FULL: a committed transfer record survives power loss (no log, no proof).
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000",
-                   "foreign_keys=ON"):
+    for pragma in _PRAGMAS:
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -68,3 +74,93 @@ async def writer(engine: AsyncEngine) -> AsyncIterator[None]:
         lock = _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
     async with lock:
         yield
+
+
+def sqlite_time(value: datetime) -> str:
+    """A datetime as SQLAlchemy's SQLite dialect stores it (UTC, microseconds, no zone), so
+    rows written by ``SqliteWriter`` read back like any other (``as_utc`` on the way out)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SqliteWriter:
+    """The hot write transactions on SQLite, each run as ONE call on a thread of its own with a
+    plain ``sqlite3`` connection (same pragmas, so commits stay durable: ``synchronous=FULL``).
+
+    Through SQLAlchemy's async adapter a write transaction costs a thread hand-over per
+    statement (begin, cursor, execute, close, commit) and SQLAlchemy's per-row parameter
+    processing; here a whole group commit is one hand-over and rows are plain tuples
+    (docs/benchmarks.md, decision 0024). The caller writes plain SQL against the same tables;
+    datetimes go in as ``sqlite_time``. Write transactions of the process stay serialised:
+    ``run`` holds the same per-engine lock as ``writer``. PostgreSQL has no such writer:
+    the repositories keep their SQLAlchemy statements there.
+    """
+
+    def __init__(self, engine: AsyncEngine, path: str) -> None:
+        self._engine = engine
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="einmal-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:  # on the writer thread only
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            for pragma in _PRAGMAS:
+                conn.execute(f"PRAGMA {pragma}")
+            self._conn = conn
+        return self._conn
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(connection)`` in one transaction; committed (durably) when this returns.
+        A driver error becomes ``StoreError``; any other exception rolls back and propagates."""
+        async with writer(self._engine):
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._transaction, work)
+            except sqlite3.Error as exc:
+                msg = f"store failed: {type(exc).__name__}"
+                raise StoreError(msg) from exc
+            except OSError as exc:
+                msg = f"store unreachable: {type(exc).__name__}"
+                raise StoreError(msg) from exc
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        self._pool.shutdown(wait=True)
+
+
+def sqlite_writer(engine: AsyncEngine) -> SqliteWriter | None:
+    """The engine's ``SqliteWriter`` (one per engine), or None: not SQLite, or in memory."""
+    if engine.dialect.name != "sqlite":
+        return None
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    found = _WRITERS.get(engine.sync_engine)
+    if found is None:
+        found = _WRITERS[engine.sync_engine] = SqliteWriter(engine, path)
+    return found
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's ``SqliteWriter`` (if it has one) and dispose its pool."""
+    found = _WRITERS.pop(engine.sync_engine, None)
+    if found is not None:
+        await found.aclose()
+    await engine.dispose()
