@@ -420,13 +420,18 @@ class BrokerRepository:
                                        .where(_transfer.c.seq.in_([r.seq for r in rows]))
                                        .values(delivered_at=datetime.now(UTC)))
             return len(rows)
-        async with self._tx(write=False) as conn:
-            rows = (await conn.execute(query)).all()
+        if self._sqlite is not None:  # one call on the writer thread (decision 0024)
+            rows = await self._sqlite.run(lambda conn: conn.execute(
+                "SELECT seq, record FROM broker_transfer WHERE delivered_at IS NULL "
+                "ORDER BY seq LIMIT ?", (limit,)).fetchall())
+        else:
+            async with self._tx(write=False) as conn:
+                rows = [tuple(row) for row in (await conn.execute(query)).all()]
         if not rows:
             return 0
-        seqs = [row.seq for row in rows]
+        seqs = [seq for seq, _ in rows]
         try:
-            await send([row.record for row in rows])
+            await send([record for _, record in rows])
         except Exception:
             await self.mark_attempt(seqs)
             raise

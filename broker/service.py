@@ -52,9 +52,10 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 def uuid7(now: float | None = None) -> str:
     """UUIDv7 (time-ordered; RFC 9562) - transfer ids sort by creation time."""
     ms = int((now if now is not None else time.time()) * 1000)
-    rand = int.from_bytes(uuid.uuid4().bytes[6:], "big") & ((1 << 74) - 1)
+    rand = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
     value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # = str(uuid.UUID(int=value)), without building the object
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _JWS = jwt.PyJWS()

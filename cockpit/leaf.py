@@ -19,9 +19,12 @@ _encoder = msgspec.json.Encoder(order="sorted")
 
 
 def _time(value: datetime | None) -> str | None:
+    """RFC 3339 UTC with microseconds: ``2026-11-29T07:00:00.000120Z``."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat("T", "microseconds")[:26] + "Z"
 
 
 def leaf_fields(record: TransferRecord, subject_ref: str) -> dict[str, Any]:

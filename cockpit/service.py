@@ -134,9 +134,13 @@ class CockpitService:
         decision 0024); elsewhere the same statements go through SQLAlchemy.
         """
         now = self._clock()
-        refs = {r.subject: self.pseudonym(r.subject) for r in records}
+        refs: dict[str, str] = {}  # every IdNr of the batch -> its pseudonym, computed once
+        for record in records:
+            for idnr in (record.subject, *(c.idnr for c in record.concerned)):
+                if idnr not in refs:
+                    refs[idnr] = self.pseudonym(idnr)
         if self._sqlite is not None:
-            cached = self._vault.cached(refs.values())
+            cached = self._vault.cached({refs[r.subject] for r in records})
             fresh, new_keys = await self._sqlite.run(
                 lambda conn: self._ingest_sqlite(conn, records, refs, cached, now))
             self._vault.remember(new_keys)
@@ -186,10 +190,13 @@ class CockpitService:
                         select(_relation.c.parent_ref, _relation.c.child_ref)
                         .where(_relation.c.child_ref.in_(subjects)))).all():
                     parents_of.setdefault(child_ref, []).append(parent_ref)
-                relations, rows = self._readers(fresh, parents_of)
+                relations, rows = self._readers(fresh, parents_of, refs)
                 if relations:
-                    await conn.execute(_insert_ignore(conn, _relation), relations)
-                await conn.execute(_insert_ignore(conn, _index), rows)
+                    await conn.execute(_insert_ignore(conn, _relation), [
+                        {"parent_ref": parent, "child_ref": child} for parent, child in relations])
+                await conn.execute(_insert_ignore(conn, _index), [
+                    {"citizen_ref": ref, "transfer_id": transfer_id, "occurred_at": occurred_at,
+                     "relation": relation} for ref, transfer_id, occurred_at, relation in rows])
         return fresh
 
     def _ingest_sqlite(self, conn: sqlite3.Connection, records: list[TransferRecord],
@@ -224,40 +231,39 @@ class CockpitService:
             parents_of: dict[str, list[str]] = {}
             for parent_ref, child_ref in conn.execute(_SQLITE_PARENTS, (subjects,)):
                 parents_of.setdefault(child_ref, []).append(parent_ref)
-            relations, rows = self._readers(fresh, parents_of)
+            relations, rows = self._readers(fresh, parents_of, refs, time=sqlite_time)
             if relations:
-                conn.executemany(_SQLITE_INSERT_RELATION,
-                                 [(r["parent_ref"], r["child_ref"]) for r in relations])
-            conn.executemany(_SQLITE_INSERT_INDEX, [
-                (r["citizen_ref"], r["transfer_id"], sqlite_time(r["occurred_at"]),
-                 r["relation"]) for r in rows])
+                conn.executemany(_SQLITE_INSERT_RELATION, relations)
+            conn.executemany(_SQLITE_INSERT_INDEX, rows)
         return fresh, new_keys
 
-    def _readers(self, fresh: list[tuple[TransferRecord, str]],
-                 parents_of: dict[str, list[str]],
-                 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-        """Relations learned and index rows (who sees which entry) for new records, in order.
-        ``parents_of`` (child -> parents known before this batch) is extended as it goes."""
-        relations: list[dict[str, str]] = []
-        rows: list[dict[str, Any]] = []
+    @staticmethod
+    def _readers(fresh: list[tuple[TransferRecord, str]], parents_of: dict[str, list[str]],
+                 refs: dict[str, str], time: Callable[[datetime], Any] = lambda t: t,
+                 ) -> tuple[list[tuple[str, str]], list[tuple[str, str, Any, str]]]:
+        """Relations learned (parent, child) and index rows (citizen, transfer id,
+        ``time(occurred_at)``, relation: who sees which entry) for new records, in order.
+        ``parents_of`` (child -> parents known before this batch) is extended as it goes;
+        ``refs`` maps every IdNr of the batch to its pseudonym."""
+        relations: list[tuple[str, str]] = []
+        rows: list[tuple[str, str, Any, str]] = []
         for record, subject_ref in fresh:
             readers: dict[str, str] = {subject_ref: "self"}
-            named = [self.pseudonym(c.idnr) for c in record.concerned
-                     if c.idnr != record.subject]
+            named = [refs[c.idnr] for c in record.concerned if c.idnr != record.subject]
             if (record.outcome is Outcome.DELIVERED and record.proof_type in _PARENTAL_PROOFS
                     and named):
                 # The register named them as parents / custody holders of the subject.
                 known = parents_of.setdefault(subject_ref, [])
                 for parent_ref in named:
-                    relations.append({"parent_ref": parent_ref, "child_ref": subject_ref})
+                    relations.append((parent_ref, subject_ref))
                     if parent_ref not in known:
                         known.append(parent_ref)
             for parent_ref in parents_of.get(subject_ref, ()):
                 readers.setdefault(parent_ref, "child")
             for ref in named:
                 readers.setdefault(ref, "concerned")
-            rows.extend({"citizen_ref": ref, "transfer_id": record.id,
-                         "occurred_at": record.occurred_at, "relation": relation}
+            occurred_at = time(record.occurred_at)
+            rows.extend((ref, record.id, occurred_at, relation)
                         for ref, relation in readers.items())
         return relations, rows
 

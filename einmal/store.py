@@ -78,8 +78,11 @@ async def writer(engine: AsyncEngine) -> AsyncIterator[None]:
 
 def sqlite_time(value: datetime) -> str:
     """A datetime as SQLAlchemy's SQLite dialect stores it (UTC, microseconds, no zone), so
-    rows written by ``SqliteWriter`` read back like any other (``as_utc`` on the way out)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    rows written by ``SqliteWriter`` read back like any other (``as_utc`` on the way out).
+    A naive value is taken as UTC already (as SQLAlchemy does)."""
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 class SqliteWriter:
