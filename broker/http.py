@@ -39,28 +39,33 @@ _CONSENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _CORRELATION_ID = _IDEMPOTENCY_KEY
 
 
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(key[:64])
-        result[key] = value
-    return result
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def _first_problem(value: Any) -> str | None:
+    """Duplicate member names or nesting deeper than MAX_JSON_DEPTH in a document parsed with
+    ``object_pairs_hook=list`` (objects as lists of pairs): one walk, no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in
-                         (item.values() if isinstance(item, dict) else item))
-    return deepest
+        if type(item) is _Pairs or type(item) is list:
+            if level > MAX_JSON_DEPTH:
+                return f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
+            if type(item) is _Pairs:
+                names = [name for name, _ in item]
+                if len(set(names)) != len(names):
+                    seen: set[str] = set()
+                    for name in names:
+                        if name in seen:
+                            return f"The body names the member {name[:64]!r} more than once."
+                        seen.add(name)
+                stack.extend((child, level + 1) for _, child in item)
+            else:
+                stack.extend((child, level + 1) for child in item)
+    return None
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as the C decoder hands it over: its (name, value) pairs, in order."""
+
+    __slots__ = ()
 
 
 def _precheck(raw: bytes) -> None:
@@ -68,17 +73,14 @@ def _precheck(raw: bytes) -> None:
     names (msgspec keeps the last one; another parser in the chain might keep the first)
     and deep nesting (a RecursionError would be a 500). Malformed JSON is left to msgspec."""
     try:
-        parsed = json.loads(raw, object_pairs_hook=_refuse_duplicates)
-    except _DuplicateKeyError as exc:
-        raise ProblemError("invalid-request",
-                           f"The body names the member {str(exc)!r} more than once.") from exc
+        parsed = json.loads(raw, object_pairs_hook=_Pairs)
     except RecursionError as exc:
         raise ProblemError("invalid-request", "The body is nested too deeply.") from exc
     except ValueError:  # not JSON / not UTF-8: msgspec says why, with a 400
         return
-    if _depth(parsed) > MAX_JSON_DEPTH:
-        raise ProblemError("invalid-request",
-                           f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    problem = _first_problem(parsed)
+    if problem is not None:
+        raise ProblemError("invalid-request", problem)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,7 +242,10 @@ class BrokerRepository:
 
     async def _commit_batch(self, items: list[_Pending]) -> list[bool]:
         if self._sqlite is not None:
-            return await self._sqlite.run(lambda conn: _commit_batch_sqlite(conn, items))
+            # rows encoded here, on the event loop: the writer thread only runs the SQL
+            rows = [(record.id, sqlite_time(record.occurred_at), _encode(record))
+                    for record, _, _ in items]
+            return await self._sqlite.run(lambda conn: _commit_batch_sqlite(conn, items, rows))
         results: list[bool] = []
         rows: list[dict[str, Any]] = []
         async with self._tx() as conn:
@@ -476,16 +479,18 @@ class BrokerRepository:
             return int((await conn.execute(select(func.count()).select_from(_transfer))).scalar_one())
 
 
-def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending]) -> list[bool]:
-    """``_commit_batch`` on the SQLite writer thread: one transaction, one executemany."""
+def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending],
+                         encoded: list[tuple[str, str, bytes]]) -> list[bool]:
+    """``_commit_batch`` on the SQLite writer thread: one transaction, one executemany.
+    ``encoded`` holds each item's row (id, created_at, record)."""
     results: list[bool] = []
     rows: list[tuple[str, str, bytes]] = []
-    for record, use, answer in items:
+    for (_, use, answer), row in zip(items, encoded, strict=True):
         if use is not None and conn.execute(
                 _SQLITE_USE_CONSENT, (use.consent_id, sqlite_time(use.now))).rowcount != 1:
             results.append(False)
             continue
-        rows.append((record.id, sqlite_time(record.occurred_at), _encode(record)))
+        rows.append(row)
         if answer is not None:
             conn.execute(_SQLITE_ANSWER, (answer.sealed_response, answer.client_id, answer.key))
         results.append(True)

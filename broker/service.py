@@ -121,6 +121,7 @@ class BrokerService:
         self._on_committed = on_committed
         self.on_outcome = on_outcome
         self._clock = clock
+        self._service_refs: dict[str, tuple[Any, ServiceRef]] = {}
         self._client_keys: dict[str, dict[str, Ed25519PublicKey]] = {
             document.id: policies.public_keys(document.id) for document in policies.services()}
         #: held proofs awaiting the citizen's release (broker/previews.py)
@@ -309,8 +310,12 @@ class BrokerService:
         document = self._policies.service(client_id)
         if document is None:  # the token outlived its policy document
             raise ProblemError("unauthenticated", "Unknown client.")
-        service = ServiceRef(id=document.id, name=document.name,
-                             authority=document.authority, land=document.land)
+        cached = self._service_refs.get(client_id)
+        if cached is None or cached[0] is not document:  # built once per policy document
+            cached = self._service_refs[client_id] = (document, ServiceRef(
+                id=document.id, name=document.name, authority=document.authority,
+                land=document.land))
+        service = cached[1]
         connector = self._connectors.get(request.proof_type)
         base = {"proof_type": request.proof_type.value, "purpose": request.purpose,
                 "service": service, "subject": subject, "consent_id": request.consent_id,

@@ -7,6 +7,7 @@ Rules (see docs/domain.md):
 4. A digit that appears three times must not stand in three consecutive places.
 """
 
+import functools
 from collections import Counter
 
 __all__ = ["InvalidIdNrError", "check_digit", "is_valid_idnr", "mask_idnr", "validate_idnr"]
@@ -27,25 +28,32 @@ def check_digit(first_ten: str) -> int:
 
 def validate_idnr(value: str, *, allow_test: bool = False) -> str:
     """Return ``value`` if it is a valid IdNr, else raise InvalidIdNrError naming the rule."""
-    if len(value) != 11 or not value.isascii() or not value.isdigit():
-        msg = "an IdNr has exactly 11 digits"
-        raise InvalidIdNrError(msg)
+    problem = _problem(value, allow_test) if len(value) == 11 else _WRONG_LENGTH  # noqa: PLR2004
+    if problem is not None:
+        raise InvalidIdNrError(problem)
+    return value
+
+
+_WRONG_LENGTH = "an IdNr has exactly 11 digits"
+
+
+@functools.lru_cache(maxsize=16384)  # pure; a busy broker sees the same citizens again
+def _problem(value: str, allow_test: bool) -> str | None:  # noqa: FBT001
+    """The first rule ``value`` breaks, or None (only 11-character strings get here)."""
+    if not value.isascii() or not value.isdigit():
+        return _WRONG_LENGTH
     if value[0] == "0" and not allow_test:
-        msg = "an IdNr does not start with 0 (test numbers are allowed only in demo mode)"
-        raise InvalidIdNrError(msg)
+        return "an IdNr does not start with 0 (test numbers are allowed only in demo mode)"
     body = value[:10]
     counts = Counter(body)
     repeated = [digit for digit, n in counts.items() if n > 1]
     if len(repeated) != 1 or counts[repeated[0]] > 3:  # noqa: PLR2004 - rule 3 of the IdNr
-        msg = "in the first ten digits of an IdNr exactly one digit appears two or three times"
-        raise InvalidIdNrError(msg)
+        return "in the first ten digits of an IdNr exactly one digit appears two or three times"
     if repeated[0] * 3 in body:
-        msg = "an IdNr digit must not appear three times in a row"
-        raise InvalidIdNrError(msg)
+        return "an IdNr digit must not appear three times in a row"
     if check_digit(body) != int(value[10]):
-        msg = "the IdNr check digit is wrong"
-        raise InvalidIdNrError(msg)
-    return value
+        return "the IdNr check digit is wrong"
+    return None
 
 
 def is_valid_idnr(value: str, *, allow_test: bool = False) -> bool:
