@@ -141,9 +141,11 @@ class CockpitService:
                     refs[idnr] = self.pseudonym(idnr)
         if self._sqlite is not None:
             cached = self._vault.cached({refs[r.subject] for r in records})
-            fresh, new_keys = await self._sqlite.run(
-                lambda conn: self._ingest_sqlite(conn, records, refs, cached, now))
-            self._vault.remember(new_keys)
+            # the keys it created are cached under the write lock: a crypto-shred of the same
+            # citizen cannot slip in between the commit and the cache (it takes that lock)
+            fresh, _ = await self._sqlite.run(
+                lambda conn: self._ingest_sqlite(conn, records, refs, cached, now),
+                then=lambda result: self._vault.remember(result[1]))
         else:
             fresh = await self._ingest_sqlalchemy(records, refs, now)
         accepted = len(fresh)

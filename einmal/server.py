@@ -77,8 +77,15 @@ def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
             await app(scope, receive, send)
             return
         structlog.contextvars.clear_contextvars()
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or _new_request_id()
+        request_id = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                # a client's id is kept only if it is short printable ASCII (it goes into
+                # every log line and back into a response header)
+                if len(value) <= 64 and value.isascii() and value.decode().isprintable():
+                    request_id = value.decode()
+                break
+        request_id = request_id or _new_request_id()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -87,8 +94,8 @@ def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", ()),
+                                      (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
         try:

@@ -124,12 +124,15 @@ class SqliteWriter:
         conn.execute("COMMIT")
         return result
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, work: Callable[[sqlite3.Connection], T],
+                  then: Callable[[T], None] | None = None) -> T:
         """Run ``work(connection)`` in one transaction; committed (durably) when this returns.
-        A driver error becomes ``StoreError``; any other exception rolls back and propagates."""
+        ``then(result)`` runs on the event loop after the commit, still holding the write lock
+        (e.g. to cache what the transaction created before anyone can delete it). A driver
+        error becomes ``StoreError``; any other exception rolls back and propagates."""
         async with writer(self._engine):
             try:
-                return await asyncio.get_running_loop().run_in_executor(
+                result = await asyncio.get_running_loop().run_in_executor(
                     self._pool, self._transaction, work)
             except sqlite3.Error as exc:
                 msg = f"store failed: {type(exc).__name__}"
@@ -137,6 +140,9 @@ class SqliteWriter:
             except OSError as exc:
                 msg = f"store unreachable: {type(exc).__name__}"
                 raise StoreError(msg) from exc
+            if then is not None:
+                then(result)
+            return result
 
     def _close(self) -> None:
         if self._conn is not None:

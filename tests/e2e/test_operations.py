@@ -32,6 +32,12 @@ class TestOperations:
         assert echoed.headers["x-request-id"] == "abc-123"
         made = demo.http.get("/health/live")
         assert len(made.headers["x-request-id"]) == 36
+        # an id that is too long or not printable ASCII is replaced, not echoed or logged
+        for bad in ("x" * 65, "tab\there", "caf\u00e9"):
+            replaced = demo.http.get("/health/live", headers={"x-request-id": bad.encode()})
+            assert replaced.status_code == 200
+            assert replaced.headers["x-request-id"] != bad
+            assert len(replaced.headers["x-request-id"]) == 36
 
     def test_oversized_body_is_413(self, demo) -> None:
         response = demo.http.post("/v1/proof-requests", content=b"{" + b" " * 70_000 + b"}",
