@@ -213,6 +213,8 @@ class CockpitService:
         new_keys: dict[str, bytes] = {}
         fresh: list[tuple[TransferRecord, str]] = []
         entries: list[tuple[Any, ...]] = []
+        received_at = sqlite_time(now)
+        times: dict[str, str] = {}  # transfer id -> occurred_at as stored
         for record in records:
             if record.id in known:
                 continue
@@ -222,10 +224,13 @@ class CockpitService:
             if key is None:
                 key = keys[subject_ref] = new_keys[subject_ref] = self._vault.key_sqlite(
                     conn, subject_ref)
-            e = self._entry(record, subject_ref, key, now)
-            entries.append((e["id"], sqlite_time(e["occurred_at"]), sqlite_time(now),
-                            e["subject_ref"], e["body"], e["leaf"], e["leaf_hash"],
-                            e["service_id"], e["register_id"]))
+            leaf = encode_leaf(record, subject_ref)
+            occurred_at = times[record.id] = sqlite_time(record.occurred_at)
+            entries.append((
+                record.id, occurred_at, received_at, subject_ref,
+                self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
+                leaf, tlog.leaf_hash(leaf), record.service.id,
+                record.register.id if record.register else None))
             fresh.append((record, subject_ref))
         if entries:
             conn.executemany(_SQLITE_INSERT_ENTRY, entries)
@@ -233,7 +238,8 @@ class CockpitService:
             parents_of: dict[str, list[str]] = {}
             for parent_ref, child_ref in conn.execute(_SQLITE_PARENTS, (subjects,)):
                 parents_of.setdefault(child_ref, []).append(parent_ref)
-            relations, rows = self._readers(fresh, parents_of, refs, time=sqlite_time)
+            relations, rows = self._readers(fresh, parents_of, refs,
+                                            time=lambda record: times[record.id])
             if relations:
                 conn.executemany(_SQLITE_INSERT_RELATION, relations)
             conn.executemany(_SQLITE_INSERT_INDEX, rows)
@@ -241,10 +247,11 @@ class CockpitService:
 
     @staticmethod
     def _readers(fresh: list[tuple[TransferRecord, str]], parents_of: dict[str, list[str]],
-                 refs: dict[str, str], time: Callable[[datetime], Any] = lambda t: t,
+                 refs: dict[str, str],
+                 time: Callable[[TransferRecord], Any] = lambda record: record.occurred_at,
                  ) -> tuple[list[tuple[str, str]], list[tuple[str, str, Any, str]]]:
         """Relations learned (parent, child) and index rows (citizen, transfer id,
-        ``time(occurred_at)``, relation: who sees which entry) for new records, in order.
+        ``time(record)``, relation: who sees which entry) for new records, in order.
         ``parents_of`` (child -> parents known before this batch) is extended as it goes;
         ``refs`` maps every IdNr of the batch to its pseudonym."""
         relations: list[tuple[str, str]] = []
@@ -264,7 +271,7 @@ class CockpitService:
                 readers.setdefault(parent_ref, "child")
             for ref in named:
                 readers.setdefault(ref, "concerned")
-            occurred_at = time(record.occurred_at)
+            occurred_at = time(record)
             rows.extend((ref, record.id, occurred_at, relation)
                         for ref, relation in readers.items())
         return relations, rows
