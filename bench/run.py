@@ -419,7 +419,8 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from bench import cpu  # noqa: PLC0415
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    # The echo server gets the very same request bytes as the broker (token included).
+    # A stand-in for the echo alone; with a proof variant in the run the echo gets that
+    # variant's exact request bytes (token included), see below.
     echo_request = build_request(0, "x" * 300, {
         "idnr": "12345678901", "place_of_birth": "04011000", "birth_date": "2025-01-01"})
     running: dict[str, Running] = {}
@@ -430,6 +431,13 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             running[variant] = Running(variant, workdir, echo_request)
             results[variant] = {"variant": variant, "what": VARIANTS[variant],
                                 "server_pids": running[variant].pids, "closed_runs": []}
+        proof_variant = next((v for v in variants if v != "a"), None)
+        if "a" in running and proof_variant is not None:
+            # The echo gets the very bytes the broker gets (its real access token, ~450
+            # characters, not a stand-in of another length), only the Host port differs.
+            running["a"].request = running[proof_variant].request.replace(
+                f"host: 127.0.0.1:{running[proof_variant].server.port}".encode(),
+                f"host: 127.0.0.1:{running['a'].server.port}".encode())
         for round_no in range(args.repeats):
             for variant in variants:
                 print(f"[{variant}] closed loop, {args.concurrency} connections, round "
