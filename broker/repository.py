@@ -26,7 +26,7 @@ from broker.tables import (
     as_utc,
 )
 from einmal.domain.transfer import TransferRecord
-from einmal.store import StoreError, sqlite_time, sqlite_writer, writer
+from einmal.store import StoreError, insert_rows, sqlite_time, sqlite_writer, writer
 
 __all__ = ["BrokerRepository", "ConsentUse", "IdempotentAnswer", "StoredConsent",
            "StoredPreview"]
@@ -48,8 +48,7 @@ _SQLITE_USE_CONSENT = (
     "AND valid_until > ? AND (max_uses IS NULL OR uses < max_uses)")
 _SQLITE_ANSWER = ("UPDATE broker_idempotency SET state = 'done', response = ? "
                   "WHERE client_id = ? AND key = ?")
-_SQLITE_INSERT_TRANSFER = ("INSERT INTO broker_transfer (id, created_at, record, attempts) "
-                           "VALUES (?, ?, ?, 0)")
+_SQLITE_INSERT_TRANSFER = "INSERT INTO broker_transfer (id, created_at, record, attempts)"
 
 
 class StoredConsent(msgspec.Struct, frozen=True, kw_only=True):
@@ -450,9 +449,10 @@ class BrokerRepository:
 
     async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
         if self._sqlite is not None:
-            rows = [(sqlite_time(now), seq) for seq in seqs]
-            await self._sqlite.run(lambda conn: conn.executemany(
-                "UPDATE broker_transfer SET delivered_at = ? WHERE seq = ?", rows))
+            params = (sqlite_time(now), msgspec.json.encode(list(seqs)))
+            await self._sqlite.run(lambda conn: conn.execute(
+                "UPDATE broker_transfer SET delivered_at = ? "
+                "WHERE seq IN (SELECT value FROM json_each(?))", params))
             return
         async with self._tx() as conn:
             await conn.execute(update(_transfer).where(_transfer.c.seq.in_(seqs))
@@ -481,7 +481,7 @@ class BrokerRepository:
 
 def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending],
                          encoded: list[tuple[str, str, bytes]]) -> list[bool]:
-    """``_commit_batch`` on the SQLite writer thread: one transaction, one executemany.
+    """``_commit_batch`` on the SQLite writer thread: one transaction, one insert.
     ``encoded`` holds each item's row (id, created_at, record)."""
     results: list[bool] = []
     rows: list[tuple[str, str, bytes]] = []
@@ -495,5 +495,5 @@ def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending],
             conn.execute(_SQLITE_ANSWER, (answer.sealed_response, answer.client_id, answer.key))
         results.append(True)
     if rows:
-        conn.executemany(_SQLITE_INSERT_TRANSFER, rows)
+        insert_rows(conn, _SQLITE_INSERT_TRANSFER, [(*row, 0) for row in rows])
     return results

@@ -23,7 +23,7 @@ from einmal import tlog
 from einmal.domain.idnr import mask_idnr
 from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError
-from einmal.store import sqlite_time, sqlite_writer, writer
+from einmal.store import insert_rows, sqlite_time, sqlite_writer, writer
 
 __all__ = ["CockpitService", "TransferView"]
 
@@ -40,14 +40,13 @@ _PARENTAL_PROOFS = {"birth", "custody"}
 _SQLITE_KNOWN_IDS = "SELECT id FROM cockpit_entry WHERE id IN (SELECT value FROM json_each(?))"
 _SQLITE_INSERT_ENTRY = (
     "INSERT INTO cockpit_entry (id, occurred_at, received_at, subject_ref, body, leaf, "
-    "leaf_hash, service_id, register_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING")
+    "leaf_hash, service_id, register_id)")
 _SQLITE_PARENTS = ("SELECT parent_ref, child_ref FROM cockpit_relation "
                    "WHERE child_ref IN (SELECT value FROM json_each(?))")
-_SQLITE_INSERT_RELATION = ("INSERT INTO cockpit_relation (parent_ref, child_ref) VALUES (?, ?) "
-                           "ON CONFLICT DO NOTHING")
+_SQLITE_INSERT_RELATION = "INSERT INTO cockpit_relation (parent_ref, child_ref)"
 _SQLITE_INSERT_INDEX = ("INSERT INTO cockpit_citizen_entry (citizen_ref, transfer_id, "
-                        "occurred_at, relation) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                        "occurred_at, relation)")
+_IGNORE = "ON CONFLICT DO NOTHING"
 
 
 class TransferView(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,7 +232,7 @@ class CockpitService:
                 record.register.id if record.register else None))
             fresh.append((record, subject_ref))
         if entries:
-            conn.executemany(_SQLITE_INSERT_ENTRY, entries)
+            insert_rows(conn, _SQLITE_INSERT_ENTRY, entries, _IGNORE)
             subjects = msgspec.json.encode(list({ref for _, ref in fresh}))
             parents_of: dict[str, list[str]] = {}
             for parent_ref, child_ref in conn.execute(_SQLITE_PARENTS, (subjects,)):
@@ -241,8 +240,8 @@ class CockpitService:
             relations, rows = self._readers(fresh, parents_of, refs,
                                             time=lambda record: times[record.id])
             if relations:
-                conn.executemany(_SQLITE_INSERT_RELATION, relations)
-            conn.executemany(_SQLITE_INSERT_INDEX, rows)
+                insert_rows(conn, _SQLITE_INSERT_RELATION, relations, _IGNORE)
+            insert_rows(conn, _SQLITE_INSERT_INDEX, rows, _IGNORE)
         return fresh, new_keys
 
     @staticmethod

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["SqliteWriter", "StoreError", "create_engine", "dispose", "sqlite_time",
-           "sqlite_writer", "writer"]
+__all__ = ["SqliteWriter", "StoreError", "create_engine", "dispose", "insert_rows",
+           "sqlite_time", "sqlite_writer", "writer"]
 
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 _WRITERS: "weakref.WeakKeyDictionary[Any, SqliteWriter]" = weakref.WeakKeyDictionary()
@@ -83,6 +83,29 @@ def sqlite_time(value: datetime) -> str:
     if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]
+
+
+#: Parameters per statement: SQLite before 3.32 allows at most 999.
+_MAX_PARAMS = 999
+
+
+def insert_rows(conn: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]],
+                tail: str = "") -> None:
+    """``INSERT`` many rows with one statement per chunk: ``head`` up to ``VALUES``, then
+    ``(?, ...), (?, ...)``, then ``tail`` (e.g. ``ON CONFLICT DO NOTHING``).
+
+    ``executemany`` steps SQLite once per row, and the sqlite3 module gives the GIL back around
+    every step: on the writer thread, with the event loop busy, that is a wait for the GIL and a
+    context switch per row (decision 0024). One statement per chunk is one step."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, _MAX_PARAMS // width)
+    one = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        conn.execute(f"{head} VALUES {', '.join([one] * len(chunk))} {tail}",
+                     [value for row in chunk for value in row])
 
 
 class SqliteWriter:

@@ -216,3 +216,25 @@ async def test_a_failing_disk_is_a_store_error_for_the_proof_path(tmp_path: Path
 def test_only_a_sqlite_file_gets_a_writer() -> None:
     assert sqlite_writer(create_engine("sqlite+aiosqlite:///:memory:")) is None
     assert sqlite_writer(create_engine("postgresql+asyncpg://u@127.0.0.1/x")) is None
+
+
+async def test_integration_numbers_entries_in_order_across_a_gap_in_seq(tmp_path: Path) -> None:
+    path = tmp_path / "cockpit.db"
+    service, log, engine = await _cockpit(path, fast=True)
+    try:
+        await service.ingest([_record(CHILD, 1), _record(CHILD, 2)])
+        with sqlite3.connect(path) as conn:  # a row far ahead: the pending seqs have a gap
+            conn.execute("INSERT INTO cockpit_entry (seq, id, occurred_at, received_at, "
+                         "subject_ref, leaf_hash, service_id) VALUES (100, 'gap', ?, ?, 'x', ?, "
+                         "'s')", (sqlite_time(T0), sqlite_time(T0), b"\x01" * 32))
+        await service.ingest([_record(OTHER, 3)])
+        assert await log.integrate() == 4
+        await service.ingest([_record(OTHER, 4), _record(OTHER, 5)])  # no gap: one UPDATE
+        assert await log.integrate() == 2
+        size, note = await log.checkpoint()
+    finally:
+        await dispose(engine)
+    rows = _rows(path, "SELECT seq, log_index, leaf_hash FROM cockpit_entry ORDER BY seq")
+    assert [index for _, index, _ in rows] == list(range(6))
+    assert size == 6
+    assert note.split("\n")[2] == base64.b64encode(tlog.mth([h for _, _, h in rows])).decode()
