@@ -423,9 +423,7 @@ class BrokerRepository:
                                        .values(delivered_at=datetime.now(UTC)))
             return len(rows)
         if self._sqlite is not None:  # one call on the writer thread (decision 0024)
-            rows = await self._sqlite.run(lambda conn: conn.execute(
-                "SELECT seq, record FROM broker_transfer WHERE delivered_at IS NULL "
-                "ORDER BY seq LIMIT ?", (limit,)).fetchall())
+            rows = await self._sqlite.run(lambda conn: _pending_sqlite(conn, limit))
         else:
             async with self._tx(write=False) as conn:
                 rows = [tuple(row) for row in (await conn.execute(query)).all()]
@@ -497,3 +495,26 @@ def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending],
     if rows:
         insert_rows(conn, _SQLITE_INSERT_TRANSFER, [(*row, 0) for row in rows])
     return results
+
+
+_SQLITE_PENDING = ("SELECT seq, record FROM broker_transfer WHERE delivered_at IS NULL "
+                   "ORDER BY seq LIMIT ?")
+# The same rows as ONE result row: fetching N rows steps SQLite N times, and the sqlite3 module
+# gives the GIL back around every step (a wait and a context switch each on a busy loop). A
+# record is JSON, which never holds a raw control character, so ASCII RS separates them.
+_SQLITE_PENDING_ONE_ROW = (
+    "SELECT json_group_array(seq), group_concat(CAST(record AS TEXT), char(30)) "
+    f"FROM ({_SQLITE_PENDING})")
+
+
+def _pending_sqlite(conn: sqlite3.Connection, limit: int) -> list[tuple[int, bytes]]:
+    """The first ``limit`` undelivered records in ``seq`` order, read as one row; the plain
+    query if the aggregate does not come back in order (SQLite does not promise it)."""
+    seqs_json, joined = conn.execute(_SQLITE_PENDING_ONE_ROW, (limit,)).fetchone()
+    seqs = msgspec.json.decode(seqs_json) if seqs_json else []
+    if not seqs:
+        return []
+    records = joined.encode().split(b"\x1e")
+    if len(records) == len(seqs) and all(a < b for a, b in zip(seqs, seqs[1:])):
+        return list(zip(seqs, records))
+    return [tuple(row) for row in conn.execute(_SQLITE_PENDING, (limit,)).fetchall()]
