@@ -69,11 +69,15 @@ async def writer(engine: AsyncEngine) -> AsyncIterator[None]:
     if engine.dialect.name != "sqlite":
         yield
         return
+    async with _write_lock(engine):
+        yield
+
+
+def _write_lock(engine: AsyncEngine) -> asyncio.Lock:
     lock = _WRITE_LOCKS.get(engine.sync_engine)
     if lock is None:
         lock = _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
-    async with lock:
-        yield
+    return lock
 
 
 def sqlite_time(value: datetime) -> str:
@@ -109,16 +113,21 @@ def insert_rows(conn: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]
 
 
 class SqliteWriter:
-    """The hot write transactions on SQLite, each run as ONE call on a thread of its own with a
-    plain ``sqlite3`` connection (same pragmas, so commits stay durable: ``synchronous=FULL``).
+    """The hot write transactions on SQLite, in plain SQL on a ``sqlite3`` connection of their
+    own (same pragmas, so commits stay durable: ``synchronous=FULL``), with the durable part on
+    a thread of its own.
 
     Through SQLAlchemy's async adapter a write transaction costs a thread hand-over per
     statement (begin, cursor, execute, close, commit) and SQLAlchemy's per-row parameter
-    processing; here a whole group commit is one hand-over and rows are plain tuples
-    (docs/benchmarks.md, decision 0024). The caller writes plain SQL against the same tables;
-    datetimes go in as ``sqlite_time``. Write transactions of the process stay serialised:
-    ``run`` holds the same per-engine lock as ``writer``. PostgreSQL has no such writer:
-    the repositories keep their SQLAlchemy statements there.
+    processing (docs/benchmarks.md, decision 0024). Here ``run`` executes the transaction's
+    statements directly on the event loop - plain tuples, no I/O wait: in WAL mode they only
+    touch the page cache - and hands the ``COMMIT`` (WAL write and fsync, during which the
+    sqlite3 module releases the GIL) to the writer thread: one hand-over per transaction, and
+    no thread waiting for the GIL between statements. The caller writes plain SQL against the
+    same tables; datetimes go in as ``sqlite_time``. Write transactions of the process stay
+    serialised: ``run`` holds the same per-engine lock as ``writer`` until its commit is over,
+    even if the caller is cancelled meanwhile. PostgreSQL has no such writer: the repositories
+    keep their SQLAlchemy statements there.
     """
 
     def __init__(self, engine: AsyncEngine, path: str) -> None:
@@ -127,25 +136,33 @@ class SqliteWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="einmal-sqlite")
         self._conn: sqlite3.Connection | None = None
 
-    def _connection(self) -> sqlite3.Connection:  # on the writer thread only
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, timeout=10, isolation_level=None,
                                    check_same_thread=False)
             for pragma in _PRAGMAS:
                 conn.execute(f"PRAGMA {pragma}")
+            conn.execute("PRAGMA busy_timeout=0")  # never wait on the event loop (see _begin)
             self._conn = conn
         return self._conn
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+    @staticmethod
+    def _begin_waiting(conn: sqlite3.Connection) -> None:  # on the writer thread
+        conn.execute("PRAGMA busy_timeout=10000")
         try:
-            result = work(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            # another process writes (e.g. an `einmal` command): wait for it off the loop
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._begin_waiting, conn)
 
     async def run(self, work: Callable[[sqlite3.Connection], T],
                   then: Callable[[T], None] | None = None) -> T:
@@ -153,19 +170,48 @@ class SqliteWriter:
         ``then(result)`` runs on the event loop after the commit, still holding the write lock
         (e.g. to cache what the transaction created before anyone can delete it). A driver
         error becomes ``StoreError``; any other exception rolls back and propagates."""
-        async with writer(self._engine):
+        lock = _write_lock(self._engine)
+        await lock.acquire()
+        try:
+            conn = self._connection()
+            await self._begin(conn)
             try:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._transaction, work)
-            except sqlite3.Error as exc:
-                msg = f"store failed: {type(exc).__name__}"
-                raise StoreError(msg) from exc
-            except OSError as exc:
-                msg = f"store unreachable: {type(exc).__name__}"
-                raise StoreError(msg) from exc
-            if then is not None:
-                then(result)
-            return result
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            commit = asyncio.get_running_loop().run_in_executor(self._pool, self._commit, conn)
+        except (sqlite3.Error, OSError) as exc:
+            lock.release()
+            raise _store_error(exc) from exc
+        except BaseException:
+            lock.release()
+            raise
+
+        def committed(future: "asyncio.Future[None]") -> None:
+            # runs when the commit is over, whatever became of the caller: only then may the
+            # next transaction start on this connection
+            try:
+                if then is not None and not future.cancelled() and future.exception() is None:
+                    then(result)
+            finally:
+                lock.release()
+
+        commit.add_done_callback(committed)
+        try:
+            await asyncio.shield(commit)
+        except (sqlite3.Error, OSError) as exc:
+            raise _store_error(exc) from exc
+        return result
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection) -> None:  # on the writer thread
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -173,8 +219,15 @@ class SqliteWriter:
             self._conn = None
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        async with writer(self._engine):  # after the last commit
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
         self._pool.shutdown(wait=True)
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, OSError):
+        return StoreError(f"store unreachable: {type(exc).__name__}")
+    return StoreError(f"store failed: {type(exc).__name__}")
 
 
 def sqlite_writer(engine: AsyncEngine) -> SqliteWriter | None:

@@ -238,3 +238,45 @@ async def test_integration_numbers_entries_in_order_across_a_gap_in_seq(tmp_path
     assert [index for _, index, _ in rows] == list(range(6))
     assert size == 6
     assert note.split("\n")[2] == base64.b64encode(tlog.mth([h for _, _, h in rows])).decode()
+
+
+async def test_a_writer_waits_off_the_loop_for_another_process_holding_the_write_lock(
+        tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    path = tmp_path / "broker.db"
+    repo, engine = await _broker(path, fast=True)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # e.g. an `einmal` command writing meanwhile
+        commit = asyncio.create_task(repo.commit_transfer(_record(CHILD, 10)))
+        ticks = 0
+        while ticks < 20:  # the event loop keeps running while the writer waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not commit.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(commit, 10)
+        assert len(_rows(path, "SELECT id FROM broker_transfer")) == 1
+    finally:
+        other.close()
+        await dispose(engine)
+
+
+async def test_a_cancelled_caller_does_not_let_the_next_transaction_overlap_its_commit(
+        tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    path = tmp_path / "broker.db"
+    repo, engine = await _broker(path, fast=True)
+    try:
+        first = asyncio.create_task(repo.commit_transfer(_record(CHILD, 11)))
+        await asyncio.sleep(0)  # queued; the group commit is under way
+        first.cancel()
+        second = await repo.commit_transfer(_record(CHILD, 12))
+        assert second
+        rows = _rows(path, "SELECT id FROM broker_transfer ORDER BY seq")
+        # the cancelled caller's record may or may not have been committed - never half
+        assert str(uuid.UUID(int=12)) in {r[0] for r in rows}
+    finally:
+        await dispose(engine)
