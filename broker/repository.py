@@ -41,7 +41,7 @@ GROUP_COMMIT_MAX = 256
 _INSERT_TRANSFER = insert(_transfer)  # built once; rows given per call
 _Pending = tuple[TransferRecord, "ConsentUse | None", "IdempotentAnswer | None"]
 
-# The group commit's statements on SQLite's writer thread (einmal/store.py: SqliteWriter):
+# The group commit's statements on SQLite's writer (einmal/store.py: SqliteWriter):
 # the same as the SQLAlchemy statements of _commit_batch / _use_consent below.
 _SQLITE_USE_CONSENT = (
     "UPDATE broker_consent SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL "
@@ -241,7 +241,6 @@ class BrokerRepository:
 
     async def _commit_batch(self, items: list[_Pending]) -> list[bool]:
         if self._sqlite is not None:
-            # rows encoded here, on the event loop: the writer thread only runs the SQL
             rows = [(record.id, sqlite_time(record.occurred_at), _encode(record))
                     for record, _, _ in items]
             return await self._sqlite.run(lambda conn: _commit_batch_sqlite(conn, items, rows))
@@ -422,7 +421,7 @@ class BrokerRepository:
                                        .where(_transfer.c.seq.in_([r.seq for r in rows]))
                                        .values(delivered_at=datetime.now(UTC)))
             return len(rows)
-        if self._sqlite is not None:  # one call on the writer thread (decision 0024)
+        if self._sqlite is not None:  # on the SQLite writer (decision 0024)
             rows = await self._sqlite.run(lambda conn: _pending_sqlite(conn, limit))
         else:
             async with self._tx(write=False) as conn:
@@ -479,7 +478,7 @@ class BrokerRepository:
 
 def _commit_batch_sqlite(conn: sqlite3.Connection, items: list[_Pending],
                          encoded: list[tuple[str, str, bytes]]) -> list[bool]:
-    """``_commit_batch`` on the SQLite writer thread: one transaction, one insert.
+    """``_commit_batch`` on the SQLite writer: one transaction, one insert.
     ``encoded`` holds each item's row (id, created_at, record)."""
     results: list[bool] = []
     rows: list[tuple[str, str, bytes]] = []

@@ -126,7 +126,7 @@ class TransferLog:
 
     async def integrate(self) -> int:
         """Integrate one batch of pending entries and sign a checkpoint. Returns the count.
-        On SQLite the transaction is one call on the writer thread (decision 0024)."""
+        On SQLite the transaction runs on the SQLite writer (decision 0024)."""
         if self._sqlite is not None:
             count, new_size = await self._sqlite.run(self._integrate_sqlite)
         else:
@@ -181,7 +181,7 @@ class TransferLog:
         return len(pending), new_size
 
     def _integrate_sqlite(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        """``_integrate_sqlalchemy`` on the SQLite writer thread: the same statements."""
+        """``_integrate_sqlalchemy`` on the SQLite writer: the same statements."""
         now = sqlite_time(datetime.now(UTC))
         size = conn.execute("SELECT tree_size FROM cockpit_log_state WHERE id = 1").fetchone()[0]
         pending = conn.execute("SELECT seq, leaf_hash FROM cockpit_entry WHERE log_index IS NULL "

@@ -35,7 +35,7 @@ _relation = RelationRow.__table__  # type: ignore[attr-defined]
 _VISIBLE_FOR = timedelta(days=730)  # OZG § 10: the last two years
 _PARENTAL_PROOFS = {"birth", "custody"}
 
-# The ingest's statements on SQLite's writer thread (einmal/store.py: SqliteWriter); the
+# The ingest's statements on SQLite's writer (einmal/store.py: SqliteWriter); the
 # SQLAlchemy path (_ingest_sqlalchemy) runs the same ones. Ids travel as one JSON array.
 _SQLITE_KNOWN_IDS = "SELECT id FROM cockpit_entry WHERE id IN (SELECT value FROM json_each(?))"
 _SQLITE_INSERT_ENTRY = (
@@ -129,7 +129,7 @@ class CockpitService:
         executemany each, and the parents are read once for the whole batch. The readers of
         each record are the same as if the records were stored one by one, in order: a
         relation learned from a record applies to it and to later ones, not to earlier ones.
-        On SQLite the whole transaction is one call on the writer thread (``_ingest_sqlite``,
+        On SQLite the transaction runs on the SQLite writer (``_ingest_sqlite``,
         decision 0024); elsewhere the same statements go through SQLAlchemy.
         """
         now = self._clock()
@@ -203,7 +203,7 @@ class CockpitService:
     def _ingest_sqlite(self, conn: sqlite3.Connection, records: list[TransferRecord],
                        refs: dict[str, str], cached: dict[str, bytes], now: datetime,
                        ) -> tuple[list[tuple[TransferRecord, str]], dict[str, bytes]]:
-        """``_ingest_sqlalchemy`` as one transaction on the SQLite writer thread. Returns the
+        """``_ingest_sqlalchemy`` as one transaction on the SQLite writer. Returns the
         fresh records and the citizen keys it had to load or create (the caller caches them:
         the vault's cache is only touched on the event loop's thread)."""
         ids = msgspec.json.encode(list(dict.fromkeys(r.id for r in records)))

@@ -55,12 +55,12 @@ class CitizenVault:
         return {ref: key for ref in citizen_refs if (key := self._cache.get(ref)) is not None}
 
     def remember(self, keys: dict[str, bytes]) -> None:
-        """Cache keys loaded on the SQLite writer thread (event loop thread only)."""
+        """Cache keys loaded inside a SQLite writer transaction (event loop thread only)."""
         for ref, key in keys.items():
             self._remember(ref, key)
 
     def key_sqlite(self, conn: sqlite3.Connection, citizen_ref: str) -> bytes:
-        """``key(..., create=True)`` on the SQLite writer thread; leaves the cache alone."""
+        """``key(..., create=True)`` inside a SQLite writer transaction; leaves the cache alone."""
         row = conn.execute(_SQLITE_KEY, (citizen_ref,)).fetchone()
         if row is None:
             conn.execute(_SQLITE_ADD_KEY, (citizen_ref, aes_key_wrap(self._master, os.urandom(32)),

@@ -99,7 +99,7 @@ def insert_rows(conn: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]
     ``(?, ...), (?, ...)``, then ``tail`` (e.g. ``ON CONFLICT DO NOTHING``).
 
     ``executemany`` steps SQLite once per row, and the sqlite3 module gives the GIL back around
-    every step: on the writer thread, with the event loop busy, that is a wait for the GIL and a
+    every step, and whichever thread wants it back from a busy event loop pays a wait and a
     context switch per row (decision 0024). One statement per chunk is one step."""
     if not rows:
         return
