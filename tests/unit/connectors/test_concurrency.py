@@ -1,6 +1,7 @@
 """The per-register bound on calls in flight (connectors/_http.py)."""
 
 import asyncio
+import contextlib
 
 import httpx
 import pytest
@@ -117,9 +118,12 @@ async def test_calls_rotate_over_several_small_pools_on_real_connections() -> No
     from connectors._http import POOL_SHARDS  # noqa: PLC0415
 
     seen: list[str] = []
+    writers: list[asyncio.StreamWriter] = []
+    finished: list[asyncio.StreamWriter] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.append(str(writer.get_extra_info("peername")[1]))
+        writers.append(writer)
         try:
             while (head := await reader.readuntil(b"\r\n\r\n")):
                 length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
@@ -129,6 +133,8 @@ async def test_calls_rotate_over_several_small_pools_on_real_connections() -> No
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()  # the client closed its keep-alive connection
+        finally:
+            finished.append(writer)
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -142,4 +148,13 @@ async def test_calls_rotate_over_several_small_pools_on_real_connections() -> No
         assert client.in_flight("r") == 0
     finally:
         await client.aclose()
+        # close the server side before the loop ends (a writer collected after it warns)
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         server.close()
+        await server.wait_closed()
+        async with asyncio.timeout(5):  # every connection handler has returned
+            while len(finished) < len(writers):
+                await asyncio.sleep(0.01)
