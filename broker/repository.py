@@ -514,6 +514,6 @@ def _pending_sqlite(conn: sqlite3.Connection, limit: int) -> list[tuple[int, byt
     if not seqs:
         return []
     records = joined.encode().split(b"\x1e")
-    if len(records) == len(seqs) and all(a < b for a, b in zip(seqs, seqs[1:])):
-        return list(zip(seqs, records))
+    if len(records) == len(seqs) and all(a < b for a, b in zip(seqs, seqs[1:], strict=False)):
+        return list(zip(seqs, records, strict=True))
     return [tuple(row) for row in conn.execute(_SQLITE_PENDING, (limit,)).fetchall()]

@@ -34,6 +34,7 @@ from einmal.domain.idnr import InvalidIdNrError, mask_idnr, validate_idnr
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.keys import SigningKey
+from einmal.ids import uuid7
 from einmal.problems import ProblemError
 from einmal.store import StoreError
 from einmal.tokens import TokenIssuer
@@ -47,15 +48,6 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME_S = 300
 MAX_CONSENT_DAYS = 730  # two years, like the log retention
 IDEMPOTENCY_TTL = timedelta(hours=24)
-
-
-def uuid7(now: float | None = None) -> str:
-    """UUIDv7 (time-ordered; RFC 9562) - transfer ids sort by creation time."""
-    ms = int((now if now is not None else time.time()) * 1000)
-    rand = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    h = f"{value:032x}"  # = str(uuid.UUID(int=value)), without building the object
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _JWS = jwt.PyJWS()

@@ -38,9 +38,9 @@ _PARENTAL_PROOFS = {"birth", "custody"}
 # The ingest's statements on SQLite's writer (einmal/store.py: SqliteWriter); the
 # SQLAlchemy path (_ingest_sqlalchemy) runs the same ones. Ids travel as one JSON array.
 _SQLITE_KNOWN_IDS = "SELECT id FROM cockpit_entry WHERE id IN (SELECT value FROM json_each(?))"
-_SQLITE_INSERT_ENTRY = (
-    "INSERT INTO cockpit_entry (id, occurred_at, received_at, subject_ref, body, leaf, "
-    "leaf_hash, service_id, register_id)")
+_ENTRY_COLUMNS = ("id", "occurred_at", "received_at", "subject_ref", "body", "leaf",
+                  "leaf_hash", "service_id", "register_id")
+_SQLITE_INSERT_ENTRY = f"INSERT INTO cockpit_entry ({', '.join(_ENTRY_COLUMNS)})"
 _SQLITE_PARENTS = ("SELECT parent_ref, child_ref FROM cockpit_relation "
                    "WHERE child_ref IN (SELECT value FROM json_each(?))")
 _SQLITE_INSERT_RELATION = "INSERT INTO cockpit_relation (parent_ref, child_ref)"
@@ -154,16 +154,14 @@ class CockpitService:
             self._on_ingested()
         return {"accepted": accepted, "duplicates": duplicates}
 
-    def _entry(self, record: TransferRecord, subject_ref: str, key: bytes, now: datetime,
-               ) -> dict[str, Any]:
+    def _entry(self, record: TransferRecord, subject_ref: str, key: bytes, received_at: Any,
+               occurred_at: Any) -> tuple[Any, ...]:
+        """An entry row, its values in ``_ENTRY_COLUMNS`` order (times as the store takes them)."""
         leaf = encode_leaf(record, subject_ref)
-        return {
-            "id": record.id, "occurred_at": record.occurred_at, "received_at": now,
-            "subject_ref": subject_ref,
-            "body": self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
-            "leaf": leaf, "leaf_hash": tlog.leaf_hash(leaf),
-            "service_id": record.service.id,
-            "register_id": record.register.id if record.register else None}
+        return (record.id, occurred_at, received_at, subject_ref,
+                self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
+                leaf, tlog.leaf_hash(leaf), record.service.id,
+                record.register.id if record.register else None)
 
     async def _ingest_sqlalchemy(self, records: list[TransferRecord], refs: dict[str, str],
                                  now: datetime) -> list[tuple[TransferRecord, str]]:
@@ -180,7 +178,8 @@ class CockpitService:
                 subject_ref = refs[record.subject]
                 key = await self._vault.key(conn, subject_ref, create=True)
                 assert key is not None  # noqa: S101 - create=True always yields a key
-                entries.append(self._entry(record, subject_ref, key, now))
+                entries.append(dict(zip(_ENTRY_COLUMNS, self._entry(
+                    record, subject_ref, key, now, record.occurred_at), strict=True)))
                 fresh.append((record, subject_ref))
             if entries:
                 # insert-ignore: a concurrent ingest of the same record (another process) wins
@@ -204,8 +203,9 @@ class CockpitService:
                        refs: dict[str, str], cached: dict[str, bytes], now: datetime,
                        ) -> tuple[list[tuple[TransferRecord, str]], dict[str, bytes]]:
         """``_ingest_sqlalchemy`` as one transaction on the SQLite writer. Returns the
-        fresh records and the citizen keys it had to load or create (the caller caches them:
-        the vault's cache is only touched on the event loop's thread)."""
+        fresh records and the citizen keys it had to load or create; the caller caches those
+        only once the transaction has committed (a key cached from a rolled-back transaction
+        would seal later views with a key that is stored nowhere)."""
         ids = msgspec.json.encode(list(dict.fromkeys(r.id for r in records)))
         known = {row[0] for row in conn.execute(_SQLITE_KNOWN_IDS, (ids,))}
         keys = dict(cached)
@@ -223,13 +223,8 @@ class CockpitService:
             if key is None:
                 key = keys[subject_ref] = new_keys[subject_ref] = self._vault.key_sqlite(
                     conn, subject_ref)
-            leaf = encode_leaf(record, subject_ref)
             occurred_at = times[record.id] = sqlite_time(record.occurred_at)
-            entries.append((
-                record.id, occurred_at, received_at, subject_ref,
-                self._vault.seal(key, record.id, _view_encoder.encode(_view(record))),
-                leaf, tlog.leaf_hash(leaf), record.service.id,
-                record.register.id if record.register else None))
+            entries.append(self._entry(record, subject_ref, key, received_at, occurred_at))
             fresh.append((record, subject_ref))
         if entries:
             insert_rows(conn, _SQLITE_INSERT_ENTRY, entries, _IGNORE)

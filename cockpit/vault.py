@@ -51,16 +51,17 @@ class CitizenVault:
         return key
 
     def cached(self, citizen_refs: Iterable[str]) -> dict[str, bytes]:
-        """The keys of these citizens that are in the cache (event loop thread only)."""
+        """The keys of these citizens that are in the cache."""
         return {ref: key for ref in citizen_refs if (key := self._cache.get(ref)) is not None}
 
     def remember(self, keys: dict[str, bytes]) -> None:
-        """Cache keys loaded inside a SQLite writer transaction (event loop thread only)."""
+        """Cache keys loaded or created by a SQLite writer transaction - after its commit."""
         for ref, key in keys.items():
             self._remember(ref, key)
 
     def key_sqlite(self, conn: sqlite3.Connection, citizen_ref: str) -> bytes:
-        """``key(..., create=True)`` inside a SQLite writer transaction; leaves the cache alone."""
+        """``key(..., create=True)`` inside a SQLite writer transaction. Leaves the cache
+        alone: the transaction may still roll back (the caller uses ``remember`` after it)."""
         row = conn.execute(_SQLITE_KEY, (citizen_ref,)).fetchone()
         if row is None:
             conn.execute(_SQLITE_ADD_KEY, (citizen_ref, aes_key_wrap(self._master, os.urandom(32)),

@@ -1,7 +1,6 @@
 """The process: composes the configured components into one Litestar app on one port."""
 
 import gc
-import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,6 +13,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from einmal import __version__
 from einmal.citizen import CitizenAuth
+from einmal.ids import uuid4
 from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.openapi import document_problems, problems, schema_not_found_as_problem
@@ -56,12 +56,6 @@ class DemoPolicyError(Exception):
     """A demo policy document (public private key) was given to a non-demo server."""
 
 
-def _new_request_id() -> str:
-    """A random UUIDv4 string (= ``str(uuid.uuid4())``, without building the object)."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
-
-
 def _request_context(metrics: Metrics) -> Any:
     """Binds a request id to every log line of a request; logs and measures each request."""
 
@@ -85,7 +79,7 @@ def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
                 if len(value) <= 64 and value.isascii() and value.decode().isprintable():
                     request_id = value.decode()
                 break
-        request_id = request_id or _new_request_id()
+        request_id = request_id or uuid4()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500

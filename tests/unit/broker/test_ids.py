@@ -42,9 +42,9 @@ def test_sqlite_time_is_what_sqlalchemy_stores(value: datetime) -> None:
 
 
 def test_request_ids_are_random_version_4_uuids() -> None:
-    from einmal.server import _new_request_id  # noqa: PLC0415
+    from einmal.ids import uuid4  # noqa: PLC0415
 
-    ids = [_new_request_id() for _ in range(2000)]
+    ids = [uuid4() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)
