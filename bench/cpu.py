@@ -28,7 +28,7 @@ _TICK = 100.0
 
 
 def _ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as handle:  # noqa: PTH123
+    with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
 

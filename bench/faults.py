@@ -90,7 +90,7 @@ class Cluster:
 
 async def _drive(cluster: Cluster, creds: dict[str, Any], seconds: float,
                  stats: Counter[str], released: set[str]) -> None:
-    from tests.e2e.conftest import assertion  # noqa: PLC0415
+    from tests.e2e.conftest import assertion
 
     service = next(s for s in creds["services"]
                    if s["client_id"] == "standesamt-namensdienst-bremen")
@@ -175,8 +175,8 @@ async def _faults(cluster: Cluster, seconds: float, events: list[str]) -> None:
 
 async def _duplicate_batch(cluster: Cluster) -> dict[str, int]:
     """Deliver one batch of already-delivered records again, as a retrying outbox would."""
-    from einmal.keys import load_or_create_signing_key  # noqa: PLC0415
-    from einmal.tokens import TokenIssuer  # noqa: PLC0415
+    from einmal.keys import load_or_create_signing_key
+    from einmal.tokens import TokenIssuer
 
     engine = create_engine(cluster.pg.replace("postgresql://", "postgresql+asyncpg://", 1))
     async with engine.connect() as conn:

@@ -57,7 +57,7 @@ class Connection:
 
 def _cpu_ticks(pid: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/stat") as handle:  # noqa: PTH123
+        with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])  # utime + stime
     except (OSError, IndexError, ValueError):
@@ -94,7 +94,7 @@ class Recorder:
             return
         key = str(status) if status is not None else "exception"
         self.statuses[key] = self.statuses.get(key, 0) + 1
-        if status != 200:  # noqa: PLR2004
+        if status != 200:
             self.errors += 1
             if self.error_sample is None:
                 self.error_sample = f"{key}: {body[:300]!r}"
@@ -220,7 +220,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    with open(sys.argv[1]) as handle:  # noqa: PTH123
+    with open(sys.argv[1]) as handle:
         spec = json.load(handle)
     result = asyncio.run(run(spec))
     json.dump(result, sys.stdout)

@@ -25,8 +25,8 @@ from sqlalchemy import insert
 
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
-from cockpit.vault import CitizenVault
 from cockpit.tables import EntryRow
+from cockpit.vault import CitizenVault
 from einmal import tlog
 from einmal.audit import verify_bundle
 from einmal.keys import load_or_create_signing_key
@@ -68,7 +68,7 @@ async def main(entries: int, database_url: str | None, *, memory: bool) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="einmal-log-bench-"))
     url = database_url or f"sqlite+aiosqlite:///{workdir / 'cockpit.db'}"
     if database_url and database_url.startswith("postgres"):
-        from tests.conftest import reset_database  # noqa: PLC0415
+        from tests.conftest import reset_database
 
         reset_database(database_url)
         url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)

@@ -64,11 +64,11 @@ class Keys:
         self.new_rows: list[dict[str, Any]] = []
 
     def seal(self, citizen_ref: str, transfer_id: str, plaintext: bytes) -> bytes:
-        from cockpit.vault import CitizenVault  # noqa: PLC0415
+        from cockpit.vault import CitizenVault
 
         key = self.raw.get(citizen_ref)
         if key is None:
-            from cryptography.hazmat.primitives.keywrap import aes_key_wrap  # noqa: PLC0415
+            from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
             key = self.raw[citizen_ref] = os.urandom(32)
             self.new_rows.append({"citizen_ref": citizen_ref,
@@ -111,7 +111,7 @@ def generate(entries: int, citizens: int, target_ref: str, target_entries: int, 
                  "register_id": "standesamt:04011000"}
         index = [{"citizen_ref": subject, "transfer_id": transfer_id, "occurred_at": occurred,
                   "relation": "self"}]
-        if rng.random() < 0.3:  # a child's proof: a parent sees it too  # noqa: PLR2004
+        if rng.random() < 0.3:  # a child's proof: a parent sees it too
             other = refs[rng.randrange(citizens)]
             if other != subject:
                 index.append({"citizen_ref": other, "transfer_id": transfer_id,
@@ -174,7 +174,7 @@ def seed_sqlite(path: Path, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
 
 
 async def _seed_postgres(url: str, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
     conn = await asyncpg.connect(url)
     n_entries = n_index = 0
@@ -204,7 +204,7 @@ async def _seed_postgres(url: str, rows: Iterator[Any], keys: Keys) -> tuple[int
 
 async def _prepare_postgres(url: str) -> str:
     """Create ``<db>_einmal_bench`` beside the given database; drop its cockpit tables."""
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
     base, _, db = url.rpartition("/")
     bench_db = f"{db.split('?')[0]}_einmal_bench"
@@ -246,7 +246,7 @@ def measure(base_url: str, citizen_idnr: str, requests: int) -> dict[str, Any]:
             started = time.perf_counter()
             response = http.get("/v1/me/transfers", params={"limit": 50}, headers=headers)
             latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:  # noqa: PLR2004
+            if response.status_code != 200:
                 errors += 1
     values = sorted(latencies)
     return {"requests": requests, "errors": errors, "page_items": len(page["items"]),
@@ -258,7 +258,7 @@ def measure(base_url: str, citizen_idnr: str, requests: int) -> dict[str, Any]:
 
 def run_store(store: str, args: argparse.Namespace, workdir: Path,
               database_url: str | None) -> dict[str, Any]:
-    from bench.run import EINMAL, Server, free_port  # noqa: PLC0415
+    from bench.run import EINMAL, Server, free_port
 
     data = workdir / f"data-query-{store}"
     data.mkdir()
@@ -307,7 +307,7 @@ def run_queries(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.postgres:
         try:
             url = asyncio.run(_prepare_postgres(args.postgres))
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        except Exception as exc:
             results["postgresql"] = {"error": f"{type(exc).__name__}: {exc}"}
         else:
             results["postgresql"] = run_store("postgresql", args, workdir, url)

@@ -90,7 +90,7 @@ class Server:
                 break
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.base_url + path, timeout=2, headers={
-                        "authorization": f"Bearer {OPS_TOKEN}"}).status_code == 200:  # noqa: PLR2004
+                        "authorization": f"Bearer {OPS_TOKEN}"}).status_code == 200:
                     return
             time.sleep(0.1)
         msg = f"{self.name} did not start; see {self.log_path}:\n{self.log_path.read_text()[-2000:]}"
@@ -108,10 +108,10 @@ class Server:
 
 
 def _assertion(credentials: dict[str, Any], client_id: str) -> str:
-    import jwt  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from einmal.keys import _unb64u  # noqa: PLC0415, PLC2701
+    from einmal.keys import _unb64u
 
     service = next(s for s in credentials["services"] if s["client_id"] == client_id)
     jwk = service["private_jwk"]
@@ -155,7 +155,7 @@ def sanity_check(base_url: str, request: bytes, expect_proof: bool) -> None:
     headers.pop("content-length", None)
     response = httpx.post(f"{base_url}/v1/proof-requests", content=body, headers=headers,
                           timeout=10)
-    if response.status_code != 200:  # noqa: PLR2004
+    if response.status_code != 200:
         msg = f"sanity request failed: {response.status_code} {response.text[:300]}"
         raise RuntimeError(msg)
     if expect_proof and not {"transfer_id", "proof"} <= set(response.json()):
@@ -296,7 +296,7 @@ def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, work
     load.wait()
     if spy.returncode != 0 or not raw.exists():
         return {"error": (spy.stderr or spy.stdout)[-500:]}
-    from bench.profile import summarise  # noqa: PLC0415
+    from bench.profile import summarise
 
     summary = summarise(raw.read_text())
     keep = RESULTS / f"profile-{name}.txt"
@@ -326,16 +326,16 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    import litestar  # noqa: PLC0415
-    import uvicorn  # noqa: PLC0415
+    import litestar
+    import uvicorn
 
     try:
-        import uvloop  # noqa: F401, PLC0415
+        import uvloop  # noqa: F401
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
     try:
-        import httptools  # noqa: F401, PLC0415
+        import httptools  # noqa: F401
         http = "httptools"
     except ImportError:
         http = "h11"
@@ -346,7 +346,7 @@ def machine() -> dict[str, Any]:
 
 
 def _dist_version(name: str) -> str:
-    from importlib.metadata import version  # noqa: PLC0415
+    from importlib.metadata import version
 
     return version(name)
 
@@ -403,7 +403,7 @@ def main() -> None:
         if args.only in (None, "http"):
             report["http"] = run_http(args, workdir)
         if args.only in (None, "query"):
-            from bench.query import run_queries  # noqa: PLC0415
+            from bench.query import run_queries
 
             report["citizen_query"] = run_queries(args, workdir)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -416,7 +416,7 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """All variants' servers run side by side; the closed-loop runs are interleaved round by
     round (a, b, ..., a, b, ...) so that a change in the machine's other load hits every
     variant alike, and each round gives its own ratio."""
-    from bench import cpu  # noqa: PLC0415
+    from bench import cpu
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     # A stand-in for the echo alone; with a proof variant in the run the echo gets that
@@ -508,11 +508,11 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     results["ratios"] = ratios
     b_half = results.get("b", {}).get("half_peak")
     results["targets"] = {
-        "b/a >= 0.35": ratios.get("b/a") is not None and ratios["b/a"] >= 0.35,  # noqa: PLR2004
+        "b/a >= 0.35": ratios.get("b/a") is not None and ratios["b/a"] >= 0.35,
         "b/a >= 0.35 by CPU time": ratios.get("b/a by CPU time") is not None
-        and ratios["b/a by CPU time"] >= 0.35,  # noqa: PLR2004
+        and ratios["b/a by CPU time"] >= 0.35,
         "p99 <= 20 ms at half peak (b)": bool(b_half) and b_half["p99_ms"] is not None
-        and b_half["p99_ms"] <= 20,  # noqa: PLR2004
+        and b_half["p99_ms"] <= 20,
     }
     return results
 

@@ -36,7 +36,7 @@ class EchoIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 def echo_app() -> Any:
-    from litestar import Litestar, post  # noqa: PLC0415
+    from litestar import Litestar, post
 
     @post("/echo", status_code=200)
     async def echo(data: EchoIn) -> EchoIn:
@@ -46,7 +46,7 @@ def echo_app() -> Any:
     async def echo_proof(data: EchoIn) -> EchoIn:
         return data
 
-    from litestar import get  # noqa: PLC0415
+    from litestar import get
 
     @get("/health/ready")
     async def ready() -> dict[str, str]:
@@ -60,7 +60,7 @@ class InMemoryBirthConnector:
     """An in-process register: answers with a ``ProofData`` captured from one real fetch."""
 
     def __init__(self, real: Any, answers: Mapping[str, Any]) -> None:
-        from einmal.domain.proofs import ProofType  # noqa: PLC0415
+        from einmal.domain.proofs import ProofType
 
         self.proof_type = ProofType.BIRTH
         self._real = real
@@ -70,7 +70,7 @@ class InMemoryBirthConnector:
         self._real.check_parameters(parameters)  # pure, no I/O
 
     async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> Any:
-        from connectors.base import RecordNotFoundError  # noqa: PLC0415
+        from connectors.base import RecordNotFoundError
 
         self.check_parameters(parameters)
         answer = self._answers.get(subject)
@@ -85,12 +85,12 @@ class InMemoryBirthConnector:
 
 async def _capture_birth_proof(settings: Any, child: dict[str, Any]) -> Any:
     """One real fetch through the birth connector, against the simulator app in-process."""
-    import httpx  # noqa: PLC0415
-    from litestar import Litestar  # noqa: PLC0415
+    import httpx
+    from litestar import Litestar
 
-    from connectors.factory import build_connectors  # noqa: PLC0415
-    from connectors.simulators.app import SimulatorSettings, create_registers_router  # noqa: PLC0415
-    from einmal.domain.proofs import ProofType  # noqa: PLC0415
+    from connectors.factory import build_connectors
+    from connectors.simulators.app import SimulatorSettings, create_registers_router
+    from einmal.domain.proofs import ProofType
 
     registers = Litestar(route_handlers=[create_registers_router(SimulatorSettings(
         seed=settings.simulator_seed, families=settings.simulator_families))],
@@ -108,11 +108,11 @@ async def _capture_birth_proof(settings: Any, child: dict[str, Any]) -> Any:
 
 def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
                       cockpit_url: str | None = None) -> Any:
-    from connectors.simulators.population import generate_population  # noqa: PLC0415
-    from einmal.domain.proofs import ProofType  # noqa: PLC0415
-    from einmal.logging import configure_logging  # noqa: PLC0415
-    from einmal.server import build_components, create_app  # noqa: PLC0415
-    from einmal.settings import load_settings  # noqa: PLC0415
+    from connectors.simulators.population import generate_population
+    from einmal.domain.proofs import ProofType
+    from einmal.logging import configure_logging
+    from einmal.server import build_components, create_app
+    from einmal.settings import load_settings
 
     settings = load_settings(os.environ, port=port, data_dir=data_dir, demo=True,
                              log_level="warning", components=components_,
@@ -127,7 +127,7 @@ def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
     proof = asyncio.run(_capture_birth_proof(settings, child))
     real = broker.connectors[ProofType.BIRTH]
     # The service holds the same mapping object as the component (broker/app.py).
-    assert broker.service._connectors is broker.connectors  # noqa: S101, SLF001
+    assert broker.service._connectors is broker.connectors  # noqa: S101
     broker.connectors[ProofType.BIRTH] = InMemoryBirthConnector(real, {child["idnr"]: proof})
     return create_app(settings, components)
 
@@ -144,7 +144,7 @@ def main() -> None:
         app = echo_app()
     else:
         app = einmal_memory_app(args.port, args.data_dir, args.components, args.cockpit_url)
-    from einmal.server import freeze_startup_heap  # noqa: PLC0415
+    from einmal.server import freeze_startup_heap
 
     freeze_startup_heap()  # as `einmal serve` does
     uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)

@@ -85,7 +85,7 @@ class DeliveryWorker:
         response = await self._http.post(
             self._endpoint, content=body,
             headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
-        if response.status_code != 200:  # noqa: PLR2004
+        if response.status_code != 200:
             self._token = None  # e.g. a rotated key: the next attempt signs a fresh token
             msg = f"cockpit answered {response.status_code}"
             raise DeliveryRejectedError(msg)

@@ -10,9 +10,9 @@ OpenAPI pattern for every route here (the published schema must be true; tests/f
 """
 
 import hashlib
-from dataclasses import dataclass
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec

@@ -88,7 +88,7 @@ async def show_preview(request_id: FromPath[str], broker: NamedDependency[Broker
 async def decide_preview(request_id: FromPath[str], request: Request[Any, Any, Any],
                          broker: NamedDependency[BrokerService],
                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
-    from broker.http import decode_body  # noqa: PLC0415 - http imports this module
+    from broker.http import decode_body
 
     body = decode_body(await request.body(), DecisionIn)
     return _json_response(await broker.previews.decide(

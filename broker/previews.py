@@ -73,7 +73,7 @@ class PreviewDesk:
 
     def __init__(self, broker: "BrokerService", *, key: bytes, ttl_s: int, status_base: str,
                  cockpit_url: str) -> None:
-        if len(key) != 32:  # noqa: PLR2004 - AES-256
+        if len(key) != 32:
             msg = "the preview key must be 32 bytes (AES-256)"
             raise ValueError(msg)
         self._broker = broker
@@ -84,7 +84,7 @@ class PreviewDesk:
 
     @property
     def _repo(self) -> Any:
-        return self._broker._repo  # noqa: SLF001 - one use-case split over two modules
+        return self._broker._repo
 
     # -- sealing ------------------------------------------------------------------------------
     @staticmethod
@@ -111,11 +111,11 @@ class PreviewDesk:
     async def hold(self, *, base: dict[str, Any], client_id: str, proof: ProofData,
                    data: dict[str, Any], consent: "StoredConsent | None", subject: str,
                    idempotency_key: str | None) -> dict[str, str]:
-        from broker.service import uuid7  # noqa: PLC0415 - no import cycle
+        from broker.service import uuid7
 
         broker = self._broker
-        now = broker._now()  # noqa: SLF001
-        request_id = uuid7(broker._clock())  # noqa: SLF001
+        now = broker._now()
+        request_id = uuid7(broker._clock())
         held = Held(subject=subject, data=data, register_id=proof.issuer,
                     register_name=proof.issuer_name, concerned=tuple(proof.concerned),
                     consent_id=base["consent_id"], correlation_id=base["correlation_id"])
@@ -129,10 +129,10 @@ class PreviewDesk:
             sealed=self._seal(request_id, client_id, held))
         body = self._pending_body(row)
         answer = (IdempotentAnswer(client_id=client_id, key=idempotency_key,
-                                   sealed_response=broker._seal_answer(  # noqa: SLF001
+                                   sealed_response=broker._seal_answer(
                                        client_id, idempotency_key, body))
                   if idempotency_key else None)
-        await broker._store(self._repo.add_preview(row, answer))  # noqa: SLF001
+        await broker._store(self._repo.add_preview(row, answer))
         broker.on_outcome(row.proof_type, "preview")
         log.info("proof.preview_held", request_id=request_id, client_id=client_id,
                  proof_type=row.proof_type, expires_at=_iso(row.expires_at))
@@ -166,8 +166,8 @@ class PreviewDesk:
     async def _collect(self, row: StoredPreview) -> dict[str, str]:
         broker = self._broker
         held = self._open(row)
-        document = broker._policies.service(row.client_id)  # noqa: SLF001
-        permission = broker._policies.permission(  # noqa: SLF001
+        document = broker._policies.service(row.client_id)
+        permission = broker._policies.permission(
             row.client_id, ProofType(row.proof_type), row.purpose)
         if held is None or document is None or permission is None:
             await self._finish(row, "refused", "permission-denied", held)
@@ -175,10 +175,10 @@ class PreviewDesk:
                                "under the service's policy.", transfer_id=row.id)
         base = self._base(row, held, document, permission)
         proof = self._proof(row, held)
-        record = broker._record(base, Outcome.DELIVERED, proof=proof)  # noqa: SLF001
-        jws = broker._sign(record, row.client_id, proof, held.data)  # noqa: SLF001
-        use = ConsentUse(consent_id=row.consent_id, now=broker._now()) if row.consent_id else None  # noqa: SLF001
-        result = await broker._store(self._repo.collect_preview(row.id, record, use))  # noqa: SLF001
+        record = broker._record(base, Outcome.DELIVERED, proof=proof)
+        jws = broker._sign(record, row.client_id, proof, held.data)
+        use = ConsentUse(consent_id=row.consent_id, now=broker._now()) if row.consent_id else None
+        result = await broker._store(self._repo.collect_preview(row.id, record, use))
         if result == "gone":  # collected (or expired) by a concurrent request meanwhile
             return await self.status(row.client_id, row.id)
         if result == "consent":
@@ -186,7 +186,7 @@ class PreviewDesk:
             raise ProblemError("consent-required",
                                "The consent was revoked, expired or used up before the proof "
                                "was collected; nothing was released.", transfer_id=row.id)
-        broker._on_committed()  # noqa: SLF001
+        broker._on_committed()
         broker.on_outcome(record.proof_type, "delivered")
         log.info("proof.released", transfer_id=record.id, client_id=row.client_id,
                  proof_type=record.proof_type, preview=True)
@@ -198,11 +198,11 @@ class PreviewDesk:
             raise ProblemError("invalid-request", "status: one of all, "
                                + ", ".join(PREVIEW_STATES) + ".")
         ref = self._broker.pseudonym(citizen_idnr)
-        rows = await self._broker._store(self._repo.previews_of(ref))  # noqa: SLF001
+        rows = await self._broker._store(self._repo.previews_of(ref))
         wanted = status or "pending"
         items = []
         for row in rows:
-            row = await self._settle(row)  # noqa: PLW2901 - expiry is checked on every read
+            row = await self._settle(row)
             if wanted in ("all", row.state):
                 items.append(self._view(row))
         return items
@@ -221,10 +221,10 @@ class PreviewDesk:
         if row.state != "pending":
             raise ProblemError("conflict", f"This preview was already decided ({row.state}).",
                                state=row.state)
-        now = self._broker._now()  # noqa: SLF001
+        now = self._broker._now()
         if decision == "accept":
             # the service now has a fresh TTL to collect; the content stays sealed until then
-            done = await self._broker._store(  # noqa: SLF001
+            done = await self._broker._store(
                 self._repo.accept_preview(row.id, now, now + self.ttl))
         else:
             done = await self._finish(row, "refused", "preview-refused", self._open(row))
@@ -247,7 +247,7 @@ class PreviewDesk:
         service would get it (null once destroyed)."""
         if row is None:
             raise ProblemError("not-found", "No such preview.")
-        policies = self._broker._policies  # noqa: SLF001
+        policies = self._broker._policies
         document = policies.service(row.client_id)
         permission = policies.permission(row.client_id, ProofType(row.proof_type), row.purpose)
         view: dict[str, Any] = {
@@ -271,7 +271,7 @@ class PreviewDesk:
     # -- 4. expiry -------------------------------------------------------------------------------
     async def _settle(self, row: StoredPreview) -> StoredPreview:
         """Fail closed: an overdue open preview is expired (and destroyed) before any answer."""
-        if row.state in _OPEN and row.expires_at <= self._broker._now():  # noqa: SLF001
+        if row.state in _OPEN and row.expires_at <= self._broker._now():
             await self._finish(row, "expired", "preview-expired", self._open(row))
             fresh = await self._load(row.id)
             return fresh if fresh is not None else msgspec.structs.replace(
@@ -280,7 +280,7 @@ class PreviewDesk:
 
     async def sweep(self) -> int:
         """Expire and destroy every overdue open preview; forget ended ones after a day."""
-        now = self._broker._now()  # noqa: SLF001
+        now = self._broker._now()
         due = await self._repo.due_previews(now, 200)
         for row in due:
             await self._settle(row)
@@ -294,24 +294,24 @@ class PreviewDesk:
         """End an open preview: destroy the content, write its refused transfer record."""
         broker = self._broker
         record: TransferRecord | None = None
-        document = broker._policies.service(row.client_id)  # noqa: SLF001
+        document = broker._policies.service(row.client_id)
         if held is not None and document is not None:
-            permission = broker._policies.permission(  # noqa: SLF001
+            permission = broker._policies.permission(
                 row.client_id, ProofType(row.proof_type), row.purpose)
             base = self._base(row, held, document, permission)
-            record = broker._record(base, Outcome.REFUSED, error_type=reason,  # noqa: SLF001
+            record = broker._record(base, Outcome.REFUSED, error_type=reason,
                                     proof=self._proof(row, held), concerned=held.subject)
-        done = await broker._store(self._repo.finish_preview(  # noqa: SLF001
+        done = await broker._store(self._repo.finish_preview(
             row.id, _OPEN if state == "expired" else (row.state,), state,
-            broker._now(), record))  # noqa: SLF001
+            broker._now(), record))
         if done and record is not None:
-            broker._on_committed()  # noqa: SLF001
+            broker._on_committed()
             broker.on_outcome(record.proof_type, "refused")
             log.info("proof.refused", transfer_id=record.id, reason=reason)
         return bool(done)
 
     async def _load(self, request_id: str) -> StoredPreview | None:
-        return await self._broker._store(self._repo.preview(request_id))  # noqa: SLF001
+        return await self._broker._store(self._repo.preview(request_id))
 
     def _base(self, row: StoredPreview, held: Held, document: Any,
               permission: Any) -> dict[str, Any]:
@@ -324,7 +324,7 @@ class PreviewDesk:
         if permission is not None:
             base.update(purpose_text=permission.purpose_text, legal_basis=permission.legal_basis,
                         data_categories=tuple(sorted(permission.fields)),
-                        retention_until=self._broker._now()  # noqa: SLF001
+                        retention_until=self._broker._now()
                         + timedelta(days=permission.retention_days))
         return base
 

@@ -3,13 +3,13 @@
 Translates every SQLAlchemy error into ``StoreError`` (``raise ... from exc``).
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import delete, insert, or_, select, update
@@ -84,7 +84,7 @@ class StoredPreview(msgspec.Struct, frozen=True, kw_only=True):
     sealed: bytes | None
 
 
-class _Abort(Exception):  # noqa: N818 - rolls a transaction back on purpose
+class _Abort(Exception):
     pass
 
 
@@ -154,7 +154,7 @@ class BrokerRepository:
 
     async def create_schema(self) -> None:
         """Migrate a fresh database; refuse one that is behind (``einmal db upgrade``)."""
-        from einmal.migrate import ensure_schema  # noqa: PLC0415 - start-up only
+        from einmal.migrate import ensure_schema
 
         await ensure_schema(self._engine, "broker", [t.name for t in BROKER_TABLES])
 
@@ -230,7 +230,7 @@ class BrokerRepository:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
             try:
                 results = await self._commit_batch([item for item, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter gets the store failure
+            except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -462,7 +462,7 @@ class BrokerRepository:
 
     async def outbox_status(self) -> tuple[int, datetime | None]:
         """(undelivered records, creation time of the oldest)."""
-        from sqlalchemy import func  # noqa: PLC0415
+        from sqlalchemy import func
 
         async with self._tx(write=False) as conn:
             row = (await conn.execute(select(func.count(), func.min(_transfer.c.created_at))
@@ -470,7 +470,7 @@ class BrokerRepository:
         return int(row[0]), as_utc(row[1]) if row[1] else None
 
     async def transfer_count(self) -> int:
-        from sqlalchemy import func  # noqa: PLC0415
+        from sqlalchemy import func
 
         async with self._tx() as conn:
             return int((await conn.execute(select(func.count()).select_from(_transfer))).scalar_one())

@@ -33,8 +33,8 @@ from connectors.base import (
 from einmal.domain.idnr import InvalidIdNrError, mask_idnr, validate_idnr
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
-from einmal.keys import SigningKey
 from einmal.ids import uuid7
+from einmal.keys import SigningKey
 from einmal.problems import ProblemError
 from einmal.store import StoreError
 from einmal.tokens import TokenIssuer

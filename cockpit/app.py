@@ -3,8 +3,8 @@
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from litestar import Router
+from sqlalchemy.exc import SQLAlchemyError
 
 from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
@@ -56,8 +56,8 @@ class CockpitComponent:
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
             auditors=AuditorAuth(keys_file=settings.auditor_keys))
         if policies is None:  # the web view reads the policy documents (read-only)
-            from einmal.server import default_policies_dir  # noqa: PLC0415
-            from policies import load_policies  # noqa: PLC0415
+            from einmal.server import default_policies_dir
+            from policies import load_policies
 
             policies = load_policies(settings.policies_dir or default_policies_dir())
         self.web = WebView(settings, policies=policies)

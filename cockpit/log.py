@@ -228,7 +228,7 @@ class TransferLog:
 
     async def status(self) -> tuple[int, int]:
         """(integrated tree size, entries waiting for the sequencer)."""
-        from sqlalchemy import func  # noqa: PLC0415
+        from sqlalchemy import func
 
         async with self._engine.connect() as conn:
             size = (await conn.execute(select(_state.c.tree_size))).scalar() or 0

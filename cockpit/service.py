@@ -1,10 +1,10 @@
 """Cockpit use-cases: accept transfer records from the broker, show citizens their transfers."""
 
 import base64
+import contextlib
 import hmac
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-import contextlib
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cockpit.leaf import encode_leaf
-from cockpit.vault import CitizenVault
 from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRow
+from cockpit.vault import CitizenVault
 from einmal import tlog
 from einmal.domain.idnr import mask_idnr
 from einmal.domain.transfer import Outcome, TransferRecord
@@ -116,7 +116,7 @@ class CockpitService:
 
     async def create_schema(self) -> None:
         """Migrate a fresh database; refuse one that is behind (``einmal db upgrade``)."""
-        from einmal.migrate import ensure_schema  # noqa: PLC0415 - start-up only
+        from einmal.migrate import ensure_schema
 
         await ensure_schema(self._engine, "cockpit", [t.name for t in COCKPIT_TABLES])
 
@@ -272,7 +272,7 @@ class CockpitService:
 
     async def transfers_of(self, idnr: str, *, limit: int = 50, cursor: str | None = None,
                            ) -> dict[str, Any]:
-        if not 1 <= limit <= 200:  # noqa: PLR2004
+        if not 1 <= limit <= 200:
             raise ProblemError("invalid-request", "limit: between 1 and 200.")
         query = (select(_index.c.transfer_id, _index.c.occurred_at, _index.c.relation,
                         _entry.c.body, _entry.c.log_index, _entry.c.subject_ref)

@@ -36,7 +36,7 @@ class VaultError(Exception):
 
 class CitizenVault:
     def __init__(self, master_key: bytes, cache_size: int = 10_000) -> None:
-        if len(master_key) != 32:  # noqa: PLR2004
+        if len(master_key) != 32:
             msg = "the master key must be 32 bytes"
             raise ValueError(msg)
         self._master = master_key

@@ -63,7 +63,7 @@ class ProblemError(EinmalError):
 
     slugs: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, *, status: int, type: str = "about:blank",  # noqa: A002 - RFC 9457 name
+    def __init__(self, *, status: int, type: str = "about:blank",
                  title: str = "", detail: str = "", code: str | None = None,
                  transfer_id: str | None = None, body: dict[str, Any] | None = None) -> None:
         self.status = status

@@ -65,7 +65,7 @@ class CitizenAuth:
     def _load(self, kid: str | None = None) -> TokenVerifier:
         stale = (self._verifier is not None and self._keys_url is not None
                  and kid is not None and kid not in self._verifier.keys
-                 and time.monotonic() - self._fetched_at > 60)  # noqa: PLR2004
+                 and time.monotonic() - self._fetched_at > 60)
         if self._verifier is None or stale:
             if self._keys_url:
                 keys = self._fetch()

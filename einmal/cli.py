@@ -45,12 +45,11 @@ def serve(**options: Any) -> None:
     Every option can also be set as an environment variable EINMAL_<OPTION>, e.g.
     EINMAL_DATABASE_URL.
     """
-    import uvicorn  # noqa: PLC0415 - keep `einmal --help` fast
+    import uvicorn
 
-    from einmal.logging import configure_logging  # noqa: PLC0415
-    from einmal.server import (  # noqa: PLC0415
-        build_components, create_app, freeze_startup_heap, prepare_stores)
-    from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
+    from einmal.logging import configure_logging
+    from einmal.server import build_components, create_app, freeze_startup_heap, prepare_stores
+    from einmal.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(os.environ, **options)
@@ -105,10 +104,10 @@ def _print_welcome(settings: Any) -> None:
               help="demo-credentials.json [default: fetched from the server's /demo/credentials].")
 def scenario(name: str, base_url: str, credentials: Path | None) -> None:
     """Play a story (elfe, uvo) against a running demo server; exit 0 only if every check held."""
-    import httpx  # noqa: PLC0415
-    from rich.console import Console  # noqa: PLC0415
+    import httpx
+    from rich.console import Console
 
-    from einmal.scenario import run_scenario  # noqa: PLC0415
+    from einmal.scenario import run_scenario
 
     base_url = base_url.rstrip("/")
     if credentials is not None:
@@ -122,7 +121,7 @@ def scenario(name: str, base_url: str, credentials: Path | None) -> None:
         except httpx.HTTPError as exc:
             raise click.ClickException(
                 f"no Einmal server at {base_url} - start one with `einmal serve --demo`") from exc
-        if response.status_code != 200:  # noqa: PLR2004
+        if response.status_code != 200:
             raise click.ClickException(
                 f"{base_url} is not in demo mode (GET /demo/credentials answered "
                 f"{response.status_code}); start it with `einmal serve --demo`")
@@ -137,7 +136,7 @@ def policies() -> None:
 
 
 def _register_policy_commands() -> None:
-    from einmal.cli_policies import check  # noqa: PLC0415
+    from einmal.cli_policies import check
 
     policies.add_command(check)
 
@@ -162,10 +161,10 @@ def audit() -> None:
 @click.option("--register", default=None, help="Only this register (id).")
 def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str | None) -> None:
     """Write a verifiable bundle: entries.ndjson, checkpoint, verifier-key."""
-    import httpx  # noqa: PLC0415
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from einmal.audit import AuditError, export_bundle  # noqa: PLC0415
+    from einmal.audit import AuditError, export_bundle
 
     base_url = base_url.rstrip("/")
     if key_file is not None:
@@ -207,7 +206,7 @@ def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str
 def audit_verify(folder: Path, previous_checkpoint: Path | None,
                  verifier_key: str | None) -> None:
     """Verify a bundle offline; one line per problem; exit 0 only if everything holds."""
-    from einmal.audit import MAX_PROBLEMS_SHOWN, verify_bundle  # noqa: PLC0415
+    from einmal.audit import MAX_PROBLEMS_SHOWN, verify_bundle
 
     if verifier_key and Path(verifier_key).is_file():
         verifier_key = Path(verifier_key).read_text()
@@ -238,14 +237,14 @@ def log_group() -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def log_shred(before: str, data_dir: Path | None, database_url: str | None, yes: bool) -> None:
     """Destroy the data of expired entries; the tree, checkpoints and proofs still verify."""
-    from datetime import UTC, datetime  # noqa: PLC0415
+    from datetime import UTC, datetime
 
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from cockpit.log import TransferLog  # noqa: PLC0415
-    from einmal.keys import load_or_create_signing_key  # noqa: PLC0415
-    from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
-    from einmal.store import create_engine  # noqa: PLC0415
+    from cockpit.log import TransferLog
+    from einmal.keys import load_or_create_signing_key
+    from einmal.settings import SettingsError, load_settings
+    from einmal.store import create_engine
 
     try:
         when = datetime.fromisoformat(before.replace("Z", "+00:00"))
@@ -292,11 +291,11 @@ def db_group() -> None:
               help="Whose schema to upgrade.")
 def db_upgrade(data_dir: Path | None, database_url: str | None, components: str) -> None:
     """Upgrade the schemas to this version of Einmal (safe to run again)."""
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from einmal.migrate import upgrade  # noqa: PLC0415
-    from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
-    from einmal.store import create_engine  # noqa: PLC0415
+    from einmal.migrate import upgrade
+    from einmal.settings import SettingsError, load_settings
+    from einmal.store import create_engine
 
     try:
         settings = load_settings(os.environ, data_dir=data_dir, database_url=database_url,
@@ -346,8 +345,8 @@ def keys_rotate(name: str, data_dir: Path | None, batch: int) -> None:
     stop the cockpit first; every citizen key is re-wrapped with a new master key (resumable:
     run it again after an interruption), then the old master key file is replaced.
     """
-    from einmal.keys import ROLLOVER_S, rotate_signing_key  # noqa: PLC0415
-    from einmal.settings import SettingsError, load_settings  # noqa: PLC0415
+    from einmal.keys import ROLLOVER_S, rotate_signing_key
+    from einmal.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(os.environ, data_dir=data_dir)
@@ -369,11 +368,11 @@ def keys_rotate(name: str, data_dir: Path | None, batch: int) -> None:
 
 def _rotate_master(settings: Any, batch: int) -> None:
     """Re-wrap every citizen key with a new cockpit master key; then replace the old one."""
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from cockpit.vault import VaultError, count_citizen_keys, rewrap_citizen_keys  # noqa: PLC0415
-    from einmal.keys import load_or_create_secret  # noqa: PLC0415
-    from einmal.store import create_engine  # noqa: PLC0415
+    from cockpit.vault import VaultError, count_citizen_keys, rewrap_citizen_keys
+    from einmal.keys import load_or_create_secret
+    from einmal.store import create_engine
 
     current = settings.keys_dir / "cockpit-master.key"
     if not current.exists():

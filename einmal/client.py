@@ -423,7 +423,7 @@ class ServiceClient:
 
     async def _proof_or_preview(self, response: httpx.Response, *, subject: str,
                                 proof_type: str) -> "VerifiedProof | PreviewRequired":
-        if response.status_code == 202:  # noqa: PLR2004
+        if response.status_code == 202:
             pending = _decode(response, _Pending)
             return PreviewRequired(request_id=pending.request_id, status_url=pending.status_url,
                                    preview_url=pending.preview_url,
@@ -567,7 +567,7 @@ class CitizenClient:
             await transport.aclose()
             raise
         citizen = cls(base_url, token.access_token, http=transport.client)
-        citizen._http.owned = transport.owned  # noqa: SLF001 - hand over a client made here
+        citizen._http.owned = transport.owned
         return citizen
 
     async def __aenter__(self) -> Self:

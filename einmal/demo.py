@@ -52,7 +52,7 @@ class DemoComponent:
                                    audience=CITIZEN_AUDIENCE, ttl_s=settings.citizen_token_ttl_s)
         self._citizens = citizens
         self._settings = settings
-        from einmal.demo_keys import demo_private_jwk, demo_public_jwk  # noqa: PLC0415
+        from einmal.demo_keys import demo_private_jwk, demo_public_jwk
 
         auditor = demo_private_jwk(DEMO_AUDITOR)
         auditors_file = settings.auditor_keys
@@ -109,7 +109,7 @@ class DemoComponent:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         # The operator token (F5) goes into the file only, never to /demo/credentials.
-        from einmal.ops import ops_token  # noqa: PLC0415
+        from einmal.ops import ops_token
 
         content = {**self.credentials, "ops_token": ops_token(self._settings)}
         with os.fdopen(fd, "w") as handle:
@@ -141,7 +141,7 @@ class DemoOidcProvider:
         self._citizens = citizens
         self._codes: dict[str, dict[str, Any]] = {}
         self._secret = secrets.token_bytes(32)  # binds the authorize form to its request
-        from cockpit.web.i18n import load_catalogs  # noqa: PLC0415 - the page's texts
+        from cockpit.web.i18n import load_catalogs
 
         self._catalogs = load_catalogs()
         self._jwks = _json.encode({"keys": [tokens.key.public_jwk]})
@@ -240,8 +240,8 @@ class DemoOidcProvider:
 
     def _page(self, request: Request[Any, Any, Any], params: dict[str, str], *,
               error: str | None = None, missing: bool = False) -> Response[Any]:
-        from cockpit.web.core import WebView  # noqa: PLC0415 - demo page in the web layout
-        from cockpit.web.security import csp  # noqa: PLC0415
+        from cockpit.web.core import WebView
+        from cockpit.web.security import csp
 
         problem = error or self._check_request(params)
         language = WebView.language(request)
@@ -268,7 +268,7 @@ class DemoOidcProvider:
         now = time.time()
         for code in [c for c, v in self._codes.items() if v["expires"] <= now]:
             del self._codes[code]
-        if len(self._codes) > 10_000:  # noqa: PLR2004 - bounded
+        if len(self._codes) > 10_000:
             self._codes.clear()
 
     def _redeem(self, form: dict[str, str]) -> Response[bytes]:

@@ -16,7 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, PrivateFormat, NoEncryption
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 __all__ = ["ROLLOVER_S", "SigningKey", "accepted_public_keys", "load_or_create_secret",
            "load_or_create_signing_key", "load_or_create_token", "load_public_keys", "private_jwk", "public_jwk",

@@ -29,7 +29,7 @@ class Metrics:
                               registry=self.registry)
         self.log_pending = Gauge("einmal_log_pending", "Entries received but not yet "
                                  "integrated into the log", registry=self.registry)
-        self.refreshers: list[Callable[["Metrics"], Awaitable[None]]] = []
+        self.refreshers: list[Callable[[Metrics], Awaitable[None]]] = []
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def proof_outcome(self, proof_type: str, outcome: str) -> None:

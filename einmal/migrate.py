@@ -25,7 +25,7 @@ class SchemaError(Exception):
 
 def _config(component: str, connection: Connection | None = None) -> Config:
     package = {"broker": "broker", "cockpit": "cockpit"}[component]
-    import importlib  # noqa: PLC0415
+    import importlib
 
     root = Path(importlib.import_module(package).__file__).parent  # type: ignore[arg-type]
     config = Config()

@@ -134,6 +134,6 @@ def document_problems(app: Litestar) -> None:
 async def schema_not_found_as_problem(response: Response[Any]) -> Response[Any]:
     """``after_request`` of the /schema router: Litestar's HTML 404 page for an unknown
     viewer path becomes the API's one error shape."""
-    if response.status_code == 404 and response.media_type != PROBLEM_MEDIA_TYPE:  # noqa: PLR2004
+    if response.status_code == 404 and response.media_type != PROBLEM_MEDIA_TYPE:
         return problem_response(ProblemError("not-found", "No such schema document or viewer."))
     return response

@@ -116,7 +116,7 @@ def exception_handlers(html_not_found: Any = None) -> dict[type[Exception], Any]
     http = _handle_http
     if html_not_found is not None:
         def http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-            if (isinstance(exc, HTTPException) and exc.status_code == 404  # noqa: PLR2004
+            if (isinstance(exc, HTTPException) and exc.status_code == 404
                     and _wants_html(request)):
                 return html_not_found(request)
             return _handle_http(request, exc)

@@ -301,7 +301,7 @@ async def _uvo(story: Story) -> None:
     except PreviewRefusedError as exc:
         refused_id = exc.transfer_id
         story.check("refused: the office gets a clear refusal and no data",
-                    exc.status == 403 and refused_id == first.request_id,  # noqa: PLR2004
+                    exc.status == 403 and refused_id == first.request_id,
                     f"403 {exc.slug}")
     second = await uvo.request_proof("custody", child["idnr"], "unterhaltsvorschuss-antrag",
                                      **custody_args)

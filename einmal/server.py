@@ -13,8 +13,8 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from einmal import __version__
 from einmal.citizen import CitizenAuth
-from einmal.ids import uuid4
 from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
+from einmal.ids import uuid4
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.openapi import document_problems, problems, schema_not_found_as_problem
 from einmal.ops import OpsAuth, ops_token
@@ -37,7 +37,7 @@ class Component(Protocol):
 
 
 def default_policies_dir() -> Path:
-    from policies import DOCUMENTS_DIR  # noqa: PLC0415
+    from policies import DOCUMENTS_DIR
 
     return DOCUMENTS_DIR
 
@@ -123,10 +123,10 @@ def _citizen_auth(settings: Settings) -> CitizenAuth:
 
 def build_components(settings: Settings) -> list[Any]:
     """Build every configured component (order matters: keys are created on the way)."""
-    from connectors.simulators.app import SimulatorSettings, create_registers_router  # noqa: PLC0415
-    from connectors.simulators.population import generate_population  # noqa: PLC0415
-    from einmal.demo_keys import demo_private_jwk  # noqa: PLC0415
-    from policies import load_policies  # noqa: PLC0415
+    from connectors.simulators.app import SimulatorSettings, create_registers_router
+    from connectors.simulators.population import generate_population
+    from einmal.demo_keys import demo_private_jwk
+    from policies import load_policies
 
     settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     citizens = _citizen_auth(settings)
@@ -157,11 +157,11 @@ def build_components(settings: Settings) -> list[Any]:
                                                            families=settings.simulator_families))
         components.append(_StaticComponent("registers", router))
     if "broker" in settings.components:
-        from broker.app import BrokerComponent  # noqa: PLC0415
+        from broker.app import BrokerComponent
 
         components.append(BrokerComponent(settings, policies=policy_set, citizens=citizens))
     if "cockpit" in settings.components:
-        from cockpit.app import CockpitComponent  # noqa: PLC0415
+        from cockpit.app import CockpitComponent
 
         components.append(CockpitComponent(settings, citizens=citizens, policies=policy_set))
     return components
@@ -191,8 +191,8 @@ def _html_not_found(parts: list[Any]) -> Any:
     web = next((getattr(c, "web", None) for c in parts if getattr(c, "web", None)), None)
     if web is None:
         return None
-    from cockpit.web.errors import error_page  # noqa: PLC0415
-    from cockpit.web.security import header_dict  # noqa: PLC0415
+    from cockpit.web.errors import error_page
+    from cockpit.web.security import header_dict
 
     def page(request: Request[Any, Any, Any]) -> Any:
         response = error_page(web, request, 404, "not_found")

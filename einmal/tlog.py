@@ -102,7 +102,7 @@ def consistency_proof(old: int, new: int, subtree: HashAt) -> list[bytes]:
     if not 0 < old <= new:
         msg = f"no consistency proof from size {old} to {new}"
         raise ProofError(msg)
-    return _subproof(old, 0, new, True, subtree)  # noqa: FBT003 - the RFC's own parameter
+    return _subproof(old, 0, new, True, subtree)
 
 
 def _subproof(m: int, start: int, end: int, whole: bool, subtree: HashAt) -> list[bytes]:
@@ -228,7 +228,7 @@ def format_checkpoint(checkpoint: Checkpoint) -> str:
 
 def parse_checkpoint(text: str) -> Checkpoint:
     lines = text.split("\n")
-    if len(lines) < 4 or lines[-1] != "" or not lines[0]:  # noqa: PLR2004
+    if len(lines) < 4 or lines[-1] != "" or not lines[0]:
         msg = "a checkpoint has an origin, a size and a root hash line"
         raise NoteError(msg)
     try:
@@ -237,7 +237,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     except ValueError as exc:
         msg = "the checkpoint's size or root hash is malformed"
         raise NoteError(msg) from exc
-    if size < 0 or str(size) != lines[1] or len(root) != 32:  # noqa: PLR2004
+    if size < 0 or str(size) != lines[1] or len(root) != 32:
         msg = "the checkpoint's size or root hash is malformed"
         raise NoteError(msg)
     return Checkpoint(origin=lines[0], size=size, root=root)
@@ -262,8 +262,8 @@ def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
     try:
         name, hex_id, encoded = text.strip().split("+", 2)
         raw = base64.b64decode(encoded, validate=True)
-        if raw[:1] != _ED25519 or len(raw) != 33:  # noqa: PLR2004
-            raise ValueError("not an Ed25519 verifier key")  # noqa: TRY301
+        if raw[:1] != _ED25519 or len(raw) != 33:
+            raise ValueError("not an Ed25519 verifier key")
         key = Ed25519PublicKey.from_public_bytes(raw[1:])
     except ValueError as exc:
         msg = "the verifier key is malformed (want <name>+<hex key id>+<base64 key>)"
@@ -293,7 +293,7 @@ def verify_note(note: str, name: str, public_key: Ed25519PublicKey) -> str:
     wanted = key_id(name, public_key)
     for line in signatures[:-1].split("\n"):
         parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != _DASH:  # noqa: PLR2004
+        if len(parts) != 3 or parts[0] != _DASH:
             msg = f"malformed signature line: {line[:60]!r}"
             raise NoteError(msg)
         try:

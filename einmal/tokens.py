@@ -64,14 +64,14 @@ class TokenVerifier:
             if key is not None and current > self.not_after.get(kid, current):
                 key = None  # a retired key whose tokens have all expired
             if key is None:
-                raise jwt.InvalidTokenError("unknown key")  # noqa: TRY301 - one path for all failures
+                raise jwt.InvalidTokenError("unknown key")
             claims: dict[str, Any] = jwt.decode(
                 unverified_token, key, algorithms=list(self.algorithms), audience=self.audience,
                 issuer=self.issuer, leeway=self.leeway_s,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
             if claims["exp"] + self.leeway_s <= current:  # also honours an injected clock
-                raise jwt.ExpiredSignatureError("expired")  # noqa: TRY301
+                raise jwt.ExpiredSignatureError("expired")
         except jwt.InvalidTokenError as exc:
             raise ProblemError("unauthenticated", "The bearer token is invalid or expired.",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},

@@ -40,15 +40,15 @@ def reset_database(url: str) -> None:
     """Drop Einmal's tables in a shared test database so each server starts empty.
 
     Runs in its own thread: callers may already be inside an event loop."""
-    import broker.tables  # noqa: F401, PLC0415 - register the tables
-    import cockpit.tables  # noqa: F401, PLC0415
+    import broker.tables  # noqa: F401 - register the tables
+    import cockpit.tables  # noqa: F401
 
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             asyncio.run(_drop_async(url))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as exc:
             errors.append(exc)
 
     worker = threading.Thread(target=run)
@@ -59,11 +59,10 @@ def reset_database(url: str) -> None:
 
 
 async def _drop_async(url: str) -> None:
-    from sqlmodel import SQLModel  # noqa: PLC0415
+    from sqlalchemy import text
+    from sqlmodel import SQLModel
 
-    from einmal.store import create_engine  # noqa: PLC0415
-
-    from sqlalchemy import text  # noqa: PLC0415
+    from einmal.store import create_engine
 
     engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
     async with engine.begin() as conn:
@@ -156,12 +155,12 @@ def fx_live_server(start_live_server: Callable[..., LiveServer]) -> LiveServer:
 @pytest.fixture(name="production_policies")
 def fx_production_policies(tmp_path: Path) -> Path:
     """A policy directory as a real deployment has it: no demo documents, a fresh key."""
-    import json  # noqa: PLC0415
+    import json
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from einmal.keys import public_jwk  # noqa: PLC0415
-    from policies import DOCUMENTS_DIR  # noqa: PLC0415
+    from einmal.keys import public_jwk
+    from policies import DOCUMENTS_DIR
 
     directory = tmp_path / "policies"
     directory.mkdir()

@@ -10,7 +10,7 @@ connection = config.attributes["connection"]
 prefix = f"{config.attributes['component']}_"
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201, ARG001
+def include_object(obj, name, type_, reflected, compare_to):
     """Only this component's tables (both components may share one database)."""
     table = obj if type_ == "table" else getattr(obj, "table", None)
     table_name = name if type_ == "table" else getattr(table, "name", "")

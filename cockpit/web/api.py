@@ -36,7 +36,7 @@ class ApiClient:
                 method, url, headers={"authorization": f"Bearer {token}"}, **kwargs)
         except httpx.HTTPError as exc:
             raise ApiError(0) from exc
-        if response.status_code >= 400:  # noqa: PLR2004
+        if response.status_code >= 400:
             try:
                 problem = response.json()
             except ValueError:

@@ -20,7 +20,7 @@ log = structlog.get_logger()
 @get("/login", name="login", include_in_schema=False)
 async def login_page(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                      maybe_login: NamedDependency[WebSession | None],
-                     next: FromQuery[str | None] = None, expired: FromQuery[str | None] = None,  # noqa: A002
+                     next: FromQuery[str | None] = None, expired: FromQuery[str | None] = None,
                      logged_out: FromQuery[str | None] = None) -> Response[Any]:
     target = safe_next(next)
     if maybe_login is not None:
@@ -31,7 +31,7 @@ async def login_page(request: Request[Any, Any, Any], web: NamedDependency[WebVi
 
 @get("/login/start", name="login_start", include_in_schema=False)
 async def login_start(request: Request[Any, Any, Any], web: NamedDependency[WebView],
-                      next: FromQuery[str | None] = None) -> Response[Any]:  # noqa: A002
+                      next: FromQuery[str | None] = None) -> Response[Any]:
     if web.oidc is None:
         return error_page(web, request, 503, "login_unconfigured")
     old = web.sessions.cookie_id(request)

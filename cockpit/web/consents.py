@@ -10,16 +10,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import structlog
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from cockpit.web.core import BERLIN, LoginRequired, WebView, origin_of
-from einmal.domain.idnr import mask_idnr
 from cockpit.web.session import WebSession
-from einmal.domain.idnr import InvalidIdNrError, validate_idnr
+from einmal.domain.idnr import InvalidIdNrError, mask_idnr, validate_idnr
 from einmal.domain.proofs import ProofType
 
-__all__ = ["ConsentRequest", "ROUTES", "parse_consent_request", "with_query"]
+__all__ = ["ROUTES", "ConsentRequest", "parse_consent_request", "with_query"]
 
 log = structlog.get_logger()
 _CONSENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -120,7 +119,7 @@ def parse_consent_request(params: dict[str, str], policies: Any, *, allow_test_i
             max_uses = int(params["max_uses"])
         except ValueError as exc:
             raise ConsentRequestError("max_uses") from exc
-        if not 1 <= max_uses <= 1000:  # noqa: PLR2004
+        if not 1 <= max_uses <= 1000:
             raise ConsentRequestError("max_uses")
     subject = None
     if params.get("subject"):

@@ -18,10 +18,10 @@ import httpx
 import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Request, Router
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -50,7 +50,7 @@ PAGE_MODULES = ("auth", "overview", "transfers", "consents", "mydata", "previews
 _LOCAL_PATH = re.compile(r"/(?![/\\])[\x21-\x7e]*")
 
 
-class LoginRequired(Exception):  # noqa: N818 - control flow, not an error
+class LoginRequired(Exception):
     """Raised by the ``login`` dependency: the page needs a logged-in citizen."""
 
     def __init__(self, next_path: str, *, expired: bool = False) -> None:
@@ -61,7 +61,7 @@ class LoginRequired(Exception):  # noqa: N818 - control flow, not an error
 
 def safe_next(value: str | None) -> str:
     """Only a path on this site (never ``//host`` or a full URL): no open redirect."""
-    if value and len(value) <= 2000 and _LOCAL_PATH.fullmatch(value):  # noqa: PLR2004
+    if value and len(value) <= 2000 and _LOCAL_PATH.fullmatch(value):
         return value
     return "/"
 
@@ -105,7 +105,7 @@ class WebView:
 
     def __init__(self, settings: Settings, *, policies: Any,
                  http: httpx.AsyncClient | None = None) -> None:
-        from einmal.demo import demo_issuer  # noqa: PLC0415
+        from einmal.demo import demo_issuer
 
         self.settings = settings
         self.demo = settings.demo
@@ -224,7 +224,7 @@ class WebView:
 
     async def on_api_error(self, exc: ApiError, session: WebSession) -> None:
         """An API refused the citizen's token: the session is over (expired token)."""
-        if exc.status == 401:  # noqa: PLR2004
+        if exc.status == 401:
             await self.end_session(session)
 
     # -- router ------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class WebView:
         return handlers
 
     def _router(self) -> Router:
-        from cockpit.web.errors import exception_handlers  # noqa: PLC0415
+        from cockpit.web.errors import exception_handlers
 
         static = create_static_files_router(path="/static", directories=[STATIC_DIR],
                                             include_in_schema=False,

@@ -32,13 +32,13 @@ def error_page(view: Any, request: Request[Any, Any, Any], status: int, kind: st
 
 def exception_handlers(view: Any) -> dict[Any, Any]:
     def login_required(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        from cockpit.web.core import LoginRequired  # noqa: PLC0415
+        from cockpit.web.core import LoginRequired
 
         assert isinstance(exc, LoginRequired)  # noqa: S101
         params = {"next": exc.next_path}
         if exc.expired:
             params["expired"] = "1"
-        from urllib.parse import urlencode  # noqa: PLC0415
+        from urllib.parse import urlencode
 
         return Redirect(path=f"/login?{urlencode(params)}", status_code=303)
 
@@ -47,18 +47,18 @@ def exception_handlers(view: Any) -> dict[Any, Any]:
         if isinstance(exc, ProblemError):
             status = exc.status
         kind = "csrf" if (status == 403 and getattr(exc, "detail", "") == "csrf") \
-            else _KINDS.get(status, "server_error" if status >= 500 else "bad_request")  # noqa: PLR2004
+            else _KINDS.get(status, "server_error" if status >= 500 else "bad_request")
         return error_page(view, request, status, kind)
 
     def api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         assert isinstance(exc, ApiError)  # noqa: S101
-        if exc.status == 401:  # noqa: PLR2004 - the citizen's token expired
+        if exc.status == 401:
             return Redirect(path="/login?expired=1", status_code=303)
-        if exc.status == 404:  # noqa: PLR2004
+        if exc.status == 404:
             return error_page(view, request, 404, "not_found")
         if exc.status in {400, 409, 422}:
             return error_page(view, request, 400, "bad_request")
-        if exc.status == 429:  # noqa: PLR2004
+        if exc.status == 429:
             return error_page(view, request, 429, "too_many")
         log.warning("web.api_error", status=exc.status, problem=exc.slug)
         return error_page(view, request, 502, "unavailable")
@@ -74,7 +74,7 @@ def exception_handlers(view: Any) -> dict[Any, Any]:
                   exc_info=exc)
         return error_page(view, request, 500, "server_error")
 
-    from cockpit.web.core import LoginRequired  # noqa: PLC0415
+    from cockpit.web.core import LoginRequired
 
     return {LoginRequired: login_required, NotFoundException: http_error,
             HTTPException: http_error, ProblemError: http_error, ApiError: api_error,

@@ -12,8 +12,8 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
 from cockpit.web.core import WebView, _to_berlin
-from einmal.domain.idnr import mask_idnr
 from cockpit.web.session import WebSession
+from einmal.domain.idnr import mask_idnr
 
 __all__ = ["ROUTES", "pdf_report"]
 

@@ -109,7 +109,7 @@ class OidcClient:
             tokens = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise LoginError("idp") from exc
-        if response.status_code != 200 or not isinstance(tokens, dict):  # noqa: PLR2004
+        if response.status_code != 200 or not isinstance(tokens, dict):
             log.warning("oidc.token_refused", status=response.status_code)
             raise LoginError("idp")
         access_token, id_token = tokens.get("access_token"), tokens.get("id_token")
@@ -125,7 +125,7 @@ class OidcClient:
                          expires_at=time.time() + lifetime)
 
     async def _keys(self, *, refresh: bool = False) -> jwt.PyJWKSet:
-        if self._jwks is None or (refresh and time.monotonic() - self._jwks_fetched > 60):  # noqa: PLR2004
+        if self._jwks is None or (refresh and time.monotonic() - self._jwks_fetched > 60):
             metadata = await self.metadata()
             try:
                 response = await self._http.get(metadata["jwks_uri"])
@@ -145,7 +145,7 @@ class OidcClient:
                 keys = await self._keys(refresh=True)
                 key = next((k for k in keys.keys if k.key_id == kid), None)
             if key is None:
-                raise jwt.InvalidTokenError("unknown key")  # noqa: TRY301
+                raise jwt.InvalidTokenError("unknown key")
             algorithms = [key.algorithm_name] if key.algorithm_name in _ALGORITHMS \
                 else list(_ALGORITHMS)
             claims: dict[str, Any] = jwt.decode(

@@ -10,7 +10,7 @@ from litestar.params import FromQuery
 from cockpit.web.core import BERLIN, WebView
 from cockpit.web.session import WebSession
 
-__all__ = ["ROUTES", "chart", "filter_transfers", "filter_options"]
+__all__ = ["ROUTES", "chart", "filter_options", "filter_transfers"]
 
 PAGE_SIZE = 20
 PERIODS = {"30d": 30, "90d": 90, "1y": 365, "2y": 730}

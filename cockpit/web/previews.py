@@ -36,14 +36,14 @@ def _request_id(value: str) -> str:
 
 def _back_link(web: WebView, service_id: str, uri: str | None) -> str | None:
     """A link back to the service: only one of the addresses its policy registers."""
-    if not uri or len(uri) > 2000:  # noqa: PLR2004
+    if not uri or len(uri) > 2000:
         return None
     allowed = getattr(web.policies, "redirect_allowed", None)
     return uri if allowed is not None and allowed(service_id, uri) else None
 
 
 def _with_return(path: str, uri: str | None) -> str:
-    from urllib.parse import urlencode  # noqa: PLC0415
+    from urllib.parse import urlencode
 
     return f"{path}?{urlencode({'return': uri})}" if uri else path
 
@@ -93,10 +93,10 @@ async def decide(request: Request[Any, Any, Any], web: NamedDependency[WebView],
         await web.api.decide_preview(login.access_token, request_id, decision)
         login.notice = f"previews.notice_{decision}"
     except ApiError as exc:
-        if exc.status not in (409, 410):  # noqa: PLR2004 - decided meanwhile / expired
+        if exc.status not in (409, 410):
             raise
         login.notice = "previews.notice_expired" if exc.status == 410 else \
-            "previews.notice_already"  # noqa: PLR2004
+            "previews.notice_already"
     await web.sessions.save(login)
     log.info("web.preview_decided", decision=decision)
     return web.redirect(request, _with_return(f"/previews/{request_id}",
@@ -104,7 +104,7 @@ async def decide(request: Request[Any, Any, Any], web: NamedDependency[WebView],
 
 
 def _bad_request() -> Exception:
-    from litestar.exceptions import HTTPException  # noqa: PLC0415
+    from litestar.exceptions import HTTPException
 
     return HTTPException(status_code=400, detail="decision")
 

@@ -80,7 +80,7 @@ class SessionManager:
     @staticmethod
     def cookie_id(request: Request[Any, Any, Any]) -> str | None:
         value = request.cookies.get(COOKIE)
-        if value and len(value) == 43 and value.isascii():  # noqa: PLR2004 - token_urlsafe(32)
+        if value and len(value) == 43 and value.isascii():
             return value
         return None
 

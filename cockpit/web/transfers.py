@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from cockpit.web.core import WebView
 from cockpit.web.session import WebSession

@@ -28,7 +28,7 @@ def check_digit(first_ten: str) -> int:
 
 def validate_idnr(value: str, *, allow_test: bool = False) -> str:
     """Return ``value`` if it is a valid IdNr, else raise InvalidIdNrError naming the rule."""
-    problem = _problem(value, allow_test) if len(value) == 11 else _WRONG_LENGTH  # noqa: PLR2004
+    problem = _problem(value, allow_test) if len(value) == 11 else _WRONG_LENGTH
     if problem is not None:
         raise InvalidIdNrError(problem)
     return value
@@ -38,7 +38,7 @@ _WRONG_LENGTH = "an IdNr has exactly 11 digits"
 
 
 @functools.lru_cache(maxsize=16384)  # pure; a busy broker sees the same citizens again
-def _problem(value: str, allow_test: bool) -> str | None:  # noqa: FBT001
+def _problem(value: str, allow_test: bool) -> str | None:
     """The first rule ``value`` breaks, or None (only 11-character strings get here)."""
     if not value.isascii() or not value.isdigit():
         return _WRONG_LENGTH
@@ -47,7 +47,7 @@ def _problem(value: str, allow_test: bool) -> str | None:  # noqa: FBT001
     body = value[:10]
     counts = Counter(body)
     repeated = [digit for digit, n in counts.items() if n > 1]
-    if len(repeated) != 1 or counts[repeated[0]] > 3:  # noqa: PLR2004 - rule 3 of the IdNr
+    if len(repeated) != 1 or counts[repeated[0]] > 3:
         return "in the first ten digits of an IdNr exactly one digit appears two or three times"
     if repeated[0] * 3 in body:
         return "an IdNr digit must not appear three times in a row"
@@ -67,4 +67,4 @@ def is_valid_idnr(value: str, *, allow_test: bool = False) -> bool:
 
 def mask_idnr(idnr: str) -> str:
     """The IdNr as citizens and logs may see it: first two and last two digits."""
-    return f"{idnr[:2]}*******{idnr[-2:]}" if len(idnr) > 4 else "***"  # noqa: PLR2004
+    return f"{idnr[:2]}*******{idnr[-2:]}" if len(idnr) > 4 else "***"

@@ -14,9 +14,9 @@ import json
 import os
 import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tests.browser.support import (
 )
 from tests.conftest import LiveServer
 from tests.e2e.conftest import Demo
+
 
 def _no_browser(reason: str) -> None:
     message = f"browser tests skipped: {reason}"
@@ -56,11 +57,11 @@ def fx_playwright_api() -> Iterator[Any]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _no_browser(f"no Chromium at {CHROMIUM} (install Debian package chromium)")
     try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+        from playwright.sync_api import sync_playwright
     except ImportError as exc:
         _no_browser(f"the Python package playwright is not installed ({exc}); "
                     "pip install -e '.[test]'")
-    from playwright.sync_api import expect  # noqa: PLC0415
+    from playwright.sync_api import expect
 
     expect.set_options(timeout=10_000)  # as the contexts' default (a loaded 2-core machine)
     manager = sync_playwright().start()
@@ -74,7 +75,7 @@ def fx_browser(playwright_api: Any) -> Iterator[Any]:
     try:
         browser = playwright_api.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                                  headless=True, timeout=30_000)
-    except Exception as exc:  # noqa: BLE001 - Playwright raises its own Error type
+    except Exception as exc:
         _no_browser(f"Chromium at {CHROMIUM} did not start: {str(exc).splitlines()[0]}")
     yield browser
     browser.close()
@@ -151,11 +152,11 @@ class ServiceSite:
 class _ServiceHandler(BaseHTTPRequestHandler):
     site: ServiceSite
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.site.visits.append(self.path)
-        body = ("<!doctype html><html lang=\"de\"><head><meta charset=\"utf-8\">"
-                "<title>Elterngeld online</title></head><body><main><h1>Elterngeld online</h1>"
-                "<p>Zur&uuml;ck beim Antrag.</p></main></body></html>").encode()
+        body = (b"<!doctype html><html lang=\"de\"><head><meta charset=\"utf-8\">"
+                b"<title>Elterngeld online</title></head><body><main><h1>Elterngeld online</h1>"
+                b"<p>Zur&uuml;ck beim Antrag.</p></main></body></html>")
         self.send_response(200)
         self.send_header("content-type", "text/html; charset=utf-8")
         self.send_header("content-length", str(len(body)))
@@ -260,11 +261,11 @@ def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
 
     Returns axe's full result (minor/moderate findings included) for callers that want more.
     Needs JavaScript in the page's context (with it off, the evaluation never returns)."""
-    global _axe  # noqa: PLW0603 - the axe script is read once per session
+    global _axe
     if not getattr(page.context, "javascript", True):
         pytest.fail("axe_check needs JavaScript: this page's context has it off", pytrace=False)
     if _axe is None:
-        from axe_playwright_python.sync_playwright import Axe  # noqa: PLC0415
+        from axe_playwright_python.sync_playwright import Axe
 
         _axe = Axe()
     results = _axe.run(page, context=context).response

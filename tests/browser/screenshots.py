@@ -31,7 +31,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 def hold_a_preview(http: httpx.Client, credentials: dict[str, Any]) -> str:
     """A consent with preview for Anna, then Elterngeld asks: the broker holds the proof."""
-    from tests.e2e.conftest import Demo  # noqa: PLC0415
+    from tests.e2e.conftest import Demo
 
     demo = Demo(base_url=str(http.base_url), credentials=credentials, http=http)
     child = demo.citizen("elfe", "child")
@@ -42,7 +42,7 @@ def hold_a_preview(http: httpx.Client, credentials: dict[str, Any]) -> str:
         "consent_id": consent["id"],
         "parameters": {"place_of_birth": child["place_of_birth"],
                        "birth_date": child["birth_date"]}})
-    if response.status_code != 202:  # noqa: PLR2004
+    if response.status_code != 202:
         msg = f"expected the broker to hold the proof (202), got {response.status_code}"
         raise SystemExit(msg)
     return response.json()["request_id"]
@@ -60,7 +60,7 @@ def consent_request(credentials: dict[str, Any]) -> str:
 
 
 def shoot(out: Path, width: int) -> list[Path]:
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    from playwright.sync_api import sync_playwright
 
     saved: list[Path] = []
     out.mkdir(parents=True, exist_ok=True)

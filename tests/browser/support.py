@@ -31,9 +31,9 @@ def start_demo(data_dir: Path, **overrides: Any) -> LiveServer:
 
 def run_elfe(base_url: str, credentials: dict[str, Any]) -> tuple[bool, str]:
     """Play ``einmal scenario elfe`` against the server; returns (all checks held, its output)."""
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
-    from einmal.scenario import run_scenario  # noqa: PLC0415
+    from einmal.scenario import run_scenario
 
     out = io.StringIO()
     result: list[bool] = []
@@ -43,7 +43,7 @@ def run_elfe(base_url: str, credentials: dict[str, Any]) -> tuple[bool, str]:
         try:
             result.append(asyncio.run(run_scenario("elfe", base_url, credentials,
                                                    console=Console(file=out, width=200))))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
+        except BaseException as exc:
             errors.append(exc)
 
     worker = threading.Thread(target=play)

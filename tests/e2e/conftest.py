@@ -1,19 +1,19 @@
 """Actors for end-to-end tests: online services and citizens talking raw HTTP to a live server."""
 
 import json
-from datetime import UTC, datetime, timedelta
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-
-from einmal.keys import _unb64u  # noqa: PLC2701 - test helper reuses the JWK decoder
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from einmal.keys import _unb64u
 
 
 def assertion(client_id: str, private_jwk: dict[str, Any], audience: str, **overrides: Any,

@@ -112,17 +112,17 @@ class TestIdor:
         anna, clara = sdemo.citizen("elfe", "parent"), sdemo.citizen("uvo", "parent")
         released = [sdemo.request_proof(NAMENSDIENST, birth_request(sdemo, "namensbestimmung"))
                     for _ in range(2)]
-        assert all(r.status_code == 200 for r in released)  # noqa: PLR2004
+        assert all(r.status_code == 200 for r in released)
         anna_all = sdemo.transfers(anna["idnr"],
                                    wait_for={r.json()["transfer_id"] for r in released})
-        assert len(anna_all) >= 2  # noqa: PLR2004 - she is a parent of the subject
+        assert len(anna_all) >= 2
         page = sdemo.http.get("/v1/me/transfers", params={"limit": 1},
                               headers=bearer(sdemo.citizen_token(anna["idnr"]))).json()
         assert page["next_cursor"]
         response = sdemo.http.get("/v1/me/transfers",
                                   params={"limit": 200, "cursor": page["next_cursor"]},
                                   headers=bearer(sdemo.citizen_token(clara["idnr"])))
-        if response.status_code == 200:  # noqa: PLR2004 - a cursor is a position, not a grant
+        if response.status_code == 200:
             seen = {i["id"] for i in response.json()["items"]}
             assert not seen & {i["id"] for i in anna_all}
         else:
@@ -142,7 +142,7 @@ class TestIdor:
         sdemo.transfers(anna["idnr"], wait_for={birth.json()["transfer_id"],
                                                 income.json()["transfer_id"]})
         export = sdemo.http.get("/v1/audit/export", headers=bearer(auditor(sdemo)))
-        assert export.status_code == 200  # noqa: PLR2004
+        assert export.status_code == 200
         lines = [json.loads(line) for line in export.text.splitlines() if line.strip()]
         text = json.dumps([[line.get("entry"), base64.b64decode(line["leaf"]).decode()
                             if line.get("leaf") else None] for line in lines], ensure_ascii=False)
@@ -331,4 +331,4 @@ def test_demo_register_simulators_are_open_by_design(env) -> None:
     _, demo = env
     child = _child(demo)
     response = demo.http.get(f"/registers/sorge/HB/records/{child['idnr']}")
-    assert response.status_code == 200  # noqa: PLR2004 - demo mode only
+    assert response.status_code == 200

@@ -352,14 +352,14 @@ def test_matrix(ctx: Context, actor: str, route: tuple[str, str]) -> None:
     response = ctx.demo.http.request(headers=headers, **spec)
     expected = row.expected(actor)
     assert response.status_code == expected, (actor, route, response.text[:300])
-    if response.status_code >= 400 and route not in _OWN_ERROR_FORMAT:  # noqa: PLR2004
+    if response.status_code >= 400 and route not in _OWN_ERROR_FORMAT:
         assert response.headers["content-type"].startswith("application/problem+json")
         body = response.json()
         assert body["status"] == expected
-        if expected == 401:  # noqa: PLR2004
+        if expected == 401:
             assert body["type"] in {"urn:einmal:problem:unauthenticated",
                                     "urn:einmal:problem:invalid-client"}
-    if route == ("POST", "/v1/proof-requests") and expected != 200:  # noqa: PLR2004
+    if route == ("POST", "/v1/proof-requests") and expected != 200:
         assert "proof" not in response.json()
 
 
@@ -368,12 +368,12 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
     """Litestar answers OPTIONS itself on every route: 204 and an Allow header, no body, no auth."""
     spec = MATRIX[route].request(ctx, "anonymous")
     response = ctx.demo.http.options(spec["url"])
-    assert response.status_code == 204  # noqa: PLR2004
+    assert response.status_code == 204
     assert response.content == b""
     assert "allow" in response.headers
 
 
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
-    assert len(ACTORS) == 11  # noqa: PLR2004
-    assert len(MATRIX) == 39 + len(WEB_ROWS)  # noqa: PLR2004
+    assert len(ACTORS) == 11
+    assert len(MATRIX) == 39 + len(WEB_ROWS)

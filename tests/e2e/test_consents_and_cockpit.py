@@ -91,11 +91,11 @@ class TestCockpit:
         demo.transfers(child["idnr"], wait_for={transfer_id})
         broker = live_server.component("broker")
         # Deliver the same record again, as a retrying outbox would.
-        import asyncio  # noqa: PLC0415
+        import asyncio
 
-        from sqlalchemy import update  # noqa: PLC0415
+        from sqlalchemy import update
 
-        from broker.tables import TransferRow  # noqa: PLC0415
+        from broker.tables import TransferRow
 
         async def redeliver() -> int:
             async with broker.engine.begin() as conn:
@@ -157,7 +157,7 @@ class TestNoCitizenDataInLogs:
 class TestStoreFailure:
     def test_no_record_no_proof(self, demo, live_server, monkeypatch) -> None:
         """If the transfer record cannot be committed, nothing is released (503)."""
-        from einmal.store import StoreError  # noqa: PLC0415
+        from einmal.store import StoreError
 
         async def store_down(*_args, **_kwargs):
             msg = "disk full"
@@ -179,7 +179,7 @@ class TestStoreFailure:
 
 
 def _server_loop(live_server):
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     loop = getattr(live_server, "loop", None)
     if loop is None:
@@ -193,10 +193,9 @@ class TestBacklogDelivery:
             self, demo, live_server) -> None:
         """Regression (bench/faults.py): a full batch of 200 records exceeded the 64 KiB body
         limit, so a broker with a backlog could never deliver again."""
-        import asyncio  # noqa: PLC0415
+        import asyncio
 
-
-        from broker.tables import TransferRow  # noqa: PLC0415
+        from broker.tables import TransferRow
 
         ids = {demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
                .json()["transfer_id"] for _ in range(3)}
@@ -209,7 +208,7 @@ class TestBacklogDelivery:
             async with broker.engine.begin() as conn:
                 rows = (await conn.execute(TransferRow.__table__.select())).all()
             records = [bytes(r.record) for r in rows] * (200 // len(rows) + 1)
-            await broker.delivery._send(records[:200])  # noqa: SLF001
+            await broker.delivery._send(records[:200])
             return len(records[:200])
 
         sent = asyncio.run_coroutine_threadsafe(redeliver_many(), live_server.loop).result(20)

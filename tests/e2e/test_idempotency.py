@@ -59,9 +59,9 @@ class TestIdempotencyKey:
         problem(response, 422, "invalid-request")
 
     def test_the_stored_answer_is_sealed(self, demo, live_server) -> None:
-        import asyncio  # noqa: PLC0415
+        import asyncio
 
-        from sqlalchemy import text  # noqa: PLC0415
+        from sqlalchemy import text
 
         token = demo.service_token(NAMENSDIENST)
         answer = _post(demo, birth_request(demo, "namensbestimmung"), str(uuid.uuid4()), token)

@@ -48,12 +48,12 @@ def test_a_whole_scenario_logs_no_citizen_data_token_or_key(demo, live_server, s
                                                              caplog) -> None:
     quiet_libraries()  # as `einmal serve` does (einmal/logging.py: configure_logging)
     caplog.set_level(logging.INFO)  # an operator who turns the standard library up to INFO
-    console = Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115, PTH123
+    console = Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115
     with capture_logs() as events:
         ok = asyncio.run(run_scenario(story, demo.base_url, demo.credentials, console=console))
     console.file.close()
     assert ok, f"scenario {story} failed"
-    assert len(events) > 20, "expected the story to be logged"  # noqa: PLR2004
+    assert len(events) > 20, "expected the story to be logged"
     text = repr(events) + "\n" + caplog.text
 
     citizens = [c for c in demo.credentials["citizens"] if c.get("family")]
@@ -69,6 +69,6 @@ def test_a_whole_scenario_logs_no_citizen_data_token_or_key(demo, live_server, s
     secrets |= {s["private_jwk"]["d"] for s in demo.credentials["services"]}
     secrets |= {a["private_jwk"]["d"] for a in demo.credentials["auditors"]}
     secrets.add(demo.credentials["ops_token"])
-    assert len(secrets) > 10  # noqa: PLR2004
+    assert len(secrets) > 10
     leaked = [s[:6] for s in secrets if s and s in text]
     assert not leaked, (story, "key material", leaked)

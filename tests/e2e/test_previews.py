@@ -294,7 +294,7 @@ class TestPreviewAdversarial:
 def fx_short_ttl(start_live_server):
     """A demo server whose previews expire after ``ttl_s``."""
     def start(sweep_s: float, ttl_s: int = 1) -> tuple[Any, Demo]:
-        import httpx  # noqa: PLC0415
+        import httpx
 
         live = start_live_server(preview_ttl_s=ttl_s, preview_sweep_interval_s=sweep_s)
         credentials = json.loads((live.data_dir / "demo-credentials.json").read_text())

@@ -164,10 +164,10 @@ class TestProofRequestDelivers:
 
 
 def _allowed_fields(demo, service_id: str, proof_type: str, purpose: str) -> set[str]:
-    import tomllib  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import tomllib
+    from pathlib import Path
 
-    import policies  # noqa: PLC0415
+    import policies
 
     for path in (Path(policies.__file__).parent / "documents").glob("*.toml"):
         document = tomllib.loads(path.read_text())
@@ -210,7 +210,7 @@ class TestDemoOnlyPaths:
         assert not (live.data_dir / "demo-credentials.json").exists()
 
     def test_demo_policy_documents_are_refused_outside_demo_mode(self, make_settings) -> None:
-        from einmal.server import DemoPolicyError, build_components  # noqa: PLC0415
+        from einmal.server import DemoPolicyError, build_components
 
         with pytest.raises(DemoPolicyError, match="public knowledge"):
             build_components(make_settings(demo=False))

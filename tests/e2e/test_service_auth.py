@@ -8,7 +8,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from einmal.keys import private_jwk
-
 from tests.e2e.helpers import ELTERNGELD
 from tests.e2e.helpers import problem as _problem
 

@@ -275,9 +275,9 @@ class TestShredding:
         assert not set(ids) & {e["id"] for e in demo.transfers(child["idnr"])}
 
     def test_the_shred_command(self, filled, live_server) -> None:
-        import os  # noqa: PLC0415
-        import subprocess  # noqa: PLC0415
-        import sys  # noqa: PLC0415
+        import os
+        import subprocess
+        import sys
 
         demo, ids, checkpoint, _ = filled
         env = dict(os.environ)
@@ -294,7 +294,7 @@ class TestShredding:
 
 class TestStoredViewsAreSealed:
     def test_the_citizen_view_is_not_stored_in_the_clear(self, filled, live_server) -> None:
-        from sqlalchemy import text  # noqa: PLC0415
+        from sqlalchemy import text
 
         demo = filled[0]
         engine = live_server.component("cockpit").engine

@@ -74,7 +74,7 @@ def fx_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def pdf_text(pdf: bytes) -> str:
     """The text drawn on a PDF's pages (fpdf2 writes Latin-1 strings in deflated streams)."""
-    import zlib  # noqa: PLC0415
+    import zlib
 
     chunks = []
     for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
@@ -124,8 +124,8 @@ class TestLogin:
         assert browser.pre_login_cookie and browser.pre_login_cookie != value
 
     def test_secure_cookie_outside_localhost(self, make_settings: Any) -> None:
-        from cockpit.web.core import WebView  # noqa: PLC0415
-        from policies import DOCUMENTS_DIR, load_policies  # noqa: PLC0415
+        from cockpit.web.core import WebView
+        from policies import DOCUMENTS_DIR, load_policies
 
         policies = load_policies(DOCUMENTS_DIR)
         remote = WebView(make_settings(public_url="https://cockpit.example.org"),
@@ -193,8 +193,8 @@ class TestLogin:
         assert parse_qs(page.url.query.decode())["next"] == ["/consents"]
 
     def test_idle_timeout_setting(self, make_settings: Any) -> None:
-        from cockpit.web.core import WebView  # noqa: PLC0415
-        from policies import DOCUMENTS_DIR, load_policies  # noqa: PLC0415
+        from cockpit.web.core import WebView
+        from policies import DOCUMENTS_DIR, load_policies
 
         view = WebView(make_settings(web_session_idle_s=60, web_session_max_s=600),
                        policies=load_policies(DOCUMENTS_DIR))
@@ -448,7 +448,7 @@ class TestLanguageAndHeaders:
             assert "DEMO" in response.text  # demo mode is labelled on every page
 
     def test_every_post_form_has_a_csrf_token(self, world: World) -> None:
-        from tests.e2e.web_support import parse  # noqa: PLC0415
+        from tests.e2e.web_support import parse
 
         browser = world.browser()
         consent = world.demo.grant(world.anna["idnr"], ELTERNGELD, ["income"],
@@ -465,8 +465,8 @@ class TestLanguageAndHeaders:
 
 class TestDemoIdp:
     def _code(self, world: World, verifier: str) -> tuple[str, str]:
-        import base64  # noqa: PLC0415
-        import hashlib  # noqa: PLC0415
+        import base64
+        import hashlib
 
         challenge = base64.urlsafe_b64encode(
             hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()

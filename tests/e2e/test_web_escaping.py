@@ -18,9 +18,9 @@ CALLBACK = "/elterngeld/consent-callback"  # registered in the demo policy docum
 
 def test_texts_from_policy_documents_are_escaped(make_demo: Any, tmp_path: Any) -> None:
     """Service names and purposes come from documents: a hostile one is shown as text."""
-    import shutil  # noqa: PLC0415
+    import shutil
 
-    from policies import DOCUMENTS_DIR  # noqa: PLC0415
+    from policies import DOCUMENTS_DIR
 
     directory = tmp_path / "policies"
     shutil.copytree(DOCUMENTS_DIR, directory)

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 import requests
 import schemathesis
@@ -36,10 +35,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
-from schemathesis.specs.openapi.checks import (content_type_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-from broker.service import ConsentIn, ProofRequestIn
 from einmal.audit import auditor_token
 from einmal.settings import load_settings
 from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, start_server

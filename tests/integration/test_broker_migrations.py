@@ -13,7 +13,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlmodel import SQLModel
 
 import broker.tables  # noqa: F401 - registers the tables
-from einmal.migrate import _config  # noqa: PLC2701 - the same configuration the CLI uses
+from einmal.migrate import _config
 from einmal.store import create_engine
 from tests.conftest import TEST_DATABASE_URL, reset_database
 

@@ -62,7 +62,7 @@ class TestServeAndScenario:
         port = free_port()
         env = {**os.environ, "EINMAL_SIMULATOR_FAMILIES": "60", "EINMAL_OPS_TOKEN": _OPS}
         if os.environ.get("EINMAL_TEST_DATABASE_URL"):
-            from tests.conftest import reset_database  # noqa: PLC0415
+            from tests.conftest import reset_database
 
             reset_database(os.environ["EINMAL_TEST_DATABASE_URL"])
             env["EINMAL_DATABASE_URL"] = os.environ["EINMAL_TEST_DATABASE_URL"]
@@ -129,7 +129,7 @@ class TestLogShredCommand:
 
 class TestDbUpgrade:
     def test_upgrade_is_idempotent_and_serve_refuses_a_stale_schema(self, tmp_path: Path) -> None:
-        import sqlite3  # noqa: PLC0415
+        import sqlite3
 
         first = _run("db", "upgrade", "--data-dir", str(tmp_path))
         assert first.returncode == 0, first.stderr

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 import jwt
+import pytest
 
 from tests.e2e.conftest import assertion
 
@@ -30,7 +30,7 @@ def _proof(base_url: str, creds: dict) -> str:
 
 
 def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> None:
-    import json  # noqa: PLC0415
+    import json
 
     data = tmp_path / "data"
     first = start_live_server(data_dir=data)
@@ -59,10 +59,10 @@ def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> No
 
 
 def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tmp_path) -> None:
-    import json  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import json
+    import time
 
-    from einmal import tlog  # noqa: PLC0415
+    from einmal import tlog
 
     data = tmp_path / "data"
     origin = "cockpit.example/einmal-transfer-log"  # the log's name must not change with the port
@@ -90,7 +90,7 @@ def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tm
 # -- short-lived token keys: broker-token (access tokens), broker-channel (broker -> cockpit)
 
 def _rotate(data, name: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os  # noqa: PLC0415
+    import os
 
     return subprocess.run([sys.executable, "-m", "einmal", "keys", "rotate", name,
                            "--data-dir", str(data)], capture_output=True, text=True,
@@ -99,11 +99,10 @@ def _rotate(data, name: str, env: dict | None = None) -> subprocess.CompletedPro
 
 def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
         start_live_server, tmp_path) -> None:
-    import json  # noqa: PLC0415
+    import json
 
-    from tests.e2e.helpers import birth_request  # noqa: PLC0415
-
-    from tests.conftest import free_port  # noqa: PLC0415
+    from tests.conftest import free_port
+    from tests.e2e.helpers import birth_request
 
     data = tmp_path / "data"
     port = free_port()  # the same issuer (base URL) before and after the restart
@@ -142,27 +141,27 @@ def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
                             headers={"authorization": f"Bearer {token}"}, timeout=20)
         assert answer.status_code == 200, answer.text
     # ... and once the retired key's last token could have expired, it is dropped
-    import time  # noqa: PLC0415
+    import time
 
-    from einmal.keys import ROLLOVER_S  # noqa: PLC0415
-    from einmal.problems import ProblemError  # noqa: PLC0415
+    from einmal.keys import ROLLOVER_S
+    from einmal.problems import ProblemError
 
     service_tokens = second.component("broker").router.dependencies["service_tokens"]
     verifier = service_tokens.dependency()
     old_kid = jwt.get_unverified_header(old_token)["kid"]
     assert verifier.not_after[old_kid] <= time.time() + ROLLOVER_S + 300
     verifier.not_after[old_kid] = time.time() - 1  # as if that time had come
-    verifier._cache.clear()  # noqa: SLF001 - verified tokens are cached until they expire
+    verifier._cache.clear()
     with pytest.raises(ProblemError):
         verifier.verify(old_token)
     assert verifier.verify(new_token)["sub"] == service["client_id"]
 
 
 def test_retired_token_keys_are_left_out_once_their_tokens_expired(tmp_path) -> None:
-    import json  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import json
+    import time
 
-    from einmal.keys import (  # noqa: PLC0415
+    from einmal.keys import (
         ROLLOVER_S,
         accepted_public_keys,
         load_or_create_signing_key,
@@ -185,12 +184,12 @@ def test_retired_token_keys_are_left_out_once_their_tokens_expired(tmp_path) -> 
 
 
 def test_channel_key_rotation_is_followed_without_a_restart(tmp_path) -> None:
-    from types import SimpleNamespace  # noqa: PLC0415
+    from types import SimpleNamespace
 
-    from cockpit.http import ChannelAuth  # noqa: PLC0415
-    from einmal.keys import load_or_create_signing_key, rotate_signing_key  # noqa: PLC0415
-    from einmal.problems import ProblemError  # noqa: PLC0415
-    from einmal.tokens import TokenIssuer  # noqa: PLC0415
+    from cockpit.http import ChannelAuth
+    from einmal.keys import load_or_create_signing_key, rotate_signing_key
+    from einmal.problems import ProblemError
+    from einmal.tokens import TokenIssuer
 
     def request(key) -> SimpleNamespace:
         token = TokenIssuer(key=key, issuer="https://broker", audience="ingest",
@@ -215,21 +214,21 @@ def test_channel_key_rotation_is_followed_without_a_restart(tmp_path) -> None:
 # -- the cockpit master key: every citizen key is re-wrapped
 
 def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_path) -> None:
-    import asyncio  # noqa: PLC0415
-    import json  # noqa: PLC0415
+    import asyncio
+    import json
 
-    from cryptography.hazmat.primitives.keywrap import (  # noqa: PLC0415
+    from cryptography.hazmat.primitives.keywrap import (
         InvalidUnwrap,
         aes_key_unwrap,
     )
-    from sqlalchemy import select  # noqa: PLC0415
+    from sqlalchemy import select
 
-    from cockpit.service import CockpitService  # noqa: PLC0415
-    from cockpit.tables import CitizenKeyRow  # noqa: PLC0415
-    from cockpit.vault import CitizenVault  # noqa: PLC0415
-    from einmal.keys import load_or_create_secret  # noqa: PLC0415
-    from einmal.store import create_engine  # noqa: PLC0415
-    from tests.conftest import TEST_DATABASE_URL  # noqa: PLC0415
+    from cockpit.service import CockpitService
+    from cockpit.tables import CitizenKeyRow
+    from cockpit.vault import CitizenVault
+    from einmal.keys import load_or_create_secret
+    from einmal.store import create_engine
+    from tests.conftest import TEST_DATABASE_URL
 
     data = tmp_path / "data"
     first = start_live_server(data_dir=data)
@@ -259,7 +258,7 @@ def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_pa
         finally:
             await engine.dispose()
 
-    import time  # noqa: PLC0415
+    import time
 
     def settled(views: list) -> bool:  # delivered and integrated into the log (both async)
         return bool(views) and all(v.included for v in views)
@@ -287,7 +286,7 @@ def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_pa
     for wrapped in rows:  # the old master key opens nothing any more
         with pytest.raises(InvalidUnwrap):
             aes_key_unwrap(old_master, wrapped)
-        assert len(aes_key_unwrap(new_master, wrapped)) == 32  # noqa: PLR2004
+        assert len(aes_key_unwrap(new_master, wrapped)) == 32
     assert asyncio.run(transfers(new_master)) == before  # the views stay readable
 
     again = _rotate(data, "cockpit-master", env)  # a second rotation works the same way
@@ -296,15 +295,15 @@ def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_pa
 
 
 async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
-    import os  # noqa: PLC0415
-    from datetime import UTC, datetime  # noqa: PLC0415
+    import os
+    from datetime import UTC, datetime
 
-    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap  # noqa: PLC0415
-    from sqlalchemy import select  # noqa: PLC0415
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
+    from sqlalchemy import select
 
-    from cockpit.tables import CitizenKeyRow  # noqa: PLC0415
-    from cockpit.vault import VaultError, rewrap_citizen_keys  # noqa: PLC0415
-    from einmal.store import create_engine  # noqa: PLC0415
+    from cockpit.tables import CitizenKeyRow
+    from cockpit.vault import VaultError, rewrap_citizen_keys
+    from einmal.store import create_engine
 
     table = CitizenKeyRow.__table__
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'vault.db'}")
@@ -321,7 +320,7 @@ async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
 
     def stop_after_two_batches(done: int, seen: list[int] = []) -> None:  # noqa: B006
         seen.append(done)
-        if len(seen) == 2:  # noqa: PLR2004
+        if len(seen) == 2:
             raise Interrupted
 
     with pytest.raises(Interrupted):
@@ -337,7 +336,7 @@ async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
 
 
 def test_master_key_rotation_without_a_store_changes_nothing(tmp_path) -> None:
-    from einmal.keys import load_or_create_secret  # noqa: PLC0415
+    from einmal.keys import load_or_create_secret
 
     keys = tmp_path / "keys"
     before = load_or_create_secret(keys, "cockpit-master")

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
-from cockpit.vault import CitizenVault
 from cockpit.tables import CheckpointRow, EntryRow
+from cockpit.vault import CitizenVault
 from einmal import tlog
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
 from einmal.keys import load_or_create_signing_key

@@ -58,10 +58,10 @@ async def _cockpit(path: Path, *, fast: bool) -> tuple[CockpitService, TransferL
     async with engine.begin() as conn:
         await log.initialise(conn)
     if not fast:  # the SQLAlchemy statements, as on PostgreSQL
-        service._sqlite = None  # noqa: SLF001
-        log._sqlite = None  # noqa: SLF001
+        service._sqlite = None
+        log._sqlite = None
     else:
-        assert service._sqlite is not None and log._sqlite is not None  # noqa: SLF001
+        assert service._sqlite is not None and log._sqlite is not None
     return service, log, engine
 
 
@@ -119,7 +119,7 @@ async def _broker(path: Path, *, fast: bool) -> tuple[BrokerRepository, Any]:
     repo = BrokerRepository(engine)
     await repo.create_schema()
     if not fast:
-        repo._sqlite = None  # noqa: SLF001
+        repo._sqlite = None
     return repo, engine
 
 
@@ -138,7 +138,7 @@ async def test_broker_group_commit_and_delivery_marks_agree_on_both_paths(
             await repo.claim_idempotency("svc", "key-1", "h", T0, T0 + timedelta(days=1))
             use = ConsentUse(consent_id="c1", now=T0 + timedelta(minutes=1))
             answer = IdempotentAnswer(client_id="svc", key="key-1", sealed_response=b"sealed")
-            ok = await repo._commit_batch([  # noqa: SLF001 - the group commit itself
+            ok = await repo._commit_batch([
                 (_record(CHILD, 1), use, answer), (_record(CHILD, 2), use, None),
                 (_record(OTHER, 3), None, None)])
             pending = await repo.pending_transfers(10)
@@ -242,7 +242,7 @@ async def test_integration_numbers_entries_in_order_across_a_gap_in_seq(tmp_path
 
 async def test_a_writer_waits_off_the_loop_for_another_process_holding_the_write_lock(
         tmp_path: Path) -> None:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     path = tmp_path / "broker.db"
     repo, engine = await _broker(path, fast=True)
@@ -265,7 +265,7 @@ async def test_a_writer_waits_off_the_loop_for_another_process_holding_the_write
 
 async def test_a_cancelled_caller_does_not_let_the_next_transaction_overlap_its_commit(
         tmp_path: Path) -> None:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     path = tmp_path / "broker.db"
     repo, engine = await _broker(path, fast=True)

@@ -257,7 +257,7 @@ class TestTokenCaching:
                 return responses.pop()
             return broker.handler(request)
 
-        service._http.client._transport = httpx.MockTransport(once)  # noqa: SLF001
+        service._http.client._transport = httpx.MockTransport(once)
         await fetch(service)
         assert broker.calls["/v1/token"] == 2
 
@@ -454,7 +454,7 @@ class TestPreview:
         return http, ServiceClient(BASE, SERVICE, broker.service_jwk, http=http)
 
     async def test_fetch_proof_raises_preview_required(self, broker) -> None:
-        from einmal.client import PreviewRequiredError  # noqa: PLC0415
+        from einmal.client import PreviewRequiredError
 
         http, service = await self._client(broker, [])
         async with http:
@@ -467,7 +467,7 @@ class TestPreview:
         assert preview.expires_at == datetime(2030, 1, 1, 0, 15, tzinfo=UTC)
 
     async def test_wait_then_collect_the_verified_proof(self, broker) -> None:
-        from einmal.client import PreviewRequired  # noqa: PLC0415
+        from einmal.client import PreviewRequired
 
         answers = [httpx.Response(202, json=self.PENDING),
                    httpx.Response(200, json={"transfer_id": TRANSFER, "proof": broker.sign()})]
@@ -494,7 +494,7 @@ class TestPreview:
         assert caught.value.transfer_id == TRANSFER
 
     async def test_waiting_gives_up_with_the_preview(self, broker) -> None:
-        from einmal.client import PreviewPendingError  # noqa: PLC0415
+        from einmal.client import PreviewPendingError
 
         answers = [httpx.Response(202, json=self.PENDING) for _ in range(3)]
         http, service = await self._client(broker, answers)

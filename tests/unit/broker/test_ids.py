@@ -42,7 +42,7 @@ def test_sqlite_time_is_what_sqlalchemy_stores(value: datetime) -> None:
 
 
 def test_request_ids_are_random_version_4_uuids() -> None:
-    from einmal.ids import uuid4  # noqa: PLC0415
+    from einmal.ids import uuid4
 
     ids = [uuid4() for _ in range(2000)]
     assert len(set(ids)) == len(ids)

@@ -1,7 +1,7 @@
 """The preview detail page renders any proof value safely and readably: nested lists and
 mappings, booleans, missing values; text from the register is escaped (autoescape)."""
 
-from cockpit.web.core import _environment  # noqa: PLC2701 - the app's Jinja environment
+from cockpit.web.core import _environment
 from cockpit.web.i18n import load_catalogs
 
 
