@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test test-postgres lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Einmal needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[test,lint]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,6 +20,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Lint and types: ruff with the project's configuration, mypy (strict on the kernel and the client).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The same suite against the local PostgreSQL (what CI runs in addition).
 test-postgres: setup

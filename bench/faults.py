@@ -28,11 +28,11 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from einmal.audit import export_bundle, verify_bundle
+from einmal_client.audit import export_bundle, verify_bundle
 from einmal.store import create_engine
 from tests.conftest import free_port, reset_database
 
-EINMAL = [sys.executable, "-m", "einmal", "serve", "--demo"]
+EINMAL = [sys.executable, "-m", "einmal_app", "serve", "--demo"]
 PUBLIC_BROKER = "http://broker.einmal.test"  # both brokers sit behind one public name
 
 

@@ -4,7 +4,7 @@
 
 Seeds N entries straight into a fresh cockpit store (SQLite file by default), then measures:
 integrate (sequencer batches, signed checkpoints), export (the NDJSON stream of
-/v1/audit/export, in-process), and offline verify (einmal.audit.verify_bundle on the written
+/v1/audit/export, in-process), and offline verify (einmal_client.audit.verify_bundle on the written
 bundle). Peak memory is tracemalloc's peak during each phase (Python allocations), to show it
 stays flat in N. Not part of the test suite.
 """
@@ -27,8 +27,8 @@ from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from cockpit.tables import EntryRow
 from cockpit.vault import CitizenVault
-from einmal import tlog
-from einmal.audit import verify_bundle
+from einmal_client import tlog
+from einmal_client.audit import verify_bundle
 from einmal.keys import load_or_create_signing_key
 from einmal.store import create_engine
 

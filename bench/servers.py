@@ -70,7 +70,7 @@ class InMemoryBirthConnector:
         self._real.check_parameters(parameters)  # pure, no I/O
 
     async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> Any:
-        from connectors.base import RecordNotFoundError
+        from einmal.domain.registers import RecordNotFoundError
 
         self.check_parameters(parameters)
         answer = self._answers.get(subject)
@@ -111,7 +111,7 @@ def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
     from connectors.simulators.population import generate_population
     from einmal.domain.proofs import ProofType
     from einmal.logging import configure_logging
-    from einmal.server import build_components, create_app
+    from einmal_app.server import build_components, create_app
     from einmal.settings import load_settings
 
     settings = load_settings(os.environ, port=port, data_dir=data_dir, demo=True,
@@ -144,7 +144,7 @@ def main() -> None:
         app = echo_app()
     else:
         app = einmal_memory_app(args.port, args.data_dir, args.components, args.cockpit_url)
-    from einmal.server import freeze_startup_heap
+    from einmal_app.server import freeze_startup_heap
 
     freeze_startup_heap()  # as `einmal serve` does
     uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)

@@ -1,5 +1,6 @@
 """Broker composition root: the only place that wires policies, connectors, store and keys."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +13,10 @@ from broker.http import BrokerLimits, create_broker_router
 from broker.previews import PreviewSweeper
 from broker.repository import BrokerRepository
 from broker.service import BrokerService
-from connectors.factory import build_connectors
 from einmal.citizen import CitizenAuth
+from einmal.domain.policy import Policies
+from einmal.domain.proofs import ProofType
+from einmal.domain.registers import Connector
 from einmal.keys import (
     accepted_public_keys,
     load_or_create_secret,
@@ -39,7 +42,8 @@ class BrokerComponent:
 
     name = "broker"
 
-    def __init__(self, settings: Settings, *, policies: Any, citizens: CitizenAuth) -> None:
+    def __init__(self, settings: Settings, *, policies: Policies, citizens: CitizenAuth,
+                 connectors: Mapping[ProofType, Connector]) -> None:
         keys_dir = settings.keys_dir
         proof_key = load_or_create_signing_key(keys_dir, "broker-proof")
         token_key = load_or_create_signing_key(keys_dir, "broker-token")
@@ -49,11 +53,7 @@ class BrokerComponent:
         self.repository = BrokerRepository(self.engine)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         self._registers_url = settings.registers_base_url
-        self.connectors = build_connectors(settings.registers_base_url,
-                                           timeout_s=settings.register_timeout_s,
-                                           retries=settings.register_retries,
-                                           max_concurrency=settings.register_max_concurrency,
-                                           queue_timeout_s=settings.register_queue_timeout_s)
+        self.connectors = dict(connectors)
         self.delivery = DeliveryWorker(
             repository=self.repository, cockpit_url=settings.cockpit_base_url,
             channel=TokenIssuer(key=channel_key, issuer=issuer, audience=CHANNEL_AUDIENCE,

@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.repository import ConsentUse, IdempotentAnswer, StoredPreview
-from connectors.base import ProofData
+from einmal.domain.registers import ProofData
 from einmal.domain.idnr import mask_idnr
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.previews import PreviewDesk
 from broker.repository import BrokerRepository, ConsentUse, IdempotentAnswer, StoredConsent
-from connectors.base import (
+from einmal.domain.registers import (
     Connector,
     ConnectorError,
     InvalidParametersError,
@@ -31,6 +31,7 @@ from connectors.base import (
     RoutingError,
 )
 from einmal.domain.idnr import InvalidIdNrError, mask_idnr, validate_idnr
+from einmal.domain.policy import Policies
 from einmal.domain.proofs import ProofType
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.ids import uuid7
@@ -38,7 +39,6 @@ from einmal.keys import SigningKey
 from einmal.problems import ProblemError
 from einmal.store import StoreError
 from einmal.tokens import TokenIssuer
-from policies import PolicySet
 
 __all__ = ["BrokerService", "ConsentIn", "ConsentOut", "ProofRequestIn", "uuid7"]
 
@@ -92,7 +92,7 @@ class ConsentOut(msgspec.Struct, frozen=True, kw_only=True):
 class BrokerService:
     """Everything the broker does, wired once at start-up (no per-request set-up)."""
 
-    def __init__(self, *, repository: BrokerRepository, policies: PolicySet,
+    def __init__(self, *, repository: BrokerRepository, policies: Policies,
                  connectors: Mapping[ProofType, Connector], proof_key: SigningKey,
                  access_tokens: TokenIssuer, pseudonym_key: bytes, issuer: str,
                  token_endpoint: str, allow_test_idnrs: bool, answer_key: bytes,

@@ -10,8 +10,9 @@ from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from cockpit.vault import CitizenVault
-from cockpit.web import WebView
+from cockpit.web import WebView, create_web_router
 from einmal.citizen import CitizenAuth
+from einmal.domain.policy import Policies
 from einmal.keys import (
     load_or_create_secret,
     load_or_create_signing_key,
@@ -31,7 +32,7 @@ class CockpitComponent:
     name = "cockpit"
 
     def __init__(self, settings: Settings, *, citizens: CitizenAuth,
-                 policies: Any = None) -> None:
+                 policies: Policies) -> None:
         if (settings.keys_dir / "cockpit-master.next.key").exists():
             # some citizen keys may be wrapped with the new master key already
             msg = ("a cockpit master key rotation is unfinished: run `einmal keys rotate "
@@ -55,15 +56,10 @@ class CockpitComponent:
         api = create_cockpit_router(
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
             auditors=AuditorAuth(keys_file=settings.auditor_keys))
-        if policies is None:  # the web view reads the policy documents (read-only)
-            from einmal.server import default_policies_dir
-            from policies import load_policies
-
-            policies = load_policies(settings.policies_dir or default_policies_dir())
         self.web = WebView(settings, policies=policies)
         #: the app's template engine (the web view's Jinja2 templates)
         self.template_config = self.web.templates
-        self.router: Router = Router(path="/", route_handlers=[api, self.web.router])
+        self.router: Router = Router(path="/", route_handlers=[api, create_web_router(self.web)])
 
     def attach_metrics(self, metrics: Any) -> None:
         async def refresh(m: Any) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cockpit.tables import CheckpointRow, CitizenEntryRow, EntryRow, LogStateRow, TreeNodeRow
-from einmal import tlog
+from einmal_client import tlog
 from einmal.keys import SigningKey, public_key_from_jwk
 from einmal.problems import ProblemError
 from einmal.store import StoreError, insert_rows, sqlite_time, sqlite_writer, writer

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cockpit.leaf import encode_leaf
 from cockpit.tables import COCKPIT_TABLES, CitizenEntryRow, EntryRow, RelationRow
 from cockpit.vault import CitizenVault
-from einmal import tlog
+from einmal_client import tlog
 from einmal.domain.idnr import mask_idnr
 from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError

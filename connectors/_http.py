@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import (
+from einmal.domain.registers import (
     RecordNotFoundError,
     RegisterBusyError,
     RegisterRejectedError,

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from connectors.base import InvalidParametersError
+from einmal.domain.registers import InvalidParametersError
 
 __all__ = ["is_idnr_shaped", "is_iso_date", "reject_unknown"]
 

@@ -12,14 +12,14 @@ from typing import Any
 
 from connectors._http import RegisterClient, raise_for_client_error
 from connectors._params import is_idnr_shaped, is_iso_date, reject_unknown
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,
     RoutingError,
 )
 from connectors.directory import Directory
-from connectors.simulators import messages
+from connectors import xpersonenstand as messages
 from einmal.domain.proofs import ProofType
 
 __all__ = ["BirthConnector"]

@@ -15,7 +15,7 @@ import msgspec
 
 from connectors._http import RegisterClient, raise_for_client_error
 from connectors._params import is_idnr_shaped, is_iso_date, reject_unknown
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,

@@ -7,7 +7,7 @@ from datetime import date
 import httpx
 
 from connectors._http import RegisterClient
-from connectors.base import Connector
+from einmal.domain.registers import Connector
 from connectors.birth import BirthConnector
 from connectors.custody import CustodyConnector
 from connectors.directory import Directory

@@ -16,7 +16,7 @@ import msgspec
 
 from connectors._http import RegisterClient
 from connectors._params import reject_unknown
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,

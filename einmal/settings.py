@@ -100,6 +100,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return (self.cockpit_url or self.base_url).rstrip("/")
 
     @property
+    def demo_issuer(self) -> str:
+        """The demo identity provider's issuer (demo mode only)."""
+        return f"{self.cockpit_base_url}/demo"
+
+    @property
     def registers_base_url(self) -> str:
         return (self.registers_url or f"{self.base_url}/registers").rstrip("/")
 

@@ -31,7 +31,7 @@ from policies._loader import (
     load_policies,
     load_policy_file,
 )
-from policies._model import LANDS, Jwk, Permission, PolicyDocument
+from einmal.domain.policy import LANDS, Jwk, Permission, PolicyDocument
 
 __all__ = [
     "DOCUMENTS_DIR",

@@ -30,7 +30,7 @@ from policies._errors import (
     PolicySchemaError,
     PolicySyntaxError,
 )
-from policies._model import LANDS, Jwk, Permission, PolicyDocument
+from einmal.domain.policy import LANDS, Jwk, Permission, PolicyDocument
 
 __all__ = ["DOCUMENTS_DIR", "PolicySet", "check_directory", "load_policies", "load_policy_file"]
 

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 
 from einmal.logging import configure_logging
-from einmal.server import build_components, create_app
+from einmal_app.server import build_components, create_app
 from einmal.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None

@@ -1,11 +1,10 @@
 """The web view's composition: templates, catalogs, sessions, OIDC, API client, router.
 
 Everything is built once at start-up (``WebView.__init__``); handlers only use it. Pages are
-collected from the modules in ``PAGE_MODULES`` (each exports ``ROUTES``): see README.md.
+collected by ``cockpit.web.routes.create_web_router`` from the page modules (each exports
+``ROUTES``): see README.md.
 """
 
-import importlib
-import importlib.util
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,25 +16,24 @@ from zoneinfo import ZoneInfo
 import httpx
 import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from litestar import Request, Router
+from litestar import Request
 from litestar.datastructures import Cookie
-from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
-from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from cockpit.web.api import ApiClient, ApiError
+from cockpit.web.errors import LoginRequired
 from cockpit.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogs, load_catalogs
 from cockpit.web.oidc import OidcClient
-from cockpit.web.security import csp, security_headers
+from cockpit.web.security import csp
 from cockpit.web.session import SessionManager, WebSession
 from einmal.domain.idnr import mask_idnr
 from einmal.keys import load_or_create_secret
 from einmal.settings import Settings
 
-__all__ = ["LANG_COOKIE", "PAGE_MODULES", "LoginRequired", "WebView", "origin_of",
+__all__ = ["LANG_COOKIE", "LoginRequired", "WebView", "origin_of",
            "safe_next", "template_config"]
 
 log = structlog.get_logger()
@@ -46,17 +44,9 @@ STATIC_DIR = HERE / "static"
 LANG_COOKIE = "einmal_lang"
 BERLIN = ZoneInfo("Europe/Berlin")
 #: modules of cockpit.web that contribute pages (a missing one is skipped)
-PAGE_MODULES = ("auth", "overview", "transfers", "consents", "mydata", "previews", "errors")
 _LOCAL_PATH = re.compile(r"/(?![/\\])[\x21-\x7e]*")
 
 
-class LoginRequired(Exception):
-    """Raised by the ``login`` dependency: the page needs a logged-in citizen."""
-
-    def __init__(self, next_path: str, *, expired: bool = False) -> None:
-        super().__init__(next_path)
-        self.next_path = next_path
-        self.expired = expired
 
 
 def safe_next(value: str | None) -> str:
@@ -105,7 +95,6 @@ class WebView:
 
     def __init__(self, settings: Settings, *, policies: Any,
                  http: httpx.AsyncClient | None = None) -> None:
-        from einmal.demo import demo_issuer
 
         self.settings = settings
         self.demo = settings.demo
@@ -119,7 +108,7 @@ class WebView:
             secure=not _is_loopback(self.public_url) or self.public_url.startswith("https:"))
         self.http = http or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         issuer = (settings.oidc_issuer or settings.citizen_issuer
-                  or (demo_issuer(settings) if settings.demo else None))
+                  or (settings.demo_issuer if settings.demo else None))
         self.oidc = OidcClient(
             issuer=issuer or "", client_id=settings.oidc_client_id,
             client_secret=settings.oidc_client_secret, scopes=settings.oidc_scopes,
@@ -128,7 +117,6 @@ class WebView:
         self.api = ApiClient(http=self.http, broker_url=settings.broker_base_url,
                              cockpit_url=settings.cockpit_base_url)
         self.idp_origin = origin_of(issuer) if issuer else None
-        self.router = self._router()
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -226,40 +214,3 @@ class WebView:
         """An API refused the citizen's token: the session is over (expired token)."""
         if exc.status == 401:
             await self.end_session(session)
-
-    # -- router ------------------------------------------------------------------------------
-    def _handlers(self) -> list[Any]:
-        handlers: list[Any] = []
-        for name in PAGE_MODULES:
-            module_name = f"cockpit.web.{name}"
-            if importlib.util.find_spec(module_name) is None:
-                continue
-            handlers.extend(importlib.import_module(module_name).ROUTES)
-        return handlers
-
-    def _router(self) -> Router:
-        from cockpit.web.errors import exception_handlers
-
-        static = create_static_files_router(path="/static", directories=[STATIC_DIR],
-                                            include_in_schema=False,
-                                            cache_control=None, name="static")
-        view = self
-
-        # closures, not bound methods: Litestar deep-copies a router when it is registered
-        async def login(request: Request[Any, Any, Any]) -> WebSession:
-            return await view.require_login(request)
-
-        async def maybe_login(request: Request[Any, Any, Any]) -> WebSession | None:
-            return await view.optional_session(request)
-
-        return Router(
-            path="/", route_handlers=[*self._handlers(), static],
-            dependencies={
-                "web": Provide(lambda: view, use_cache=True, sync_to_thread=False),
-                "login": Provide(login),
-                "maybe_login": Provide(maybe_login),
-            },
-            middleware=[security_headers()],
-            exception_handlers=exception_handlers(self),
-            include_in_schema=False,
-        )

@@ -4,6 +4,7 @@ API routes keep problem+json (einmal.problems); these handlers apply to the web 
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from litestar import Request, Response
@@ -14,7 +15,17 @@ from cockpit.web.api import ApiError
 from cockpit.web.oidc import LoginError
 from einmal.problems import ProblemError
 
-__all__ = ["ROUTES", "error_page", "exception_handlers"]
+
+class LoginRequired(Exception):
+    """Raised by the ``login`` dependency: the page needs a logged-in citizen."""
+
+    def __init__(self, next_path: str, *, expired: bool = False) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+        self.expired = expired
+
+
+__all__ = ["ROUTES", "LoginRequired", "error_page", "exception_handlers"]
 
 log = structlog.get_logger()
 ROUTES: list[Any] = []
@@ -32,14 +43,10 @@ def error_page(view: Any, request: Request[Any, Any, Any], status: int, kind: st
 
 def exception_handlers(view: Any) -> dict[Any, Any]:
     def login_required(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        from cockpit.web.core import LoginRequired
-
         assert isinstance(exc, LoginRequired)  # noqa: S101
         params = {"next": exc.next_path}
         if exc.expired:
             params["expired"] = "1"
-        from urllib.parse import urlencode
-
         return Redirect(path=f"/login?{urlencode(params)}", status_code=303)
 
     def http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -73,8 +80,6 @@ def exception_handlers(view: Any) -> dict[Any, Any]:
         log.error("web.unhandled_error", path=request.url.path, error=type(exc).__name__,
                   exc_info=exc)
         return error_page(view, request, 500, "server_error")
-
-    from cockpit.web.core import LoginRequired
 
     return {LoginRequired: login_required, NotFoundException: http_error,
             HTTPException: http_error, ProblemError: http_error, ApiError: api_error,

@@ -33,7 +33,7 @@ def run_elfe(base_url: str, credentials: dict[str, Any]) -> tuple[bool, str]:
     """Play ``einmal scenario elfe`` against the server; returns (all checks held, its output)."""
     from rich.console import Console
 
-    from einmal.scenario import run_scenario
+    from einmal_app.scenario import run_scenario
 
     out = io.StringIO()
     result: list[bool] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from einmal.audit import auditor_token
+from einmal_client.audit import auditor_token
 from einmal.keys import load_or_create_signing_key
 from einmal.settings import load_settings
 from einmal.tokens import TokenIssuer

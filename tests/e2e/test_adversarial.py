@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from einmal.demo import DEMO_IDP_KEY, demo_issuer
+from einmal_app.demo import DEMO_IDP_KEY
 from einmal.keys import load_or_create_signing_key
 from einmal.tokens import TokenIssuer
 from tests.e2e.conftest import Demo, in_days
@@ -82,7 +82,7 @@ class TestServiceBoundaries:
         """Even a correctly signed citizen token must name an ASCII IdNr."""
         live, demo = env
         key = load_or_create_signing_key(live.settings.keys_dir, DEMO_IDP_KEY)
-        issuer = TokenIssuer(key=key, issuer=demo_issuer(live.settings),
+        issuer = TokenIssuer(key=key, issuer=live.settings.demo_issuer,
                              audience="einmal-citizen", ttl_s=60)
         anna = demo.citizen("elfe", "parent")["idnr"]
         fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in anna)

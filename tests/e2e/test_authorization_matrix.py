@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from connectors.simulators.messages import build_request
+from connectors.xpersonenstand import build_request
 from tests.e2e.conftest import in_days
 from tests.e2e.helpers import ELTERNGELD, FAMILIENKASSE, NAMENSDIENST, UVO, birth_request
 from tests.e2e.security_support import (

@@ -1,6 +1,6 @@
 """No citizen data, token or key material in any log line over whole stories (issue 7).
 
-Both demo stories run with ``einmal.scenario`` (the same code as ``einmal scenario ...``)
+Both demo stories run with ``einmal_app.scenario`` (the same code as ``einmal scenario ...``)
 against a live demo server in this process; every structlog event (captured before rendering
 and before the redaction processor, so a value that is only redacted later still fails) and
 every stdlib log record at INFO and above is searched for:
@@ -25,7 +25,7 @@ from rich.console import Console
 from structlog.testing import capture_logs
 
 from einmal.logging import quiet_libraries
-from einmal.scenario import run_scenario
+from einmal_app.scenario import run_scenario
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 

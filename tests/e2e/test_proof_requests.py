@@ -210,7 +210,7 @@ class TestDemoOnlyPaths:
         assert not (live.data_dir / "demo-credentials.json").exists()
 
     def test_demo_policy_documents_are_refused_outside_demo_mode(self, make_settings) -> None:
-        from einmal.server import DemoPolicyError, build_components
+        from einmal_app.server import DemoPolicyError, build_components
 
         with pytest.raises(DemoPolicyError, match="public knowledge"):
             build_components(make_settings(demo=False))

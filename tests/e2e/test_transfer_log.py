@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from einmal import tlog
-from einmal.audit import auditor_token, export_bundle, verify_bundle
-from einmal.cli import main
+from einmal_client import tlog
+from einmal_client.audit import auditor_token, export_bundle, verify_bundle
+from einmal_app.cli import main
 from tests.e2e.conftest import bearer
 from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, birth_request, problem
 
@@ -285,7 +285,7 @@ class TestShredding:
             env["EINMAL_DATABASE_URL"] = live_server.settings.database_url
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
         result = subprocess.run(
-            [sys.executable, "-m", "einmal", "log", "shred", "--before", tomorrow,
+            [sys.executable, "-m", "einmal_app", "log", "shred", "--before", tomorrow,
              "--data-dir", str(live_server.data_dir), "--yes"],
             capture_output=True, text=True, env=env, timeout=60, check=False)
         assert result.returncode == 0, result.stderr

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from connectors import birth
-from connectors.base import InvalidRegisterAnswerError
-from connectors.simulators import messages
-from einmal import tlog
-from einmal.audit import VerifyReport, verify_bundle
+from einmal.domain.registers import InvalidRegisterAnswerError
+from connectors import xpersonenstand as messages
+from einmal_client import tlog
+from einmal_client.audit import VerifyReport, verify_bundle
 from einmal.domain.idnr import InvalidIdNrError, check_digit, is_valid_idnr, validate_idnr
 from policies import DOCUMENTS_DIR, PolicyError, load_policy_file
 

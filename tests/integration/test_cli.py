@@ -11,7 +11,7 @@ import httpx
 
 from tests.conftest import free_port
 
-EINMAL = [sys.executable, "-m", "einmal"]
+EINMAL = [sys.executable, "-m", "einmal_app"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 30,

@@ -38,7 +38,7 @@ def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> No
     old_proof = _proof(first.base_url, creds)
     first.stop()
 
-    rotated = subprocess.run([sys.executable, "-m", "einmal", "keys", "rotate", "broker-proof",
+    rotated = subprocess.run([sys.executable, "-m", "einmal_app", "keys", "rotate", "broker-proof",
                               "--data-dir", str(data)], capture_output=True, text=True,
                              check=False, timeout=30)
     assert rotated.returncode == 0, rotated.stderr
@@ -62,7 +62,7 @@ def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tm
     import json
     import time
 
-    from einmal import tlog
+    from einmal_client import tlog
 
     data = tmp_path / "data"
     origin = "cockpit.example/einmal-transfer-log"  # the log's name must not change with the port
@@ -72,7 +72,7 @@ def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tm
     time.sleep(1.5)  # integrated and checkpointed
     old_note = httpx.get(f"{first.base_url}/v1/log/checkpoint").text
     first.stop()
-    rotated = subprocess.run([sys.executable, "-m", "einmal", "keys", "rotate", "cockpit-log",
+    rotated = subprocess.run([sys.executable, "-m", "einmal_app", "keys", "rotate", "cockpit-log",
                               "--data-dir", str(data)], capture_output=True, text=True,
                              check=False, timeout=30)
     assert rotated.returncode == 0, rotated.stderr
@@ -92,7 +92,7 @@ def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tm
 def _rotate(data, name: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "einmal", "keys", "rotate", name,
+    return subprocess.run([sys.executable, "-m", "einmal_app", "keys", "rotate", name,
                            "--data-dir", str(data)], capture_output=True, text=True,
                           check=False, timeout=120, env={**os.environ, **(env or {})})
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import uvicorn
 
-from connectors.base import (
+from einmal.domain.registers import (
     Connector,
     RecordNotFoundError,
     RegisterTimeoutError,

@@ -12,7 +12,7 @@ from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from cockpit.tables import CheckpointRow, EntryRow
 from cockpit.vault import CitizenVault
-from einmal import tlog
+from einmal_client import tlog
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
 from einmal.keys import load_or_create_signing_key
 from einmal.store import create_engine

@@ -18,7 +18,7 @@ from broker.tables import TransferRow
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from cockpit.vault import CitizenVault
-from einmal import tlog
+from einmal_client import tlog
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.keys import SigningKey
 from einmal.store import StoreError, create_engine, dispose, sqlite_time, sqlite_writer

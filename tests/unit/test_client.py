@@ -1,4 +1,4 @@
-"""einmal.client without a server: problem mapping, token caching, proof verification."""
+"""einmal_client.client without a server: problem mapping, token caching, proof verification."""
 
 import base64
 import json
@@ -13,8 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import einmal.client
-from einmal.client import (
+import einmal_client.client
+from einmal_client.client import (
     AuthenticationError,
     CitizenClient,
     ConsentRequiredError,
@@ -416,7 +416,7 @@ class TestCitizenClient:
 
 
 def test_public_surface_is_pinned() -> None:
-    assert set(einmal.client.__all__) == {
+    assert set(einmal_client.client.__all__) == {
         "AuthenticationError", "CitizenClient", "Consent", "ConsentRequiredError",
         "EinmalError", "InvalidRequestError", "InvalidResponseError", "NotFoundError",
         "PermissionDeniedError", "Preview", "PreviewCollectedError", "PreviewExpiredError",
@@ -454,7 +454,7 @@ class TestPreview:
         return http, ServiceClient(BASE, SERVICE, broker.service_jwk, http=http)
 
     async def test_fetch_proof_raises_preview_required(self, broker) -> None:
-        from einmal.client import PreviewRequiredError
+        from einmal_client.client import PreviewRequiredError
 
         http, service = await self._client(broker, [])
         async with http:
@@ -467,7 +467,7 @@ class TestPreview:
         assert preview.expires_at == datetime(2030, 1, 1, 0, 15, tzinfo=UTC)
 
     async def test_wait_then_collect_the_verified_proof(self, broker) -> None:
-        from einmal.client import PreviewRequired
+        from einmal_client.client import PreviewRequired
 
         answers = [httpx.Response(202, json=self.PENDING),
                    httpx.Response(200, json={"transfer_id": TRANSFER, "proof": broker.sign()})]
@@ -489,12 +489,12 @@ class TestPreview:
         http, service = await self._client(broker, answers)
         async with http:
             first = await service.request_proof("birth", CHILD, "elterngeld-antrag")
-            with pytest.raises(getattr(einmal.client, name)) as caught:
+            with pytest.raises(getattr(einmal_client.client, name)) as caught:
                 await service.collect(first)
         assert caught.value.transfer_id == TRANSFER
 
     async def test_waiting_gives_up_with_the_preview(self, broker) -> None:
-        from einmal.client import PreviewPendingError
+        from einmal_client.client import PreviewPendingError
 
         answers = [httpx.Response(202, json=self.PENDING) for _ in range(3)]
         http, service = await self._client(broker, answers)

@@ -3,7 +3,7 @@
 import pytest
 
 from broker.service import _connector_problem
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     RecordNotFoundError,

@@ -5,9 +5,9 @@ from datetime import date
 
 import pytest
 
-from connectors.base import Connector
+from einmal.domain.registers import Connector
 from connectors.factory import build_connectors
-from connectors.simulators import messages
+from connectors import xpersonenstand as messages
 from einmal.domain.proofs import ProofType
 
 BASE = "http://registers.test/registers"

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     RecordNotFoundError,
@@ -12,7 +12,7 @@ from connectors.base import (
     RegisterUnavailableError,
     RoutingError,
 )
-from connectors.simulators import messages
+from connectors import xpersonenstand as messages
 from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from tests.unit.connectors.conftest import BASE, CHILD, FATHER, MOTHER, birth_answer
 

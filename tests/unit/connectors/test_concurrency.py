@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from connectors._http import RegisterClient
-from connectors.base import RegisterBusyError, RegisterUnavailableError
+from einmal.domain.registers import RegisterBusyError, RegisterUnavailableError
 
 
 class SlowRegister(httpx.AsyncBaseTransport):

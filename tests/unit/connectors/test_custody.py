@@ -5,7 +5,7 @@ from datetime import date
 import httpx
 import pytest
 
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     RecordNotFoundError,

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from connectors.base import (
+from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     RecordNotFoundError,

@@ -8,7 +8,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from connectors.directory import MUNICIPALITIES
-from connectors.simulators import messages
+from connectors import xpersonenstand as messages
 from connectors.simulators.app import SimulatorSettings, create_registers_app
 from connectors.simulators.population import Population, generate_population
 

@@ -6,7 +6,7 @@ import socket
 import pytest
 from rich.console import Console
 
-from einmal.scenario import run_scenario
+from einmal_app.scenario import run_scenario
 
 CREDENTIALS = {"services": [], "citizens": []}
 

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from einmal import tlog
+from einmal_client import tlog
 
 # The Certificate Transparency / transparency-dev reference vectors (RFC 6962 trees of the
 # eight leaves below; roots for sizes 1..8, audit paths and consistency proofs).

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from einmal.cli_policies import check
+from einmal_app.cli_policies import check
 from policies import DOCUMENTS_DIR
 from tests.unit.policies._helpers import GOOD, write
 

@@ -11,9 +11,16 @@ from litestar import Litestar, Request, Response, Router, get
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from broker.app import BrokerComponent
+from cockpit.app import CockpitComponent
+from cockpit.web.errors import error_page
+from cockpit.web.security import header_dict
+from connectors.factory import build_connectors
+from connectors.simulators.app import SimulatorSettings, create_registers_router
+from connectors.simulators.population import generate_population
 from einmal import __version__
 from einmal.citizen import CitizenAuth
-from einmal.demo import DEMO_IDP_KEY, DemoComponent, demo_issuer
+from einmal.demo_keys import demo_private_jwk
 from einmal.ids import uuid4
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.openapi import document_problems, problems, schema_not_found_as_problem
@@ -21,6 +28,8 @@ from einmal.ops import OpsAuth, ops_token
 from einmal.problems import ProblemError, exception_handlers
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
+from einmal_app.demo import DEMO_IDP_KEY, DemoComponent
+from policies import DOCUMENTS_DIR, load_policies
 
 __all__ = ["Component", "create_app", "default_policies_dir", "freeze_startup_heap"]
 
@@ -37,8 +46,6 @@ class Component(Protocol):
 
 
 def default_policies_dir() -> Path:
-    from policies import DOCUMENTS_DIR
-
     return DOCUMENTS_DIR
 
 
@@ -112,7 +119,7 @@ def _citizen_auth(settings: Settings) -> CitizenAuth:
         issuer, keys_file = settings.citizen_issuer, settings.citizen_keys_file
         keys_url = settings.citizen_keys_url
     else:
-        issuer = demo_issuer(settings)
+        issuer = settings.demo_issuer
         keys_file = settings.keys_dir / f"{DEMO_IDP_KEY}.public.json"
     limiter = RateLimiter(rate_per_s=settings.rate_limit_citizen_per_s,
                           burst=settings.rate_limit_citizen_burst, what="citizen")
@@ -123,16 +130,11 @@ def _citizen_auth(settings: Settings) -> CitizenAuth:
 
 def build_components(settings: Settings) -> list[Any]:
     """Build every configured component (order matters: keys are created on the way)."""
-    from connectors.simulators.app import SimulatorSettings, create_registers_router
-    from connectors.simulators.population import generate_population
-    from einmal.demo_keys import demo_private_jwk
-    from policies import load_policies
-
     settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     citizens = _citizen_auth(settings)
     components: list[Any] = []
     policy_set = None
-    if "broker" in settings.components or settings.demo:
+    if {"broker", "cockpit"} & settings.components or settings.demo:
         policy_set = load_policies(settings.policies_dir or default_policies_dir())
         demo_documents = [d.id for d in policy_set.services() if d.demo]
         if demo_documents and not settings.demo:
@@ -157,12 +159,16 @@ def build_components(settings: Settings) -> list[Any]:
                                                            families=settings.simulator_families))
         components.append(_StaticComponent("registers", router))
     if "broker" in settings.components:
-        from broker.app import BrokerComponent
-
-        components.append(BrokerComponent(settings, policies=policy_set, citizens=citizens))
+        assert policy_set is not None  # noqa: S101 - loaded above for a broker
+        connectors = build_connectors(settings.registers_base_url,
+                                      timeout_s=settings.register_timeout_s,
+                                      retries=settings.register_retries,
+                                      max_concurrency=settings.register_max_concurrency,
+                                      queue_timeout_s=settings.register_queue_timeout_s)
+        components.append(BrokerComponent(settings, policies=policy_set, citizens=citizens,
+                                          connectors=connectors))
     if "cockpit" in settings.components:
-        from cockpit.app import CockpitComponent
-
+        assert policy_set is not None  # noqa: S101 - loaded above for a cockpit
         components.append(CockpitComponent(settings, citizens=citizens, policies=policy_set))
     return components
 
@@ -191,9 +197,6 @@ def _html_not_found(parts: list[Any]) -> Any:
     web = next((getattr(c, "web", None) for c in parts if getattr(c, "web", None)), None)
     if web is None:
         return None
-    from cockpit.web.errors import error_page
-    from cockpit.web.security import header_dict
-
     def page(request: Request[Any, Any, Any]) -> Any:
         response = error_page(web, request, 404, "not_found")
         response.headers.update(header_dict())

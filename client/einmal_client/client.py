@@ -52,7 +52,7 @@ import httpx
 import jwt
 import msgspec
 
-from einmal._client_errors import (
+from einmal_client.errors import (
     AuthenticationError,
     ConsentRequiredError,
     EinmalError,

@@ -20,8 +20,7 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from einmal import tlog
-from einmal.keys import _unb64u
+from einmal_client import tlog
 
 __all__ = ["AuditError", "VerifyReport", "auditor_token", "export_bundle", "verify_bundle"]
 
@@ -46,7 +45,7 @@ class AuditError(Exception):
 
 
 def auditor_token(private_jwk: dict[str, Any]) -> str:
-    key = Ed25519PrivateKey.from_private_bytes(_unb64u(private_jwk["d"]))
+    key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(private_jwk["d"] + "=" * (-len(private_jwk["d"]) % 4)))
     now = int(time.time())
     claims = {"iss": private_jwk["kid"], "sub": private_jwk["kid"], "aud": AUDIT_AUDIENCE,
               "iat": now, "exp": now + 120, "jti": str(uuid.uuid4())}

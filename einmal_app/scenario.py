@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from einmal.client import (
+from einmal_client.client import (
     CitizenClient,
     ConsentRequiredError,
     EinmalError,

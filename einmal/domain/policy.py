@@ -5,14 +5,16 @@ allowed for a proof type, unique purposes, Land codes, usable keys) are checked 
 so that ``check_directory`` can report all of them at once.
 """
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Protocol
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from msgspec import Meta
 
 from einmal.domain.proofs import ProofType
 
-__all__ = ["LANDS", "Jwk", "Permission", "PolicyDocument"]
+__all__ = ["LANDS", "Jwk", "Permission", "Policies", "PolicyDocument"]
 
 #: German Länder (ISO 3166-2:DE suffixes) and "DE" for federal bodies (e.g. the Familienkasse).
 LANDS: frozenset[str] = frozenset({
@@ -85,3 +87,23 @@ class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     redirect_uris: tuple[Annotated[str, Meta(min_length=8, max_length=2000)], ...] = ()
     #: true: a demo service whose private key is PUBLIC KNOWLEDGE (einmal.demo_keys).
     demo: bool = False
+
+
+class Policies(Protocol):
+    """What broker and cockpit ask of the loaded policy documents (``policies.PolicySet``,
+    built once at start-up by the composition root)."""
+
+    def services(self) -> tuple[PolicyDocument, ...]:
+        """All documents, in load order."""
+        ...
+
+    def service(self, service_id: str) -> PolicyDocument | None: ...
+
+    def permission(self, service_id: str, proof_type: ProofType, purpose: str,
+                   ) -> Permission | None:
+        """The permission for exactly this service, proof type and purpose, else None."""
+        ...
+
+    def redirect_allowed(self, service_id: str, uri: str) -> bool: ...
+
+    def public_keys(self, service_id: str) -> Mapping[str, Ed25519PublicKey]: ...

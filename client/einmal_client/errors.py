@@ -1,4 +1,4 @@
-"""Errors of ``einmal.client`` (the hierarchy is documented there) and the problem+json mapping."""
+"""Errors of ``einmal_client.client`` (the hierarchy is documented there) and the problem+json mapping."""
 
 from typing import Any, ClassVar
 
@@ -32,7 +32,7 @@ _MAX_DETAIL = 300
 
 
 class EinmalError(Exception):
-    """Base of every error raised by ``einmal.client``."""
+    """Base of every error raised by ``einmal_client.client``."""
 
 
 class TransportError(EinmalError):

@@ -48,7 +48,7 @@ def serve(**options: Any) -> None:
     import uvicorn
 
     from einmal.logging import configure_logging
-    from einmal.server import build_components, create_app, freeze_startup_heap, prepare_stores
+    from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
     from einmal.settings import SettingsError, load_settings
 
     try:
@@ -107,7 +107,7 @@ def scenario(name: str, base_url: str, credentials: Path | None) -> None:
     import httpx
     from rich.console import Console
 
-    from einmal.scenario import run_scenario
+    from einmal_app.scenario import run_scenario
 
     base_url = base_url.rstrip("/")
     if credentials is not None:
@@ -136,7 +136,7 @@ def policies() -> None:
 
 
 def _register_policy_commands() -> None:
-    from einmal.cli_policies import check
+    from einmal_app.cli_policies import check
 
     policies.add_command(check)
 
@@ -164,7 +164,7 @@ def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from einmal.audit import AuditError, export_bundle
+    from einmal_client.audit import AuditError, export_bundle
 
     base_url = base_url.rstrip("/")
     if key_file is not None:
@@ -206,7 +206,7 @@ def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str
 def audit_verify(folder: Path, previous_checkpoint: Path | None,
                  verifier_key: str | None) -> None:
     """Verify a bundle offline; one line per problem; exit 0 only if everything holds."""
-    from einmal.audit import MAX_PROBLEMS_SHOWN, verify_bundle
+    from einmal_client.audit import MAX_PROBLEMS_SHOWN, verify_bundle
 
     if verifier_key and Path(verifier_key).is_file():
         verifier_key = Path(verifier_key).read_text()

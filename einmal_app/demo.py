@@ -19,6 +19,9 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect, Template
 
+from cockpit.web.core import WebView
+from cockpit.web.i18n import load_catalogs
+from cockpit.web.security import csp
 from einmal.citizen import CITIZEN_AUDIENCE
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.keys import load_or_create_signing_key
@@ -27,15 +30,11 @@ from einmal.problems import ProblemError
 from einmal.settings import Settings
 from einmal.tokens import TokenIssuer
 
-__all__ = ["DEMO_IDP_KEY", "DemoComponent", "demo_issuer"]
+__all__ = ["DEMO_IDP_KEY", "DemoComponent"]
 
 DEMO_IDP_KEY = "demo-idp"
 DEMO_AUDITOR = "datenschutz-audit"  # the demo auditor's key name (decision 0006)
 _json = msgspec.json.Encoder()
-
-
-def demo_issuer(settings: Settings) -> str:
-    return f"{settings.cockpit_base_url}/demo"
 
 
 class _LoginIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -48,7 +47,7 @@ class DemoComponent:
     def __init__(self, settings: Settings, *, citizens: dict[str, dict[str, Any]],
                  services: list[dict[str, Any]]) -> None:
         key = load_or_create_signing_key(settings.keys_dir, DEMO_IDP_KEY)
-        self._issuer = TokenIssuer(key=key, issuer=demo_issuer(settings),
+        self._issuer = TokenIssuer(key=key, issuer=settings.demo_issuer,
                                    audience=CITIZEN_AUDIENCE, ttl_s=settings.citizen_token_ttl_s)
         self._citizens = citizens
         self._settings = settings
@@ -141,7 +140,6 @@ class DemoOidcProvider:
         self._citizens = citizens
         self._codes: dict[str, dict[str, Any]] = {}
         self._secret = secrets.token_bytes(32)  # binds the authorize form to its request
-        from cockpit.web.i18n import load_catalogs
 
         self._catalogs = load_catalogs()
         self._jwks = _json.encode({"keys": [tokens.key.public_jwk]})
@@ -240,8 +238,6 @@ class DemoOidcProvider:
 
     def _page(self, request: Request[Any, Any, Any], params: dict[str, str], *,
               error: str | None = None, missing: bool = False) -> Response[Any]:
-        from cockpit.web.core import WebView
-        from cockpit.web.security import csp
 
         problem = error or self._check_request(params)
         language = WebView.language(request)

@@ -1,3 +1,0 @@
-from einmal.cli import main
-
-main(prog_name="einmal")

@@ -1,0 +1,3 @@
+from einmal_app.cli import main
+
+main(prog_name="einmal")
