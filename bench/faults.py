@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from einmal_client.audit import export_bundle, verify_bundle
 from einmal.store import create_engine
+from einmal_client.audit import export_bundle, verify_bundle
 from tests.conftest import free_port, reset_database
 
 EINMAL = [sys.executable, "-m", "einmal_app", "serve", "--demo"]

@@ -10,17 +10,17 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from connectors import xpersonenstand as messages
 from connectors._http import RegisterClient, raise_for_client_error
 from connectors._params import is_idnr_shaped, is_iso_date, reject_unknown
+from connectors.directory import Directory
+from einmal.domain.proofs import ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,
     RoutingError,
 )
-from connectors.directory import Directory
-from connectors import xpersonenstand as messages
-from einmal.domain.proofs import ProofType
 
 __all__ = ["BirthConnector"]
 

@@ -15,14 +15,14 @@ import msgspec
 
 from connectors._http import RegisterClient, raise_for_client_error
 from connectors._params import is_idnr_shaped, is_iso_date, reject_unknown
+from connectors.directory import LAND_NAMES, Directory
+from einmal.domain.proofs import ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,
     RoutingError,
 )
-from connectors.directory import LAND_NAMES, Directory
-from einmal.domain.proofs import ProofType
 
 __all__ = ["MAX_REGISTERS", "CustodyConnector"]
 

@@ -7,12 +7,12 @@ from datetime import date
 import httpx
 
 from connectors._http import RegisterClient
-from einmal.domain.registers import Connector
 from connectors.birth import BirthConnector
 from connectors.custody import CustodyConnector
 from connectors.directory import Directory
 from connectors.income import IncomeConnector
 from einmal.domain.proofs import ProofType
+from einmal.domain.registers import Connector
 
 __all__ = ["build_connectors"]
 

@@ -16,6 +16,8 @@ import msgspec
 
 from connectors._http import RegisterClient
 from connectors._params import reject_unknown
+from connectors.directory import Directory
+from einmal.domain.proofs import ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
@@ -23,8 +25,6 @@ from einmal.domain.registers import (
     RecordNotFoundError,
     RegisterRejectedError,
 )
-from connectors.directory import Directory
-from einmal.domain.proofs import ProofType
 
 __all__ = ["MAX_MONTHS", "REGISTER", "IncomeConnector"]
 

@@ -48,8 +48,8 @@ def serve(**options: Any) -> None:
     import uvicorn
 
     from einmal.logging import configure_logging
-    from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
     from einmal.settings import SettingsError, load_settings
+    from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
 
     try:
         settings = load_settings(os.environ, **options)

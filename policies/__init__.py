@@ -16,6 +16,7 @@ Errors (every message names file, field path and problem: ``FILE: FIELD: problem
   x PolicyDirectoryError    the directory is missing, not a directory, or empty
 """
 
+from einmal.domain.policy import LANDS, Jwk, Permission, PolicyDocument
 from policies._errors import (
     DuplicateServiceError,
     PolicyDirectoryError,
@@ -31,7 +32,6 @@ from policies._loader import (
     load_policies,
     load_policy_file,
 )
-from einmal.domain.policy import LANDS, Jwk, Permission, PolicyDocument
 
 __all__ = [
     "DOCUMENTS_DIR",

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from einmal.domain.policy import LANDS, Jwk, Permission, PolicyDocument
 from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.keys import public_key_from_jwk
 from policies._errors import (
@@ -30,7 +31,6 @@ from policies._errors import (
     PolicySchemaError,
     PolicySyntaxError,
 )
-from einmal.domain.policy import LANDS, Jwk, Permission, PolicyDocument
 
 __all__ = ["DOCUMENTS_DIR", "PolicySet", "check_directory", "load_policies", "load_policy_file"]
 

@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 
 from einmal.logging import configure_logging
-from einmal_app.server import build_components, create_app
 from einmal.settings import Settings, load_settings
+from einmal_app.server import build_components, create_app
 
 TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
 

@@ -19,8 +19,8 @@ import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.params import FromPath, FromQuery
 
-from connectors.directory import LAND_NAMES, MUNICIPALITIES
 from connectors import xpersonenstand as messages
+from connectors.directory import LAND_NAMES, MUNICIPALITIES
 from connectors.simulators.population import Child, Family, Population, generate_population
 
 __all__ = ["KINDS", "Knobs", "RegisterKind", "SimulatorSettings", "create_registers_app",

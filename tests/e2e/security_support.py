@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from einmal_client.audit import auditor_token
 from einmal.keys import load_or_create_signing_key
 from einmal.settings import load_settings
 from einmal.tokens import TokenIssuer
+from einmal_client.audit import auditor_token
 from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, start_server
 from tests.e2e.conftest import Demo, bearer
 from tests.e2e.helpers import NAMENSDIENST, birth_request

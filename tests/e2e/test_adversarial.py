@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from einmal_app.demo import DEMO_IDP_KEY
 from einmal.keys import load_or_create_signing_key
 from einmal.tokens import TokenIssuer
+from einmal_app.demo import DEMO_IDP_KEY
 from tests.e2e.conftest import Demo, in_days
 from tests.e2e.helpers import ELTERNGELD, FAMILIENKASSE, NAMENSDIENST, birth_request, problem
 from tests.e2e.security_support import auditor, bearer, channel_token, module_server, recorded

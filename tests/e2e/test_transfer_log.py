@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from einmal_app.cli import main
 from einmal_client import tlog
 from einmal_client.audit import auditor_token, export_bundle, verify_bundle
-from einmal_app.cli import main
 from tests.e2e.conftest import bearer
 from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, birth_request, problem
 

@@ -37,8 +37,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-from einmal_client.audit import auditor_token
 from einmal.settings import load_settings
+from einmal_client.audit import auditor_token
 from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, start_server
 from tests.e2e.conftest import Demo, bearer, in_days
 from tests.e2e.helpers import NAMENSDIENST, birth_request

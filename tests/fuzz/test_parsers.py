@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from connectors import birth
-from einmal.domain.registers import InvalidRegisterAnswerError
 from connectors import xpersonenstand as messages
+from einmal.domain.idnr import InvalidIdNrError, check_digit, is_valid_idnr, validate_idnr
+from einmal.domain.registers import InvalidRegisterAnswerError
 from einmal_client import tlog
 from einmal_client.audit import VerifyReport, verify_bundle
-from einmal.domain.idnr import InvalidIdNrError, check_digit, is_valid_idnr, validate_idnr
 from policies import DOCUMENTS_DIR, PolicyError, load_policy_file
 
 BOUNDED = settings(max_examples=200, deadline=None, database=None, derandomize=True,

@@ -10,16 +10,16 @@ import httpx
 import pytest
 import uvicorn
 
+from connectors.factory import build_connectors
+from connectors.simulators.app import SimulatorSettings, create_registers_app
+from connectors.simulators.population import Population, generate_population
+from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.domain.registers import (
     Connector,
     RecordNotFoundError,
     RegisterTimeoutError,
     RegisterUnavailableError,
 )
-from connectors.factory import build_connectors
-from connectors.simulators.app import SimulatorSettings, create_registers_app
-from connectors.simulators.population import Population, generate_population
-from einmal.domain.proofs import PROOF_FIELDS, ProofType
 
 FAMILIES = 30
 TODAY = date(2026, 11, 28)

@@ -5,10 +5,10 @@ from datetime import date
 
 import pytest
 
-from einmal.domain.registers import Connector
-from connectors.factory import build_connectors
 from connectors import xpersonenstand as messages
+from connectors.factory import build_connectors
 from einmal.domain.proofs import ProofType
+from einmal.domain.registers import Connector
 
 BASE = "http://registers.test/registers"
 TODAY = date(2026, 11, 28)

@@ -3,6 +3,8 @@
 import httpx
 import pytest
 
+from connectors import xpersonenstand as messages
+from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
@@ -12,8 +14,6 @@ from einmal.domain.registers import (
     RegisterUnavailableError,
     RoutingError,
 )
-from connectors import xpersonenstand as messages
-from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from tests.unit.connectors.conftest import BASE, CHILD, FATHER, MOTHER, birth_answer
 
 URL = f"{BASE}/standesamt/04011000/geburt"

@@ -5,6 +5,8 @@ from datetime import date
 import httpx
 import pytest
 
+from connectors.factory import build_connectors
+from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
@@ -12,8 +14,6 @@ from einmal.domain.registers import (
     RegisterTimeoutError,
     RegisterUnavailableError,
 )
-from connectors.factory import build_connectors
-from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from tests.unit.connectors.conftest import BASE, CHILD, FATHER, MOTHER
 
 

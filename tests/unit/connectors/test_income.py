@@ -3,6 +3,7 @@
 import httpx
 import pytest
 
+from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
@@ -11,7 +12,6 @@ from einmal.domain.registers import (
     RegisterTimeoutError,
     RegisterUnavailableError,
 )
-from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from tests.unit.connectors.conftest import BASE, MOTHER
 
 URL = f"{BASE}/income/persons/{MOTHER}/months"

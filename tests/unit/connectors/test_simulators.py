@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import pytest
 from litestar.testing import AsyncTestClient
 
-from connectors.directory import MUNICIPALITIES
 from connectors import xpersonenstand as messages
+from connectors.directory import MUNICIPALITIES
 from connectors.simulators.app import SimulatorSettings, create_registers_app
 from connectors.simulators.population import Population, generate_population
 

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import einmal_client.client
+from einmal.keys import private_jwk, public_jwk
 from einmal_client.client import (
     AuthenticationError,
     CitizenClient,
@@ -32,7 +33,6 @@ from einmal_client.client import (
     TransportError,
     VerifiedProof,
 )
-from einmal.keys import private_jwk, public_jwk
 
 BASE = "http://einmal.test"
 SERVICE = "elterngeldstelle-bremen"
