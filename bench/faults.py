@@ -28,9 +28,12 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from einmal.keys import load_or_create_signing_key
 from einmal.store import create_engine
+from einmal.tokens import TokenIssuer
 from einmal_client.audit import export_bundle, verify_bundle
 from tests.conftest import free_port, reset_database
+from tests.e2e.conftest import assertion
 
 EINMAL = [sys.executable, "-m", "einmal_app", "serve", "--demo"]
 PUBLIC_BROKER = "http://broker.einmal.test"  # both brokers sit behind one public name
@@ -90,8 +93,6 @@ class Cluster:
 
 async def _drive(cluster: Cluster, creds: dict[str, Any], seconds: float,
                  stats: Counter[str], released: set[str]) -> None:
-    from tests.e2e.conftest import assertion
-
     service = next(s for s in creds["services"]
                    if s["client_id"] == "standesamt-namensdienst-bremen")
     child = next(c for c in creds["citizens"] if c["family"] == "elfe" and c["role"] == "child")
@@ -175,9 +176,6 @@ async def _faults(cluster: Cluster, seconds: float, events: list[str]) -> None:
 
 async def _duplicate_batch(cluster: Cluster) -> dict[str, int]:
     """Deliver one batch of already-delivered records again, as a retrying outbox would."""
-    from einmal.keys import load_or_create_signing_key
-    from einmal.tokens import TokenIssuer
-
     engine = create_engine(cluster.pg.replace("postgresql://", "postgresql+asyncpg://", 1))
     async with engine.connect() as conn:
         rows = (await conn.execute(text(

@@ -19,6 +19,7 @@ Results: ``bench/results/latest.json``; a Markdown summary is printed at the end
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -31,10 +32,20 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+import litestar
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench import cpu
+from bench.profile import summarise
+from bench.query import run_queries
+from einmal.keys import _unb64u
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -108,11 +119,6 @@ class Server:
 
 
 def _assertion(credentials: dict[str, Any], client_id: str) -> str:
-    import jwt
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from einmal.keys import _unb64u
-
     service = next(s for s in credentials["services"] if s["client_id"] == client_id)
     jwk = service["private_jwk"]
     now = int(time.time())
@@ -296,7 +302,6 @@ def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, work
     load.wait()
     if spy.returncode != 0 or not raw.exists():
         return {"error": (spy.stderr or spy.stdout)[-500:]}
-    from bench.profile import summarise
 
     summary = summarise(raw.read_text())
     keep = RESULTS / f"profile-{name}.txt"
@@ -320,34 +325,22 @@ def _print(variant: str, r: dict[str, Any]) -> None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
+    model = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+                model = line.split(":", 1)[1].strip()
                 break
-    import litestar
-    import uvicorn
-
-    try:
-        import uvloop  # noqa: F401
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
-    try:
-        import httptools  # noqa: F401
-        http = "httptools"
-    except ImportError:
-        http = "h11"
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+    # uvicorn picks these optional speed-ups when they are installed
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
             "platform": platform.platform(), "litestar": litestar.__version__
             if hasattr(litestar, "__version__") else _dist_version("litestar"),
             "uvicorn": uvicorn.__version__, "uvicorn_loop": loop, "uvicorn_http": http}
 
 
 def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
     return version(name)
 
 
@@ -403,8 +396,6 @@ def main() -> None:
         if args.only in (None, "http"):
             report["http"] = run_http(args, workdir)
         if args.only in (None, "query"):
-            from bench.query import run_queries
-
             report["citizen_query"] = run_queries(args, workdir)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -416,8 +407,6 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """All variants' servers run side by side; the closed-loop runs are interleaved round by
     round (a, b, ..., a, b, ...) so that a change in the machine's other load hits every
     variant alike, and each round gives its own ratio."""
-    from bench import cpu
-
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     # A stand-in for the echo alone; with a proof variant in the run the echo gets that
     # variant's exact request bytes (token included), see below.

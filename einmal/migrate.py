@@ -5,6 +5,7 @@ its own version table (``broker_alembic_version``, ``cockpit_alembic_version``),
 share one PostgreSQL database or live in separate SQLite files.
 """
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,6 @@ class SchemaError(Exception):
 
 def _config(component: str, connection: Connection | None = None) -> Config:
     package = {"broker": "broker", "cockpit": "cockpit"}[component]
-    import importlib
-
     root = Path(importlib.import_module(package).__file__).parent  # type: ignore[arg-type]
     config = Config()
     config.set_main_option("script_location", str(root / "migrations"))

@@ -4,10 +4,33 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.exc import SQLAlchemyError
+
+from cockpit.log import TransferLog
+from cockpit.vault import VaultError, count_citizen_keys, rewrap_citizen_keys
+from einmal.keys import (
+    ROLLOVER_S,
+    load_or_create_secret,
+    load_or_create_signing_key,
+    rotate_signing_key,
+)
+from einmal.logging import configure_logging
+from einmal.migrate import upgrade
+from einmal.settings import SettingsError, load_settings
+from einmal.store import create_engine
+from einmal_app.cli_policies import check
+from einmal_app.scenario import run_scenario
+from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
+from einmal_client.audit import MAX_PROBLEMS_SHOWN, AuditError, export_bundle, verify_bundle
 
 __all__ = ["main"]
 
@@ -16,7 +39,6 @@ __all__ = ["main"]
 @click.version_option(package_name="einmal")
 def main() -> None:
     """Einmal: once-only proofs for family services, with a citizen privacy cockpit."""
-
 
 @main.command()
 @click.option("--host", default=None, help="Interface to bind [default: 127.0.0.1].")
@@ -33,7 +55,8 @@ def main() -> None:
 @click.option("--public-url", default=None, help="Base URL clients use [default: http://host:port].")
 @click.option("--broker-url", default=None, help="Broker base URL (when run separately).")
 @click.option("--cockpit-url", default=None, help="Cockpit base URL (when run separately).")
-@click.option("--registers-url", default=None, help="Registers base URL [default: <public>/registers].")
+@click.option("--registers-url", default=None,
+              help="Registers base URL [default: <public>/registers].")
 @click.option("--policies-dir", type=click.Path(path_type=Path), default=None,
               help="Policy documents [default: the shipped policies/documents].")
 @click.option("--families", "simulator_families", type=int, default=None,
@@ -45,12 +68,6 @@ def serve(**options: Any) -> None:
     Every option can also be set as an environment variable EINMAL_<OPTION>, e.g.
     EINMAL_DATABASE_URL.
     """
-    import uvicorn
-
-    from einmal.logging import configure_logging
-    from einmal.settings import SettingsError, load_settings
-    from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
-
     try:
         settings = load_settings(os.environ, **options)
     except SettingsError as exc:
@@ -70,13 +87,14 @@ def serve(**options: Any) -> None:
 
 def _print_welcome(settings: Any) -> None:
     base = settings.base_url
+    token_at = "EINMAL_OPS_TOKEN" if settings.ops_token else settings.keys_dir / "ops.token"
     lines = [f"Einmal {', '.join(sorted(settings.components))} on {base}"
              f"{'  (DEMO MODE: synthetic data, public demo keys)' if settings.demo else ''}",
              f"  data:     {settings.data_dir.resolve()}"
              f"  store: {settings.database_url or 'SQLite'}",
              f"  API docs: {base}/schema   health: {base}/health/live",
              "  operator: /health/ready and /metrics need 'Authorization: Bearer <token>', "
-             f"token in {'EINMAL_OPS_TOKEN' if settings.ops_token else settings.keys_dir / 'ops.token'}"]
+             f"token in {token_at}"]
     if "broker" in settings.components:
         lines.append(f"  broker:   {settings.broker_base_url}/v1/proof-requests  "
                      f"JWKS {settings.broker_base_url}/.well-known/jwks.json")
@@ -104,11 +122,6 @@ def _print_welcome(settings: Any) -> None:
               help="demo-credentials.json [default: fetched from the server's /demo/credentials].")
 def scenario(name: str, base_url: str, credentials: Path | None) -> None:
     """Play a story (elfe, uvo) against a running demo server; exit 0 only if every check held."""
-    import httpx
-    from rich.console import Console
-
-    from einmal_app.scenario import run_scenario
-
     base_url = base_url.rstrip("/")
     if credentials is not None:
         try:
@@ -134,20 +147,12 @@ def scenario(name: str, base_url: str, credentials: Path | None) -> None:
 def policies() -> None:
     """Policy documents: which online service may fetch what, why, on which basis."""
 
-
-def _register_policy_commands() -> None:
-    from einmal_app.cli_policies import check
-
-    policies.add_command(check)
-
-
-_register_policy_commands()
+policies.add_command(check)
 
 
 @main.group()
 def audit() -> None:
     """Auditors: export the transfer log and verify it offline."""
-
 
 @audit.command("export")
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
@@ -161,11 +166,6 @@ def audit() -> None:
 @click.option("--register", default=None, help="Only this register (id).")
 def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str | None) -> None:
     """Write a verifiable bundle: entries.ndjson, checkpoint, verifier-key."""
-    import httpx
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from einmal_client.audit import AuditError, export_bundle
-
     base_url = base_url.rstrip("/")
     if key_file is not None:
         try:
@@ -206,8 +206,6 @@ def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str
 def audit_verify(folder: Path, previous_checkpoint: Path | None,
                  verifier_key: str | None) -> None:
     """Verify a bundle offline; one line per problem; exit 0 only if everything holds."""
-    from einmal_client.audit import MAX_PROBLEMS_SHOWN, verify_bundle
-
     if verifier_key and Path(verifier_key).is_file():
         verifier_key = Path(verifier_key).read_text()
     report = verify_bundle(folder, verifier_key=verifier_key,
@@ -228,7 +226,6 @@ def audit_verify(folder: Path, previous_checkpoint: Path | None,
 def log_group() -> None:
     """The cockpit's transfer log (retention)."""
 
-
 @log_group.command("shred")
 @click.option("--before", required=True, help="Shred entries that occurred before this date "
               "(YYYY-MM-DD or RFC 3339, UTC).")
@@ -237,15 +234,6 @@ def log_group() -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def log_shred(before: str, data_dir: Path | None, database_url: str | None, yes: bool) -> None:
     """Destroy the data of expired entries; the tree, checkpoints and proofs still verify."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from cockpit.log import TransferLog
-    from einmal.keys import load_or_create_signing_key
-    from einmal.settings import SettingsError, load_settings
-    from einmal.store import create_engine
-
     try:
         when = datetime.fromisoformat(before.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -275,14 +263,14 @@ def log_shred(before: str, data_dir: Path | None, database_url: str | None, yes:
     try:
         count = asyncio.run(run())
     except SQLAlchemyError as exc:
-        raise click.ClickException(f"cannot shred: the store failed ({type(exc).__name__})") from exc
+        msg = f"cannot shred: the store failed ({type(exc).__name__})"
+        raise click.ClickException(msg) from exc
     click.echo(f"shredded {count} entries before {when.isoformat()}")
 
 
 @main.group("db")
 def db_group() -> None:
     """The stores' schemas (Alembic migrations)."""
-
 
 @db_group.command("upgrade")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
@@ -291,12 +279,6 @@ def db_group() -> None:
               help="Whose schema to upgrade.")
 def db_upgrade(data_dir: Path | None, database_url: str | None, components: str) -> None:
     """Upgrade the schemas to this version of Einmal (safe to run again)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from einmal.migrate import upgrade
-    from einmal.settings import SettingsError, load_settings
-    from einmal.store import create_engine
-
     try:
         settings = load_settings(os.environ, data_dir=data_dir, database_url=database_url,
                                  components=components)
@@ -326,7 +308,6 @@ def db_upgrade(data_dir: Path | None, database_url: str | None, components: str)
 def keys_group() -> None:
     """Signing keys."""
 
-
 _SIGNING_KEYS = ["broker-proof", "cockpit-log", "broker-token", "broker-channel"]
 
 
@@ -345,9 +326,6 @@ def keys_rotate(name: str, data_dir: Path | None, batch: int) -> None:
     stop the cockpit first; every citizen key is re-wrapped with a new master key (resumable:
     run it again after an interruption), then the old master key file is replaced.
     """
-    from einmal.keys import ROLLOVER_S, rotate_signing_key
-    from einmal.settings import SettingsError, load_settings
-
     try:
         settings = load_settings(os.environ, data_dir=data_dir)
     except SettingsError as exc:
@@ -368,12 +346,6 @@ def keys_rotate(name: str, data_dir: Path | None, batch: int) -> None:
 
 def _rotate_master(settings: Any, batch: int) -> None:
     """Re-wrap every citizen key with a new cockpit master key; then replace the old one."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from cockpit.vault import VaultError, count_citizen_keys, rewrap_citizen_keys
-    from einmal.keys import load_or_create_secret
-    from einmal.store import create_engine
-
     current = settings.keys_dir / "cockpit-master.key"
     if not current.exists():
         raise click.ClickException(f"no key cockpit-master in {settings.keys_dir}")

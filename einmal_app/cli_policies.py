@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from policies import PolicyError, check_directory, load_policies
+
 __all__ = ["check"]
 
 
@@ -21,8 +23,6 @@ class _BadDirectoryError(click.ClickException):
 @click.argument("directory", type=click.Path(path_type=Path))
 def check(directory: Path) -> None:
     """Check every policy document (*.toml) in DIRECTORY; report all problems, not just one."""
-    from policies import PolicyError, check_directory, load_policies
-
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"
         msg = f"{directory}: {what}"

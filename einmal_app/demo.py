@@ -23,9 +23,11 @@ from cockpit.web.core import WebView
 from cockpit.web.i18n import load_catalogs
 from cockpit.web.security import csp
 from einmal.citizen import CITIZEN_AUDIENCE
+from einmal.demo_keys import demo_private_jwk, demo_public_jwk
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.keys import load_or_create_signing_key
 from einmal.openapi import inline_schema, problems, with_request_body
+from einmal.ops import ops_token
 from einmal.problems import ProblemError
 from einmal.settings import Settings
 from einmal.tokens import TokenIssuer
@@ -51,7 +53,6 @@ class DemoComponent:
                                    audience=CITIZEN_AUDIENCE, ttl_s=settings.citizen_token_ttl_s)
         self._citizens = citizens
         self._settings = settings
-        from einmal.demo_keys import demo_private_jwk, demo_public_jwk
 
         auditor = demo_private_jwk(DEMO_AUDITOR)
         auditors_file = settings.auditor_keys
@@ -108,8 +109,6 @@ class DemoComponent:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         # The operator token (F5) goes into the file only, never to /demo/credentials.
-        from einmal.ops import ops_token
-
         content = {**self.credentials, "ops_token": ops_token(self._settings)}
         with os.fdopen(fd, "w") as handle:
             json.dump(content, handle, indent=2, ensure_ascii=False)

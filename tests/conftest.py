@@ -6,6 +6,7 @@ The suite runs on SQLite by default and on PostgreSQL when EINMAL_TEST_DATABASE_
 
 import asyncio
 import atexit
+import json
 import os
 import socket
 import threading
@@ -17,10 +18,18 @@ from typing import Any
 
 import pytest
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+from sqlmodel import SQLModel
 
+import broker.tables  # noqa: F401 - registers the tables that reset_database drops
+import cockpit.tables  # noqa: F401 - registers the tables that reset_database drops
+from einmal.keys import public_jwk
 from einmal.logging import configure_logging
 from einmal.settings import Settings, load_settings
+from einmal.store import create_engine
 from einmal_app.server import build_components, create_app
+from policies import DOCUMENTS_DIR
 
 TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
 
@@ -40,9 +49,6 @@ def reset_database(url: str) -> None:
     """Drop Einmal's tables in a shared test database so each server starts empty.
 
     Runs in its own thread: callers may already be inside an event loop."""
-    import broker.tables  # noqa: F401 - register the tables
-    import cockpit.tables  # noqa: F401
-
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -59,11 +65,6 @@ def reset_database(url: str) -> None:
 
 
 async def _drop_async(url: str) -> None:
-    from sqlalchemy import text
-    from sqlmodel import SQLModel
-
-    from einmal.store import create_engine
-
     engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.drop_all)
@@ -155,21 +156,14 @@ def fx_live_server(start_live_server: Callable[..., LiveServer]) -> LiveServer:
 @pytest.fixture(name="production_policies")
 def fx_production_policies(tmp_path: Path) -> Path:
     """A policy directory as a real deployment has it: no demo documents, a fresh key."""
-    import json
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from einmal.keys import public_jwk
-    from policies import DOCUMENTS_DIR
-
     directory = tmp_path / "policies"
     directory.mkdir()
-    text = (DOCUMENTS_DIR / "familienkasse.toml").read_text()
+    document = (DOCUMENTS_DIR / "familienkasse.toml").read_text()
     key = public_jwk(Ed25519PrivateKey.generate().public_key(), "familienkasse-2026-1")
-    start = text.index('x = "')
-    end = text.index("\n", start)
-    text = text[:start] + f"x = {json.dumps(key['x'])}" + text[end:]
-    text = text.replace("demo = true", "demo = false").replace(
+    start = document.index('x = "')
+    end = document.index("\n", start)
+    document = document[:start] + f"x = {json.dumps(key['x'])}" + document[end:]
+    document = document.replace("demo = true", "demo = false").replace(
         'kid = "familienkasse-demo-1"', 'kid = "familienkasse-2026-1"')
-    (directory / "familienkasse.toml").write_text(text)
+    (directory / "familienkasse.toml").write_text(document)
     return directory

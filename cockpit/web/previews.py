@@ -8,11 +8,12 @@ and, if the service sent one of its registered return addresses, links back to t
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath
 
 from cockpit.web.api import ApiError
@@ -43,8 +44,6 @@ def _back_link(web: WebView, service_id: str, uri: str | None) -> str | None:
 
 
 def _with_return(path: str, uri: str | None) -> str:
-    from urllib.parse import urlencode
-
     return f"{path}?{urlencode({'return': uri})}" if uri else path
 
 
@@ -104,8 +103,6 @@ async def decide(request: Request[Any, Any, Any], web: NamedDependency[WebView],
 
 
 def _bad_request() -> Exception:
-    from litestar.exceptions import HTTPException
-
     return HTTPException(status_code=400, detail="decision")
 
 

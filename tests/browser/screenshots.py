@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import httpx
 
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, run_elfe, start_demo
+from tests.e2e.conftest import Demo
 
 ELTERNGELD = "elterngeldstelle-bremen"
 ANNA = "81709656328"
@@ -31,8 +32,6 @@ def _bearer(token: str) -> dict[str, str]:
 
 def hold_a_preview(http: httpx.Client, credentials: dict[str, Any]) -> str:
     """A consent with preview for Anna, then Elterngeld asks: the broker holds the proof."""
-    from tests.e2e.conftest import Demo
-
     demo = Demo(base_url=str(http.base_url), credentials=credentials, http=http)
     child = demo.citizen("elfe", "child")
     consent = demo.grant(ANNA, ELTERNGELD, ["birth"], "elterngeld-antrag",

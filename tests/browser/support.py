@@ -7,7 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from einmal.settings import load_settings
+from einmal_app.scenario import run_scenario
 from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, start_server
 
 CHROMIUM = os.environ.get("EINMAL_CHROMIUM", "/usr/bin/chromium")
@@ -31,10 +34,6 @@ def start_demo(data_dir: Path, **overrides: Any) -> LiveServer:
 
 def run_elfe(base_url: str, credentials: dict[str, Any]) -> tuple[bool, str]:
     """Play ``einmal scenario elfe`` against the server; returns (all checks held, its output)."""
-    from rich.console import Console
-
-    from einmal_app.scenario import run_scenario
-
     out = io.StringIO()
     result: list[bool] = []
     errors: list[BaseException] = []

@@ -1,8 +1,13 @@
 """Consent API and cockpit log end to end, including who may see and touch what."""
 
+import asyncio
+
 import pytest
+from sqlalchemy import update
 from structlog.testing import capture_logs
 
+from broker.tables import TransferRow
+from einmal.store import StoreError
 from tests.e2e.conftest import bearer, in_days
 from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, birth_request, problem
 
@@ -91,11 +96,6 @@ class TestCockpit:
         demo.transfers(child["idnr"], wait_for={transfer_id})
         broker = live_server.component("broker")
         # Deliver the same record again, as a retrying outbox would.
-        import asyncio
-
-        from sqlalchemy import update
-
-        from broker.tables import TransferRow
 
         async def redeliver() -> int:
             async with broker.engine.begin() as conn:
@@ -157,8 +157,6 @@ class TestNoCitizenDataInLogs:
 class TestStoreFailure:
     def test_no_record_no_proof(self, demo, live_server, monkeypatch) -> None:
         """If the transfer record cannot be committed, nothing is released (503)."""
-        from einmal.store import StoreError
-
         async def store_down(*_args, **_kwargs):
             msg = "disk full"
             raise StoreError(msg)
@@ -179,8 +177,6 @@ class TestStoreFailure:
 
 
 def _server_loop(live_server):
-    import asyncio
-
     loop = getattr(live_server, "loop", None)
     if loop is None:
         pytest.fail("the live server does not expose its event loop")
@@ -193,10 +189,6 @@ class TestBacklogDelivery:
             self, demo, live_server) -> None:
         """Regression (bench/faults.py): a full batch of 200 records exceeded the 64 KiB body
         limit, so a broker with a backlog could never deliver again."""
-        import asyncio
-
-        from broker.tables import TransferRow
-
         ids = {demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
                .json()["transfer_id"] for _ in range(3)}
         child = demo.citizen("elfe", "child")

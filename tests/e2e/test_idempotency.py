@@ -1,7 +1,10 @@
 """Idempotency-Key on POST /v1/proof-requests: a retry returns the first answer, fetches
 nothing twice and records one transfer."""
 
+import asyncio
 import uuid
+
+from sqlalchemy import text
 
 from tests.e2e.conftest import bearer
 from tests.e2e.helpers import NAMENSDIENST, birth_request, problem
@@ -59,10 +62,6 @@ class TestIdempotencyKey:
         problem(response, 422, "invalid-request")
 
     def test_the_stored_answer_is_sealed(self, demo, live_server) -> None:
-        import asyncio
-
-        from sqlalchemy import text
-
         token = demo.service_token(NAMENSDIENST)
         answer = _post(demo, birth_request(demo, "namensbestimmung"), str(uuid.uuid4()), token)
         engine = live_server.component("broker").engine

@@ -1,7 +1,13 @@
 """Operational surface: health, OpenAPI, JWKS, request ids, body limits."""
 
+import asyncio
+import time
+
+from einmal.migrate import upgrade
+from einmal.store import StoreError, create_engine
+from tests.conftest import free_port
 from tests.e2e.conftest import bearer
-from tests.e2e.helpers import NAMENSDIENST, problem
+from tests.e2e.helpers import NAMENSDIENST, birth_request, problem
 
 
 def ops(demo) -> dict[str, str]:
@@ -48,8 +54,6 @@ class TestOperations:
 
 class TestMetricsAndReadiness:
     def test_metrics_count_outcomes_per_proof_type_and_log_size(self, demo) -> None:
-        from tests.e2e.helpers import birth_request
-
         released = demo.request_proof(NAMENSDIENST, birth_request(demo, "namensbestimmung"))
         assert released.status_code == 200
         child = demo.citizen("elfe", "child")
@@ -66,8 +70,6 @@ class TestMetricsAndReadiness:
         assert checks["broker_store"] == checks["cockpit_store"] == checks["outbox"] == "ok"
 
     def test_not_ready_when_the_store_fails(self, demo, live_server, monkeypatch) -> None:
-        from einmal.store import StoreError
-
         async def down():
             raise StoreError("disk gone")
 
@@ -76,8 +78,6 @@ class TestMetricsAndReadiness:
         assert body["checks"]["broker_store"].startswith("error")
 
     def test_not_ready_when_registers_are_unreachable(self, make_demo) -> None:
-        from tests.conftest import free_port
-
         demo = make_demo(registers_url=f"http://127.0.0.1:{free_port()}/registers")
         body = problem(demo.http.get("/health/ready", headers=ops(demo)), 503, "store-unavailable")
         assert body["checks"]["registers"].startswith("error: unreachable")
@@ -87,13 +87,6 @@ class TestReadReplica:
     def test_citizen_queries_go_to_the_read_replica(self, make_demo, tmp_path) -> None:
         """With an (here: empty) replica configured, the citizen's list comes from it, while
         the log is written to the primary."""
-        import asyncio
-        import time
-
-        from einmal.migrate import upgrade
-        from einmal.store import create_engine
-        from tests.e2e.helpers import birth_request
-
         replica = tmp_path / "replica.db"
 
         async def migrate() -> None:

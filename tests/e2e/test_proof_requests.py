@@ -1,11 +1,15 @@
 """POST /v1/proof-requests end to end: policy, consent, routing, register, record, proof."""
 
 import time
+import tomllib
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 
+import policies
+from einmal_app.server import DemoPolicyError, build_components
 from tests.e2e.helpers import ELTERNGELD, FAMILIENKASSE, NAMENSDIENST, birth_request, problem
 
 
@@ -164,11 +168,6 @@ class TestProofRequestDelivers:
 
 
 def _allowed_fields(demo, service_id: str, proof_type: str, purpose: str) -> set[str]:
-    import tomllib
-    from pathlib import Path
-
-    import policies
-
     for path in (Path(policies.__file__).parent / "documents").glob("*.toml"):
         document = tomllib.loads(path.read_text())
         if document["id"] == service_id:
@@ -210,7 +209,5 @@ class TestDemoOnlyPaths:
         assert not (live.data_dir / "demo-credentials.json").exists()
 
     def test_demo_policy_documents_are_refused_outside_demo_mode(self, make_settings) -> None:
-        from einmal_app.server import DemoPolicyError, build_components
-
         with pytest.raises(DemoPolicyError, match="public knowledge"):
             build_components(make_settings(demo=False))

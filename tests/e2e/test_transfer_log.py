@@ -3,7 +3,10 @@
 import asyncio
 import base64
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
 
 from einmal_app.cli import main
 from einmal_client import tlog
@@ -275,10 +279,6 @@ class TestShredding:
         assert not set(ids) & {e["id"] for e in demo.transfers(child["idnr"])}
 
     def test_the_shred_command(self, filled, live_server) -> None:
-        import os
-        import subprocess
-        import sys
-
         demo, ids, checkpoint, _ = filled
         env = dict(os.environ)
         if live_server.settings.database_url:
@@ -294,8 +294,6 @@ class TestShredding:
 
 class TestStoredViewsAreSealed:
     def test_the_citizen_view_is_not_stored_in_the_clear(self, filled, live_server) -> None:
-        from sqlalchemy import text
-
         demo = filled[0]
         engine = live_server.component("cockpit").engine
 

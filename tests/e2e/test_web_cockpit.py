@@ -1,9 +1,12 @@
 """The citizen web view end to end: real OIDC login through the demo IdP over real HTTP,
 then the pages as a browser without JavaScript sees them (forms, links, redirects)."""
 
+import base64
+import hashlib
 import json
 import re
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +15,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from cockpit.web.core import WebView
+from policies import DOCUMENTS_DIR, load_policies
 from tests.e2e.conftest import Demo, in_days
 from tests.e2e.helpers import ELTERNGELD, FAMILIENKASSE, NAMENSDIENST, birth_request
 from tests.e2e.security_support import module_server
-from tests.e2e.web_support import Browser, form, link, visible_text
+from tests.e2e.web_support import Browser, form, link, parse, visible_text
 
 CALLBACK = "/elterngeld/consent-callback"
 
@@ -74,8 +79,6 @@ def fx_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def pdf_text(pdf: bytes) -> str:
     """The text drawn on a PDF's pages (fpdf2 writes Latin-1 strings in deflated streams)."""
-    import zlib
-
     chunks = []
     for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
         try:
@@ -124,9 +127,6 @@ class TestLogin:
         assert browser.pre_login_cookie and browser.pre_login_cookie != value
 
     def test_secure_cookie_outside_localhost(self, make_settings: Any) -> None:
-        from cockpit.web.core import WebView
-        from policies import DOCUMENTS_DIR, load_policies
-
         policies = load_policies(DOCUMENTS_DIR)
         remote = WebView(make_settings(public_url="https://cockpit.example.org"),
                          policies=policies)
@@ -193,9 +193,6 @@ class TestLogin:
         assert parse_qs(page.url.query.decode())["next"] == ["/consents"]
 
     def test_idle_timeout_setting(self, make_settings: Any) -> None:
-        from cockpit.web.core import WebView
-        from policies import DOCUMENTS_DIR, load_policies
-
         view = WebView(make_settings(web_session_idle_s=60, web_session_max_s=600),
                        policies=load_policies(DOCUMENTS_DIR))
         assert (view.sessions.idle_s, view.sessions.max_s) == (60, 600)
@@ -448,8 +445,6 @@ class TestLanguageAndHeaders:
             assert "DEMO" in response.text  # demo mode is labelled on every page
 
     def test_every_post_form_has_a_csrf_token(self, world: World) -> None:
-        from tests.e2e.web_support import parse
-
         browser = world.browser()
         consent = world.demo.grant(world.anna["idnr"], ELTERNGELD, ["income"],
                                    "elterngeld-antrag")
@@ -465,9 +460,6 @@ class TestLanguageAndHeaders:
 
 class TestDemoIdp:
     def _code(self, world: World, verifier: str) -> tuple[str, str]:
-        import base64
-        import hashlib
-
         challenge = base64.urlsafe_b64encode(
             hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         redirect = f"{world.live.base_url}/auth/callback"

@@ -5,10 +5,12 @@ on PostgreSQL two demo servers must not run on one database at the same time (th
 outbox delivery would take this one's transfer records), so the module server of
 test_web_cockpit.py must be stopped first."""
 
+import shutil
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from policies import DOCUMENTS_DIR
 from tests.e2e.conftest import in_days
 from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, birth_request
 from tests.e2e.web_support import Browser
@@ -18,10 +20,6 @@ CALLBACK = "/elterngeld/consent-callback"  # registered in the demo policy docum
 
 def test_texts_from_policy_documents_are_escaped(make_demo: Any, tmp_path: Any) -> None:
     """Service names and purposes come from documents: a hostile one is shown as text."""
-    import shutil
-
-    from policies import DOCUMENTS_DIR
-
     directory = tmp_path / "policies"
     shutil.copytree(DOCUMENTS_DIR, directory)
     document = directory / "elterngeldstelle-bremen.toml"

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import free_port, reset_database
 
 EINMAL = [sys.executable, "-m", "einmal_app"]
 
@@ -62,8 +63,6 @@ class TestServeAndScenario:
         port = free_port()
         env = {**os.environ, "EINMAL_SIMULATOR_FAMILIES": "60", "EINMAL_OPS_TOKEN": _OPS}
         if os.environ.get("EINMAL_TEST_DATABASE_URL"):
-            from tests.conftest import reset_database
-
             reset_database(os.environ["EINMAL_TEST_DATABASE_URL"])
             env["EINMAL_DATABASE_URL"] = os.environ["EINMAL_TEST_DATABASE_URL"]
         server = subprocess.Popen(
@@ -129,8 +128,6 @@ class TestLogShredCommand:
 
 class TestDbUpgrade:
     def test_upgrade_is_idempotent_and_serve_refuses_a_stale_schema(self, tmp_path: Path) -> None:
-        import sqlite3
-
         first = _run("db", "upgrade", "--data-dir", str(tmp_path))
         assert first.returncode == 0, first.stderr
         assert "broker: empty -> 0002" in first.stdout

@@ -1,13 +1,43 @@
 """Rotating the broker's proof key: new proofs use the new kid; old proofs still verify."""
 
+import asyncio
+import json
+import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap,
+    aes_key_wrap,
+)
+from sqlalchemy import select
 
+from cockpit.http import ChannelAuth
+from cockpit.service import CockpitService
+from cockpit.tables import CitizenKeyRow
+from cockpit.vault import CitizenVault, VaultError, rewrap_citizen_keys
+from einmal.keys import (
+    ROLLOVER_S,
+    accepted_public_keys,
+    load_or_create_secret,
+    load_or_create_signing_key,
+    rotate_signing_key,
+)
+from einmal.problems import ProblemError
+from einmal.store import create_engine
+from einmal.tokens import TokenIssuer
+from einmal_client import tlog
+from tests.conftest import TEST_DATABASE_URL, free_port
 from tests.e2e.conftest import assertion
+from tests.waiting import wait_until
+from tests.e2e.helpers import birth_request
 
 
 def _proof(base_url: str, creds: dict) -> str:
@@ -30,8 +60,6 @@ def _proof(base_url: str, creds: dict) -> str:
 
 
 def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> None:
-    import json
-
     data = tmp_path / "data"
     first = start_live_server(data_dir=data)
     creds = json.loads((data / "demo-credentials.json").read_text())
@@ -59,18 +87,20 @@ def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> No
 
 
 def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tmp_path) -> None:
-    import json
-    import time
-
-    from einmal_client import tlog
-
     data = tmp_path / "data"
     origin = "cockpit.example/einmal-transfer-log"  # the log's name must not change with the port
     first = start_live_server(data_dir=data, log_origin=origin)
     creds = json.loads((data / "demo-credentials.json").read_text())
     _proof(first.base_url, creds)
-    time.sleep(1.5)  # integrated and checkpointed
-    old_note = httpx.get(f"{first.base_url}/v1/log/checkpoint").text
+    first_name, first_key = tlog.parse_verifier_key(
+        httpx.get(f"{first.base_url}/v1/log/verifier-key").text)
+
+    def checkpointed() -> str | None:  # the proof's entry integrated and checkpointed (async)
+        note = httpx.get(f"{first.base_url}/v1/log/checkpoint").text
+        size = tlog.parse_checkpoint(tlog.verify_note(note, first_name, first_key)).size
+        return note if size >= 1 else None
+
+    old_note = wait_until(checkpointed, what="a checkpoint holding the proof's entry")
     first.stop()
     rotated = subprocess.run([sys.executable, "-m", "einmal_app", "keys", "rotate", "cockpit-log",
                               "--data-dir", str(data)], capture_output=True, text=True,
@@ -90,8 +120,6 @@ def test_log_key_rotation_keeps_old_checkpoints_verifiable(start_live_server, tm
 # -- short-lived token keys: broker-token (access tokens), broker-channel (broker -> cockpit)
 
 def _rotate(data, name: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([sys.executable, "-m", "einmal_app", "keys", "rotate", name,
                            "--data-dir", str(data)], capture_output=True, text=True,
                           check=False, timeout=120, env={**os.environ, **(env or {})})
@@ -99,11 +127,6 @@ def _rotate(data, name: str, env: dict | None = None) -> subprocess.CompletedPro
 
 def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
         start_live_server, tmp_path) -> None:
-    import json
-
-    from tests.conftest import free_port
-    from tests.e2e.helpers import birth_request
-
     data = tmp_path / "data"
     port = free_port()  # the same issuer (base URL) before and after the restart
     first = start_live_server(data_dir=data, port=port)
@@ -141,10 +164,6 @@ def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
                             headers={"authorization": f"Bearer {token}"}, timeout=20)
         assert answer.status_code == 200, answer.text
     # ... and once the retired key's last token could have expired, it is dropped
-    import time
-
-    from einmal.keys import ROLLOVER_S
-    from einmal.problems import ProblemError
 
     service_tokens = second.component("broker").router.dependencies["service_tokens"]
     verifier = service_tokens.dependency()
@@ -158,16 +177,6 @@ def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
 
 
 def test_retired_token_keys_are_left_out_once_their_tokens_expired(tmp_path) -> None:
-    import json
-    import time
-
-    from einmal.keys import (
-        ROLLOVER_S,
-        accepted_public_keys,
-        load_or_create_signing_key,
-        rotate_signing_key,
-    )
-
     old = load_or_create_signing_key(tmp_path, "broker-token")
     _, new_kid = rotate_signing_key(tmp_path, "broker-token")
     keys, not_after = accepted_public_keys(tmp_path, "broker-token", lifetime_s=300)
@@ -184,13 +193,6 @@ def test_retired_token_keys_are_left_out_once_their_tokens_expired(tmp_path) -> 
 
 
 def test_channel_key_rotation_is_followed_without_a_restart(tmp_path) -> None:
-    from types import SimpleNamespace
-
-    from cockpit.http import ChannelAuth
-    from einmal.keys import load_or_create_signing_key, rotate_signing_key
-    from einmal.problems import ProblemError
-    from einmal.tokens import TokenIssuer
-
     def request(key) -> SimpleNamespace:
         token = TokenIssuer(key=key, issuer="https://broker", audience="ingest",
                             ttl_s=60).issue("broker")
@@ -214,22 +216,6 @@ def test_channel_key_rotation_is_followed_without_a_restart(tmp_path) -> None:
 # -- the cockpit master key: every citizen key is re-wrapped
 
 def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_path) -> None:
-    import asyncio
-    import json
-
-    from cryptography.hazmat.primitives.keywrap import (
-        InvalidUnwrap,
-        aes_key_unwrap,
-    )
-    from sqlalchemy import select
-
-    from cockpit.service import CockpitService
-    from cockpit.tables import CitizenKeyRow
-    from cockpit.vault import CitizenVault
-    from einmal.keys import load_or_create_secret
-    from einmal.store import create_engine
-    from tests.conftest import TEST_DATABASE_URL
-
     data = tmp_path / "data"
     first = start_live_server(data_dir=data)
     creds = json.loads((data / "demo-credentials.json").read_text())
@@ -257,8 +243,6 @@ def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_pa
                 return list((await conn.execute(select(table.c.wrapped_key))).scalars())
         finally:
             await engine.dispose()
-
-    import time
 
     def settled(views: list) -> bool:  # delivered and integrated into the log (both async)
         return bool(views) and all(v.included for v in views)
@@ -295,16 +279,6 @@ def test_master_key_rotation_rewraps_every_citizen_key(start_live_server, tmp_pa
 
 
 async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
-    import os
-    from datetime import UTC, datetime
-
-    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
-    from sqlalchemy import select
-
-    from cockpit.tables import CitizenKeyRow
-    from cockpit.vault import VaultError, rewrap_citizen_keys
-    from einmal.store import create_engine
-
     table = CitizenKeyRow.__table__
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'vault.db'}")
     old, new = os.urandom(32), os.urandom(32)
@@ -336,8 +310,6 @@ async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
 
 
 def test_master_key_rotation_without_a_store_changes_nothing(tmp_path) -> None:
-    from einmal.keys import load_or_create_secret
-
     keys = tmp_path / "keys"
     before = load_or_create_secret(keys, "cockpit-master")
     empty_store = f"sqlite:///{tmp_path / 'empty.db'}"  # no cockpit tables

@@ -6,7 +6,7 @@ import contextlib
 import httpx
 import pytest
 
-from connectors._http import RegisterClient
+from connectors._http import POOL_SHARDS, RegisterClient
 from einmal.domain.registers import RegisterBusyError, RegisterUnavailableError
 
 
@@ -115,8 +115,6 @@ async def test_calls_rotate_over_several_small_pools_on_real_connections() -> No
     """Without a given transport the client keeps POOL_SHARDS pools and uses them in turn
     (httpcore's pool costs more CPU per call the more calls it holds); every call still goes
     through the per-register bound and comes back."""
-    from connectors._http import POOL_SHARDS
-
     seen: list[str] = []
     writers: list[asyncio.StreamWriter] = []
     finished: list[asyncio.StreamWriter] = []

@@ -23,6 +23,9 @@ from einmal_client.client import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    PreviewPendingError,
+    PreviewRequired,
+    PreviewRequiredError,
     ProblemError,
     ProofVerificationError,
     RegisterTimeoutError,
@@ -454,8 +457,6 @@ class TestPreview:
         return http, ServiceClient(BASE, SERVICE, broker.service_jwk, http=http)
 
     async def test_fetch_proof_raises_preview_required(self, broker) -> None:
-        from einmal_client.client import PreviewRequiredError
-
         http, service = await self._client(broker, [])
         async with http:
             with pytest.raises(PreviewRequiredError) as caught:
@@ -467,8 +468,6 @@ class TestPreview:
         assert preview.expires_at == datetime(2030, 1, 1, 0, 15, tzinfo=UTC)
 
     async def test_wait_then_collect_the_verified_proof(self, broker) -> None:
-        from einmal_client.client import PreviewRequired
-
         answers = [httpx.Response(202, json=self.PENDING),
                    httpx.Response(200, json={"transfer_id": TRANSFER, "proof": broker.sign()})]
         http, service = await self._client(broker, answers)
@@ -494,8 +493,6 @@ class TestPreview:
         assert caught.value.transfer_id == TRANSFER
 
     async def test_waiting_gives_up_with_the_preview(self, broker) -> None:
-        from einmal_client.client import PreviewPendingError
-
         answers = [httpx.Response(202, json=self.PENDING) for _ in range(3)]
         http, service = await self._client(broker, answers)
         async with http:

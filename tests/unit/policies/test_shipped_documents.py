@@ -1,3 +1,4 @@
+import hashlib
 import tomllib
 
 import pytest
@@ -103,8 +104,6 @@ class TestShippedDocuments:
 
 class TestDemoKeys:
     def test_are_deterministic_from_the_documented_seed(self) -> None:
-        import hashlib
-
         seed = hashlib.sha256(b"einmal-demo-key:familienkasse").digest()
         assert demo_private_key("familienkasse").private_bytes_raw() == seed
 
