@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from tests.e2e.conftest import Demo, bearer
 from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, UVO, birth_request, problem
+from tests.waiting import wait_until
 
 
 def custody_request(demo: Demo, consent_id: str) -> dict[str, Any]:
@@ -333,8 +334,10 @@ class TestPreviewExpiry:
 
     def test_reads_check_expiry_even_if_the_sweeper_lags(self, short_ttl) -> None:
         live, demo = short_ttl(3600)
-        request_id = held(demo)["request_id"]
-        time.sleep(1.2)
+        pending = held(demo)
+        request_id = pending["request_id"]
+        expires_at = datetime.fromisoformat(pending["expires_at"])
+        wait_until(lambda: datetime.now(UTC) > expires_at, what="the preview's expiry")
         assert sealed_rows(live, request_id)[0][0] == "pending"  # the sweeper has not run
         problem(decide(demo, request_id, "accept"), 410, "preview-expired")
         assert sealed_rows(live, request_id) == [("expired", None)]  # destroyed on read
