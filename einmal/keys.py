@@ -4,6 +4,7 @@ The only place that reads or writes key material on disk.
 """
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -24,8 +25,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 __all__ = ["ROLLOVER_S", "SigningKey", "accepted_public_keys", "load_or_create_secret",
-           "load_or_create_signing_key", "load_or_create_token", "load_public_keys", "private_jwk", "public_jwk",
-           "public_key_from_jwk", "retired_public_jwks", "retirement_deadlines",
+           "load_or_create_signing_key", "load_or_create_token", "load_public_keys", "private_jwk",
+           "public_jwk", "public_key_from_jwk", "retired_public_jwks", "retirement_deadlines",
            "rotate_signing_key"]
 
 
@@ -78,10 +79,8 @@ def load_or_create_signing_key(keys_dir: Path, name: str) -> SigningKey:
     if not path.exists():
         kid = f"{name}-{secrets.token_hex(4)}"
         key = Ed25519PrivateKey.generate()
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created it first: load it
             _write_private(path, json.dumps(private_jwk(key, kid)).encode())
-        except FileExistsError:
-            pass  # another process created it first: load theirs
     jwk = json.loads(path.read_text())
     key = Ed25519PrivateKey.from_private_bytes(_unb64u(jwk["d"]))
     signing = SigningKey(kid=jwk["kid"], private_key=key)
@@ -160,10 +159,8 @@ def load_or_create_secret(keys_dir: Path, name: str, size: int = 32) -> bytes:
     """A random secret (e.g. a pseudonym HMAC key) kept in ``<name>.key`` with mode 0600."""
     path = keys_dir / f"{name}.key"
     if not path.exists():
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created it first
             _write_private(path, secrets.token_bytes(size))
-        except FileExistsError:
-            pass
     return path.read_bytes()
 
 
@@ -171,8 +168,6 @@ def load_or_create_token(keys_dir: Path, name: str) -> str:
     """A random bearer token (URL-safe text) kept in ``<name>.token`` with mode 0600."""
     path = keys_dir / f"{name}.token"
     if not path.exists():
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created it first
             _write_private(path, secrets.token_urlsafe(32).encode())
-        except FileExistsError:
-            pass
     return path.read_text().strip()
