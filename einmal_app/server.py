@@ -19,7 +19,7 @@ from connectors.factory import build_connectors
 from connectors.simulators.app import SimulatorSettings, create_registers_router
 from connectors.simulators.population import generate_population
 from einmal import __version__
-from einmal.citizen import CitizenAuth
+from einmal.citizen import WEB_KEY_NAME, CitizenAuth
 from einmal.demo_keys import demo_private_jwk
 from einmal.ids import uuid4
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
@@ -123,9 +123,12 @@ def _citizen_auth(settings: Settings) -> CitizenAuth:
         keys_file = settings.keys_dir / f"{DEMO_IDP_KEY}.public.json"
     limiter = RateLimiter(rate_per_s=settings.rate_limit_citizen_per_s,
                           burst=settings.rate_limit_citizen_burst, what="citizen")
+    # The cockpit web view's own tokens are accepted besides the identity provider's: the
+    # web view never passes the provider's access token on (decision 0027).
     return CitizenAuth(issuer=issuer, keys_file=keys_file, allow_test_idnrs=settings.demo,
                        limiter=limiter, keys_url=keys_url, audience=settings.citizen_audience,
-                       idnr_claim=settings.citizen_idnr_claim)
+                       idnr_claim=settings.citizen_idnr_claim,
+                       web_keys_file=settings.keys_dir / f"{WEB_KEY_NAME}.public.json")
 
 
 def build_components(settings: Settings) -> list[Any]:

@@ -1,5 +1,9 @@
 """The web view is just another API client: it calls the broker and cockpit APIs over HTTP
-with the citizen's own access token (least privilege: it can do nothing the citizen cannot)."""
+with a citizen token (least privilege: it can do nothing the citizen cannot).
+
+The token is the one the cockpit minted for the citizen's web session (``WebSession.
+access_token``; einmal.citizen.WebTokenMinter, decision 0027), never the identity provider's
+access token: that one may be opaque, and is meant for the provider alone."""
 
 from typing import Any
 
@@ -23,7 +27,7 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    """One per process (built at start-up); every call names the citizen's token."""
+    """One per process (built at start-up); every call names the session's API token."""
 
     def __init__(self, *, http: httpx.AsyncClient, broker_url: str, cockpit_url: str) -> None:
         self.http = http

@@ -9,6 +9,7 @@ from litestar.params import FromQuery
 
 from cockpit.web.core import WebView, safe_next
 from cockpit.web.errors import error_page
+from cockpit.web.oidc import LoginError
 from cockpit.web.session import WebSession
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 
@@ -45,22 +46,25 @@ async def login_start(request: Request[Any, Any, Any], web: NamedDependency[WebV
 @get("/auth/callback", name="auth_callback", include_in_schema=False)
 async def auth_callback(request: Request[Any, Any, Any],
                         web: NamedDependency[WebView]) -> Response[Any]:
-    session = await web.sessions.load(request)
-    if web.oidc is None or session is None or session.pending is None:
+    """The identity provider sends the browser back here. Every failure is a ``LoginError``:
+    one log line with its reason and the "Anmeldung fehlgeschlagen" page (cockpit.web.errors)."""
+    if web.oidc is None:
         return error_page(web, request, 400, "login_failed")
+    session = await web.sessions.load(request)
+    if session is None or session.pending is None:  # e.g. a callback replayed or too late
+        raise LoginError("no_pending_login")
     pending = session.pending
     await web.sessions.delete(session.id)  # one attempt per pending login
     params = {key: str(value) for key, value in request.query_params.items()}
     result = await web.oidc.finish(pending, params)
     try:
         idnr = validate_idnr(result.idnr, allow_test=web.demo)
-    except InvalidIdNrError:
-        return error_page(web, request, 400, "login_failed")
-    now = web.sessions.clock()
-    fresh = await web.sessions.new(  # a new id after login: no session fixation
-        idnr=idnr, access_token=result.access_token,
-        ends_at=min(now + web.sessions.max_s, result.expires_at))
-    log.info("web.login", session_ends_in_s=round(fresh.ends_at - now))
+    except InvalidIdNrError as exc:
+        raise LoginError("idnr_invalid") from exc
+    # A new session id after login (no session fixation), with the cockpit's own API token
+    # for it: the provider's tokens are not kept (decision 0027).
+    fresh = await web.sessions.login(idnr)
+    log.info("web.login", session_ends_in_s=round(fresh.ends_at - fresh.created))
     return web.redirect(request, pending.next, cookies=[web.sessions.cookie(fresh.id)])
 
 

@@ -29,8 +29,9 @@ from cockpit.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogs, load_catalog
 from cockpit.web.oidc import OidcClient
 from cockpit.web.security import csp
 from cockpit.web.session import SessionManager, WebSession
+from einmal.citizen import WEB_KEY_NAME, WebTokenMinter
 from einmal.domain.idnr import mask_idnr
-from einmal.keys import load_or_create_secret
+from einmal.keys import load_or_create_secret, load_or_create_signing_key
 from einmal.settings import Settings
 
 __all__ = ["LANG_COOKIE", "LoginRequired", "WebView", "origin_of",
@@ -105,7 +106,10 @@ class WebView:
         self.sessions = SessionManager(
             secret=load_or_create_secret(settings.keys_dir, "cockpit-web-session"),
             idle_s=settings.web_session_idle_s, max_s=settings.web_session_max_s,
-            secure=not _is_loopback(self.public_url) or self.public_url.startswith("https:"))
+            secure=not _is_loopback(self.public_url) or self.public_url.startswith("https:"),
+            tokens=WebTokenMinter(  # the web view's own API tokens (decision 0027)
+                key=load_or_create_signing_key(settings.keys_dir, WEB_KEY_NAME),
+                audience=settings.citizen_audience))
         self.http = http or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         issuer = (settings.oidc_issuer or settings.citizen_issuer
                   or (settings.demo_issuer if settings.demo else None))

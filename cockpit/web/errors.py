@@ -72,9 +72,9 @@ def exception_handlers(view: Any) -> dict[Any, Any]:
 
     def login_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         assert isinstance(exc, LoginError)  # noqa: S101
-        log.warning("web.login_failed", reason=exc.reason)
+        log.warning("web.login_failed", reason=exc.reason, **exc.context)
         kind = "login_denied" if exc.reason == "denied" else "login_failed"
-        return error_page(view, request, 400 if exc.reason != "discovery" else 502, kind)
+        return error_page(view, request, exc.status, kind)
 
     def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         log.error("web.unhandled_error", path=request.url.path, error=type(exc).__name__,

@@ -1,10 +1,14 @@
 """Web sessions: a random id in an HttpOnly cookie, the state on the server (decision 0013).
 
 The cookie carries 256 random bits and nothing else, so the client can neither read nor forge
-a session. The state (the citizen's IdNr and access token, or a pending login) lives in a
-Litestar ``Store`` (in memory by default). Logout deletes it: a replayed cookie finds nothing.
-Idle timeout: the entry expires ``idle_s`` after the last request (each request renews it);
-absolute end: ``max_s`` after login, or when the access token expires, whichever is first.
+a session. The state (the citizen's IdNr and the web view's API token, or a pending login)
+lives in a Litestar ``Store`` (in memory by default). Logout deletes it: a replayed cookie
+finds nothing. Idle timeout: the entry expires ``idle_s`` after the last request (each request
+renews it); absolute end: ``max_s`` after login.
+API token (decision 0027): at login the session gets a citizen token the cockpit mints for
+it (``einmal.citizen.WebTokenMinter``: bound to the session, a few minutes long, never past
+the session's end); ``load`` mints a new one when less than a minute is left. The identity
+provider's tokens are not kept.
 CSRF: every form carries ``HMAC(secret, session id)``; POSTs without the right one are refused.
 """
 
@@ -21,10 +25,14 @@ from litestar.datastructures import Cookie
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 
+from einmal.citizen import WebTokenMinter
+
 __all__ = ["COOKIE", "PendingLogin", "SessionManager", "WebSession"]
 
 COOKIE = "einmal_session"
 _PREFIX = "web-session:"
+#: a request starts with at least this much life left in the API token (else a new one)
+_RENEW_BEFORE_S = 60
 
 
 class PendingLogin(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,8 +49,11 @@ class WebSession(msgspec.Struct, kw_only=True):
     created: float
     last_seen: float
     idnr: str | None = None
+    #: the citizen token the web view presents to the broker and cockpit APIs: minted by the
+    #: cockpit for this session (never the identity provider's token), renewed by ``load``
     access_token: str | None = None
-    #: end of the session: min(login + max_s, access token expiry)
+    access_token_expires: float = 0.0
+    #: end of the session: login + max_s
     ends_at: float = 0.0
     pending: PendingLogin | None = None
     #: one-time notice for the next page (a message key), e.g. after a revocation
@@ -59,8 +70,10 @@ _decode = msgspec.json.Decoder(WebSession).decode
 
 class SessionManager:
     def __init__(self, *, secret: bytes, idle_s: int, max_s: int, secure: bool,
-                 store: Store | None = None, clock: Callable[[], float] = time.time) -> None:
+                 store: Store | None = None, clock: Callable[[], float] = time.time,
+                 tokens: WebTokenMinter | None = None) -> None:
         self.store = store or MemoryStore()
+        self.tokens = tokens
         self._secret = secret
         self.idle_s = idle_s
         self.max_s = max_s
@@ -99,6 +112,8 @@ class SessionManager:
             await self.store.delete(_PREFIX + session_id)
             return None
         session.last_seen = now
+        if session.logged_in and session.access_token_expires - now < _RENEW_BEFORE_S:
+            self._mint(session, now)
         await self.save(session)
         return session
 
@@ -106,15 +121,35 @@ class SessionManager:
         await self.store.set(_PREFIX + session.id, _encode(session), expires_in=self.idle_s)
 
     async def new(self, **values: Any) -> WebSession:
+        session = await self._fresh(**values)
+        await self.save(session)
+        return session
+
+    async def login(self, idnr: str) -> WebSession:
+        """The session of a citizen who has just logged in: a new id (no session fixation),
+        ending ``max_s`` from now, with its first API token."""
+        session = await self._fresh(idnr=idnr)
+        session.ends_at = session.created + self.max_s
+        self._mint(session, session.created)
+        await self.save(session)
+        return session
+
+    async def _fresh(self, **values: Any) -> WebSession:
         self._created += 1
         if self._created % 256 == 0:  # abandoned sessions: drop the expired ones now and then
             purge = getattr(self.store, "delete_expired", None)
             if purge is not None:
                 await purge()
         now = self.clock()
-        session = WebSession(id=secrets.token_urlsafe(32), created=now, last_seen=now, **values)
-        await self.save(session)
-        return session
+        return WebSession(id=secrets.token_urlsafe(32), created=now, last_seen=now, **values)
+
+    def _mint(self, session: WebSession, now: float) -> None:
+        """A new API token for the session, expiring before the session can (decision 0027)."""
+        if self.tokens is None or session.idnr is None:
+            return
+        ends = min(now + self.idle_s, session.ends_at) if session.ends_at else now + self.idle_s
+        session.access_token, session.access_token_expires = self.tokens.mint(
+            session.idnr, session.id, now=now, not_after=ends)
 
     async def delete(self, session_id: str) -> None:
         await self.store.delete(_PREFIX + session_id)
