@@ -62,14 +62,14 @@ def free_port() -> int:
 
 
 #: Operator token of the benchmark's servers (local, throw-away).
-OPS_TOKEN = "bench-operator-token"
+OPS_TOKEN = "bench-operator-token"  # noqa: S105 - throw-away, local servers only
 
 
 def server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EINMAL_")}
     env["EINMAL_LOG_LEVEL"] = "warning"
     # One access token serves a whole run (all variants run side by side for minutes).
-    env["EINMAL_ACCESS_TOKEN_TTL_S"] = "7200"
+    env["EINMAL_ACCESS_TOKEN_TTL_S"] = "7200"  # noqa: S105 - a lifetime, not a secret
     env["EINMAL_OPS_TOKEN"] = OPS_TOKEN  # /health/ready and /metrics need it (F5)
     # The per-service token bucket still runs on every request, but its limit (1,000/s by
     # default) must not cap the measurement: on a fast machine b passes 1,000 req/s.

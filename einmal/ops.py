@@ -19,7 +19,7 @@ from einmal.tokens import bearer_token
 
 __all__ = ["OPS_TOKEN_NAME", "OpsAuth", "ops_token"]
 
-OPS_TOKEN_NAME = "ops"
+OPS_TOKEN_NAME = "ops"  # noqa: S105 - the key file's name, not a secret
 
 
 def ops_token(settings: Settings) -> str:

@@ -18,8 +18,11 @@ from einmal.domain.idnr import mask_idnr
 __all__ = ["ROUTES", "pdf_report"]
 
 _json = msgspec.json.Encoder()
-_PLAIN = str.maketrans({"“": '"', "”": '"', "„": '"', "–": "-", "—": "-", "‘": "'",
-                        "’": "'", "…": "..."})
+_PLAIN = str.maketrans({
+    "\N{LEFT DOUBLE QUOTATION MARK}": '"', "\N{RIGHT DOUBLE QUOTATION MARK}": '"',
+    "\N{DOUBLE LOW-9 QUOTATION MARK}": '"', "\N{EN DASH}": "-", "\N{EM DASH}": "-",
+    "\N{LEFT SINGLE QUOTATION MARK}": "'", "\N{RIGHT SINGLE QUOTATION MARK}": "'",
+    "\N{HORIZONTAL ELLIPSIS}": "..."})
 
 
 def _latin1(text: str) -> str:

@@ -57,11 +57,10 @@ def fx_playwright_api() -> Iterator[Any]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _no_browser(f"no Chromium at {CHROMIUM} (install Debian package chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 - optional: without playwright the browser tests are skipped
     except ImportError as exc:
         _no_browser(f"the Python package playwright is not installed ({exc}); "
                     "pip install -e '.[test]'")
-    from playwright.sync_api import expect
 
     expect.set_options(timeout=10_000)  # as the contexts' default (a loaded 2-core machine)
     manager = sync_playwright().start()
@@ -265,7 +264,9 @@ def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
     if not getattr(page.context, "javascript", True):
         pytest.fail("axe_check needs JavaScript: this page's context has it off", pytrace=False)
     if _axe is None:
-        from axe_playwright_python.sync_playwright import Axe
+        from axe_playwright_python.sync_playwright import (  # noqa: PLC0415 - optional, as playwright
+            Axe,
+        )
 
         _axe = Axe()
     results = _axe.run(page, context=context).response

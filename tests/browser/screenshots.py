@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from playwright.sync_api import sync_playwright
 
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, run_elfe, start_demo
 from tests.e2e.conftest import Demo
@@ -59,8 +60,6 @@ def consent_request(credentials: dict[str, Any]) -> str:
 
 
 def shoot(out: Path, width: int) -> list[Path]:
-    from playwright.sync_api import sync_playwright
-
     saved: list[Path] = []
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="einmal-shots-") as data_dir:

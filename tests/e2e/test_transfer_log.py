@@ -57,14 +57,14 @@ def _auditor(demo) -> dict:
 
 class TestLogEndpoints:
     def test_checkpoint_is_a_signed_c2sp_note(self, filled) -> None:
-        demo, _, checkpoint, note = filled
+        _, _, checkpoint, note = filled
         lines = note.split("\n")
         assert lines[0] == checkpoint.origin
         assert lines[3] == ""
         assert lines[4].startswith(f"\u2014 {checkpoint.origin} ")
 
     def test_every_entry_has_an_inclusion_proof(self, filled) -> None:
-        demo, ids, checkpoint, _ = filled
+        demo, _, checkpoint, _ = filled
         for index in range(checkpoint.size):
             proof = demo.http.get("/v1/log/proof/inclusion",
                                   params={"index": index, "tree_size": checkpoint.size}).json()
@@ -86,7 +86,7 @@ class TestLogEndpoints:
                 "not-found")
 
     def test_consistency_between_checkpoints(self, filled) -> None:
-        demo, ids, old, _ = filled
+        demo, _, old, _ = filled
         _fill(demo, 3)
         new, _ = _wait_for_size(demo, old.size + 4)
         proof = demo.http.get("/v1/log/proof/consistency",
@@ -144,7 +144,7 @@ class TestLogEndpoints:
 
 @pytest.fixture(name="bundle")
 def fx_bundle(filled, tmp_path: Path):
-    demo, ids, checkpoint, _ = filled
+    demo, _, checkpoint, _ = filled
     out = tmp_path / "bundle"
     result = export_bundle(demo.base_url, out, _auditor(demo), {})
     assert result["lines"] == checkpoint.size
@@ -247,7 +247,7 @@ class TestOfflineVerification:
 
 class TestFilteredExport:
     def test_a_service_filter_verifies_by_inclusion_proofs(self, filled, tmp_path: Path) -> None:
-        demo, ids, checkpoint, _ = filled
+        demo = filled[0]
         out = tmp_path / "filtered"
         result = export_bundle(demo.base_url, out, _auditor(demo), {"service": ELTERNGELD})
         assert result["lines"] == 1  # the one refusal
@@ -279,7 +279,7 @@ class TestShredding:
         assert not set(ids) & {e["id"] for e in demo.transfers(child["idnr"])}
 
     def test_the_shred_command(self, filled, live_server) -> None:
-        demo, ids, checkpoint, _ = filled
+        _, _, checkpoint, _ = filled
         env = dict(os.environ)
         if live_server.settings.database_url:
             env["EINMAL_DATABASE_URL"] = live_server.settings.database_url

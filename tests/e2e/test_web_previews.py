@@ -162,7 +162,7 @@ class TestPreviewPagesRefuse:
 
     def test_post_without_csrf_token_is_refused(self, world: World) -> None:
         request_id = world.held()["request_id"]
-        browser, page = _clara(world, f"/previews/{request_id}")
+        browser, _ = _clara(world, f"/previews/{request_id}")
         forged = browser.post(f"/previews/{request_id}", data={"decision": "accept"})
         assert forged.status_code == 403
         wrong = browser.post(f"/previews/{request_id}",
@@ -181,7 +181,7 @@ class TestPreviewPagesRefuse:
 
     @pytest.mark.parametrize("path", ["/previews/not-an-id", "/previews/" + "0" * 36])
     def test_malformed_or_unknown_id(self, world: World, path: str) -> None:
-        browser, page = _clara(world, "/previews")
+        browser, _ = _clara(world, "/previews")
         assert browser.get(path).status_code == 404
 
     def test_anonymous_is_sent_to_login(self, world: World) -> None:

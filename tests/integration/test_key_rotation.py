@@ -36,8 +36,8 @@ from einmal.tokens import TokenIssuer
 from einmal_client import tlog
 from tests.conftest import TEST_DATABASE_URL, free_port
 from tests.e2e.conftest import assertion
-from tests.waiting import wait_until
 from tests.e2e.helpers import birth_request
+from tests.waiting import wait_until
 
 
 def _proof(base_url: str, creds: dict) -> str:
@@ -75,11 +75,12 @@ def test_rotation_keeps_old_proofs_verifiable(start_live_server, tmp_path) -> No
     second = start_live_server(data_dir=data)
     creds = json.loads((data / "demo-credentials.json").read_text())
     new_proof = _proof(second.base_url, creds)
-    keys = {k["kid"]: k for k in httpx.get(f"{second.base_url}/.well-known/jwks.json").json()["keys"]}
+    jwks = httpx.get(f"{second.base_url}/.well-known/jwks.json").json()
+    keys = {k["kid"]: k for k in jwks["keys"]}
     old_kid = jwt.get_unverified_header(old_proof)["kid"]
     new_kid = jwt.get_unverified_header(new_proof)["kid"]
     assert old_kid != new_kid
-    assert list(keys)[0] == new_kid  # the first key signs
+    assert next(iter(keys)) == new_kid  # the first key signs
     for proof, kid in ((old_proof, old_kid), (new_proof, new_kid)):
         claims = jwt.decode(proof, jwt.PyJWK(keys[kid]).key, algorithms=["EdDSA"],
                             audience="standesamt-namensdienst-bremen")
@@ -148,7 +149,8 @@ def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
     form["client_assertion"] = assertion(service["client_id"], service["private_jwk"],
                                          creds["token_endpoint"])
     new_token = httpx.post(f"{second.base_url}/v1/token", data=form).json()["access_token"]
-    assert jwt.get_unverified_header(old_token)["kid"] != jwt.get_unverified_header(new_token)["kid"]
+    old_kid = jwt.get_unverified_header(old_token)["kid"]
+    assert old_kid != jwt.get_unverified_header(new_token)["kid"]
 
     class Demo:  # birth_request reads the demo citizens
         credentials = creds
@@ -164,10 +166,8 @@ def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
                             headers={"authorization": f"Bearer {token}"}, timeout=20)
         assert answer.status_code == 200, answer.text
     # ... and once the retired key's last token could have expired, it is dropped
-
     service_tokens = second.component("broker").router.dependencies["service_tokens"]
     verifier = service_tokens.dependency()
-    old_kid = jwt.get_unverified_header(old_token)["kid"]
     assert verifier.not_after[old_kid] <= time.time() + ROLLOVER_S + 300
     verifier.not_after[old_kid] = time.time() - 1  # as if that time had come
     verifier._cache.clear()

@@ -30,12 +30,12 @@ class TestLoadSettings:
 
     def test_environment_then_options_win(self) -> None:
         env = {"EINMAL_PORT": "9000", "EINMAL_DEMO": "true", "EINMAL_COMPONENTS": "broker",
-               "EINMAL_DATA_DIR": "/tmp/x", "OTHER": "ignored"}
+               "EINMAL_DATA_DIR": "/srv/einmal", "OTHER": "ignored"}
         settings = load_settings(env, port=9100)
         assert settings.port == 9100
         assert settings.demo is True
         assert settings.components == {"broker"}
-        assert settings.data_dir == Path("/tmp/x")
+        assert settings.data_dir == Path("/srv/einmal")
 
     @pytest.mark.parametrize(("url", "expected"), [
         ("postgresql://postgres@127.0.0.1:5432/test",

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import jwt
@@ -434,10 +434,10 @@ class TestPreview:
     """202 "preview required": fetch_proof raises, request_proof returns it, collect and
     wait_for_preview fetch the released proof or raise the refusal."""
 
-    PENDING = {"status": "preview-required", "code": "EDM:ERR:0002", "request_id": TRANSFER,
-               "status_url": f"{BASE}/v1/proof-requests/{TRANSFER}",
-               "preview_url": f"{BASE}/previews/{TRANSFER}",
-               "expires_at": "2030-01-01T00:15:00Z"}
+    PENDING: ClassVar[dict[str, str]] = {
+        "status": "preview-required", "code": "EDM:ERR:0002", "request_id": TRANSFER,
+        "status_url": f"{BASE}/v1/proof-requests/{TRANSFER}",
+        "preview_url": f"{BASE}/previews/{TRANSFER}", "expires_at": "2030-01-01T00:15:00Z"}
 
     @staticmethod
     def held(broker: Broker, answers: list[httpx.Response]) -> Callable[..., httpx.Response]:

@@ -12,7 +12,7 @@ class TestValidateIdNr:
         ("8609574271", "exactly 11 digits"),
         ("860957427190", "exactly 11 digits"),
         ("8609574271a", "exactly 11 digits"),
-        ("８６０９５７４２７１９", "exactly 11 digits"),  # full-width digits are not ASCII
+        ("８６０９５７４２７１９", "exactly 11 digits"),  # noqa: RUF001 - full-width digits are not ASCII
         ("", "exactly 11 digits"),
     ])
     def test_rejects_invalid_numbers_naming_the_rule(self, value: str, rule: str) -> None:
