@@ -1,6 +1,7 @@
 """Fault-injection run: real processes on PostgreSQL, a burst of proof requests, and faults.
 
-    .venv/bin/python -m bench.faults --postgres postgresql://postgres@127.0.0.1:5432/test [--seconds 30]
+    .venv/bin/python -m bench.faults --postgres postgresql://postgres@127.0.0.1:5432/test \
+        [--seconds 30]
 
 Starts register simulators, one cockpit and two brokers as separate `einmal serve` processes
 sharing one PostgreSQL database and one key folder, drives proof requests at both brokers, and

@@ -104,7 +104,8 @@ class Server:
                         "authorization": f"Bearer {OPS_TOKEN}"}).status_code == 200:
                     return
             time.sleep(0.1)
-        msg = f"{self.name} did not start; see {self.log_path}:\n{self.log_path.read_text()[-2000:]}"
+        tail = self.log_path.read_text()[-2000:]
+        msg = f"{self.name} did not start; see {self.log_path}:\n{tail}"
         raise RuntimeError(msg)
 
     def stop(self) -> None:
@@ -469,9 +470,9 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     r.pids, lambda o, r=r: run_load(r.spec(args, **o), workdir),
                     args.cpu_seconds, args.cpu_repeats)
                 c = results[variant]["cpu"]
+                by_pid = c["repeats"][0]["cpu_us_per_request_by_pid"]
                 print(f"    {variant}: {c['median_us']} CPU-us/request (min {c['min_us']}, "
-                      f"max {c['max_us']}; by process {c['repeats'][0]['cpu_us_per_request_by_pid']})",
-                      flush=True)
+                      f"max {c['max_us']}; by process {by_pid})", flush=True)
         if args.profile:
             for variant in ("b", "bs"):
                 if variant in running:
@@ -511,8 +512,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"({report['machine']['cpu']}), Python {report['machine']['python']}", ""]
     http = report.get("http")
     if http:
-        lines += ["| variant | req/s | p50 ms | p99 ms | errors | half-peak rate | p50 ms | p99 ms |"
-                  " errors |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [("| variant | req/s | p50 ms | p99 ms | errors | half-peak rate | p50 ms "
+                   "| p99 ms | errors |"), "|---|---|---|---|---|---|---|---|---|"]
         for variant in ("a", "b", "bs", "b2", "c"):
             r = http.get(variant)
             if not r:
@@ -522,11 +523,13 @@ def markdown(report: dict[str, Any]) -> str:
                     if h else "- | - | - | -")
             lines.append(f"| {variant}: {r['what']} | {c['rps']} | {c['p50_ms']} | {c['p99_ms']} "
                          f"| {c['errors']} | {half} |")
-        cpu_lines = [f"| {v} | {http[v]['cpu']['median_us']} | {http[v]['cpu']['min_us']}"
-                     f"-{http[v]['cpu']['max_us']} | {', '.join(str(x) for x in http[v]['rps_runs'])} |"
+        cpu_lines = [(f"| {v} | {http[v]['cpu']['median_us']} | {http[v]['cpu']['min_us']}"
+                      f"-{http[v]['cpu']['max_us']} | "
+                      f"{', '.join(str(x) for x in http[v]['rps_runs'])} |")
                      for v in ("a", "b", "bs", "b2", "c") if v in http and "cpu" in http[v]]
         if cpu_lines:
-            lines += ["", "| variant | server CPU-us/request (median) | min-max | req/s per round |",
+            lines += ["",
+                      "| variant | server CPU-us/request (median) | min-max | req/s per round |",
                       "|---|---|---|---|", *cpu_lines]
         lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in http["ratios"].items()),
                   "targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"

@@ -101,7 +101,8 @@ class Story:
         try:
             await call
         except ConsentRequiredError as exc:
-            self.check(label, bool(exc.transfer_id), f"403 {exc.code}, recorded as {exc.transfer_id}")
+            self.check(label, bool(exc.transfer_id),
+                       f"403 {exc.code}, recorded as {exc.transfer_id}")
             return str(exc.transfer_id)
         self.check(label, False, "the proof was released")
         return None
@@ -152,7 +153,8 @@ class Story:
 
 
 def _fields_ok(proof: VerifiedProof, required: set[str]) -> bool:
-    return required <= set(proof.data) and all(proof.data[k] not in (None, "", []) for k in required)
+    return required <= set(proof.data) and all(proof.data[k] not in (None, "", [])
+                                                for k in required)
 
 
 async def _elfe(story: Story) -> None:

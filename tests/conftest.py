@@ -133,7 +133,8 @@ def start_server(settings: Settings) -> LiveServer:
 
 
 @pytest.fixture(name="start_live_server")
-def fx_start_live_server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., LiveServer]]:
+def fx_start_live_server(
+        make_settings: Callable[..., Settings]) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
     def start(**overrides: Any) -> LiveServer:

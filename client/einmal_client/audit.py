@@ -45,7 +45,8 @@ class AuditError(Exception):
 
 
 def auditor_token(private_jwk: dict[str, Any]) -> str:
-    key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(private_jwk["d"] + "=" * (-len(private_jwk["d"]) % 4)))
+    d = private_jwk["d"]
+    key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(d + "=" * (-len(d) % 4)))
     now = int(time.time())
     claims = {"iss": private_jwk["kid"], "sub": private_jwk["kid"], "aud": AUDIT_AUDIENCE,
               "iat": now, "exp": now + 120, "jti": str(uuid.uuid4())}

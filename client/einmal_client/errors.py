@@ -1,4 +1,4 @@
-"""Errors of ``einmal_client.client`` (the hierarchy is documented there) and the problem+json mapping."""
+"""Errors of ``einmal_client.client`` (the hierarchy is documented there), problem+json mapping."""
 
 from typing import Any, ClassVar
 

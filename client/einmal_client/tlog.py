@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
-    "Checkpoint", "CompactRange", "NoteError", "ProofError", "consistency_proof", "format_checkpoint",
+    "Checkpoint", "CompactRange", "NoteError", "ProofError", "consistency_proof",
+    "format_checkpoint",
     "inclusion_path", "key_id", "leaf_hash", "mth", "mth_from", "node_hash", "parse_checkpoint",
     "parse_verifier_key", "root_from_inclusion", "sign_note", "verifier_key", "verify_consistency",
     "verify_inclusion", "verify_note",
@@ -111,8 +112,10 @@ def _subproof(m: int, start: int, end: int, whole: bool, subtree: HashAt) -> lis
         return [] if whole else [_range_hash(subtree, start, end)]
     k = _split(n)
     if m <= k:
-        return [*_subproof(m, start, start + k, whole, subtree), _range_hash(subtree, start + k, end)]
-    return [*_subproof(m - k, start + k, end, False, subtree), _range_hash(subtree, start, start + k)]
+        return [*_subproof(m, start, start + k, whole, subtree),
+                _range_hash(subtree, start + k, end)]
+    return [*_subproof(m - k, start + k, end, False, subtree),
+            _range_hash(subtree, start, start + k)]
 
 
 def root_from_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes]) -> bytes:

@@ -388,10 +388,12 @@ WIDE = """(width) => [...document.querySelectorAll('body *')]
 OVERFLOW = """(width) => {
     const out = [];
     for (const e of document.querySelectorAll('body *')) {
-        if (e.closest('table') || e.closest('.visually-hidden') || e.closest('.skip-link')) continue;
+        if (e.closest('table') || e.closest('.visually-hidden') || e.closest('.skip-link'))
+            continue;
         const r = e.getBoundingClientRect();
         if (r.width > 0 && r.right > width + 1) out.push(e.tagName.toLowerCase() +
-            (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '') + ' right=' + r.right);
+            (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '') +
+            ' right=' + r.right);
     }
     return out;
 }"""

@@ -150,7 +150,8 @@ def _standesamt(ctx: Context, actor: str) -> dict[str, Any]:
 
 
 def _sorge(ctx: Context, actor: str) -> dict[str, Any]:
-    return {"method": "GET", "url": f"/registers/sorge/HB/records/{ctx.person('elfe', 'child')['idnr']}"}
+    idnr = ctx.person("elfe", "child")["idnr"]
+    return {"method": "GET", "url": f"/registers/sorge/HB/records/{idnr}"}
 
 
 def _income(ctx: Context, actor: str) -> dict[str, Any]:

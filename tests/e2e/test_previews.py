@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from structlog.testing import capture_logs
@@ -295,8 +296,6 @@ class TestPreviewAdversarial:
 def fx_short_ttl(start_live_server):
     """A demo server whose previews expire after ``ttl_s``."""
     def start(sweep_s: float, ttl_s: int = 1) -> tuple[Any, Demo]:
-        import httpx
-
         live = start_live_server(preview_ttl_s=ttl_s, preview_sweep_interval_s=sweep_s)
         credentials = json.loads((live.data_dir / "demo-credentials.json").read_text())
         http = httpx.Client(base_url=live.base_url, timeout=20)

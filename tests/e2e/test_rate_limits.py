@@ -24,7 +24,8 @@ class TestRateLimits:
         assert "proof" not in limited
         assert int(statuses[3].headers["retry-after"]) >= 1
         # another service has its own bucket
-        other = tight.http.post("/v1/proof-requests", json=birth_request(tight, "kindergeld-antrag"),
+        other = tight.http.post("/v1/proof-requests",
+                                json=birth_request(tight, "kindergeld-antrag"),
                                 headers=bearer(tight.service_token("familienkasse")))
         assert other.status_code == 403  # refused for lack of consent, not rate-limited
 

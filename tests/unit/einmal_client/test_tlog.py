@@ -159,7 +159,8 @@ class TestSignedNotes:
         assert tlog.sign_note(self.PETER_TEXT, "PeterNeumann", key) == self.PETER_NOTE
 
     def test_verifier_key_with_plus_in_base64(self) -> None:
-        name, _ = tlog.parse_verifier_key("TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6")
+        name, _ = tlog.parse_verifier_key(
+            "TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6")
         assert name == "TEST"
 
     @pytest.mark.parametrize("tamper", [
