@@ -2,7 +2,7 @@
 
     einmal_client   the service client: imports nothing of ours
     einmal          the kernel: may import einmal_client; no component, not the root
-    broker, cockpit, connectors, policies
+    broker, cockpit, connectors, policies, witness
                     components: the kernel and einmal_client, never each other
     einmal_app      the composition root: may import anything; nothing imports it
 
@@ -19,6 +19,7 @@ import ast
 import io
 import re
 import tokenize
+import tomllib
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 KERNEL = "einmal"
 CLIENT = "einmal_client"
 ROOT_PACKAGE = "einmal_app"
-COMPONENTS = frozenset({"broker", "cockpit", "connectors", "policies"})
+COMPONENTS = frozenset({"broker", "cockpit", "connectors", "policies", "witness"})
 OURS = frozenset({KERNEL, CLIENT, ROOT_PACKAGE, *COMPONENTS})
 #: The folder holding each top-level package (the client is a project of its own).
 SOURCE_ROOTS: dict[str, Path] = {**{name: REPO for name in OURS}, CLIENT: REPO / "client"}
@@ -273,6 +274,14 @@ def fx_violations(codebase: Codebase) -> dict[str, list[str]]:
 
 
 class TestTheCodebase:
+    def test_every_shipped_package_has_a_layer(self) -> None:
+        """A new top-level package must be placed in a layer here before the rules cover it."""
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())
+        patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
+        shipped = {_top(pattern.rstrip("*")) for pattern in patterns}
+        assert shipped - OURS == set(), "add them to a layer in tests/test_architecture.py"
+        assert shipped | {CLIENT} == OURS  # the client ships from client/pyproject.toml
+
     def test_every_package_is_parsed(self, codebase: Codebase) -> None:
         packages = {_top(module) for module in codebase.modules}
         assert packages == OURS
