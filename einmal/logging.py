@@ -5,6 +5,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 __all__ = ["REDACTED_KEYS", "configure_logging", "quiet_libraries"]
 
@@ -25,7 +26,7 @@ REDACTED_KEYS = frozenset({
 })
 
 
-def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     for key in REDACTED_KEYS.intersection(event):
         event[key] = "[redacted]"
     return event

@@ -2,13 +2,13 @@
 gauges that components refresh at scrape time (outbox lag, log size)."""
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "route_of"]
 
 
 class Metrics:
@@ -52,7 +52,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def route_of(scope: dict[str, Any]) -> str:
+def route_of(scope: Mapping[str, object]) -> str:
     """The matched route template (bounded label cardinality), never the raw path."""
     template = scope.get("path_template")
     return str(template) if template else "unmatched"

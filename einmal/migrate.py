@@ -5,9 +5,8 @@ its own version table (``broker_alembic_version``, ``cockpit_alembic_version``),
 share one PostgreSQL database or live in separate SQLite files.
 """
 
-import importlib
+import importlib.resources
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -26,9 +25,9 @@ class SchemaError(Exception):
 
 def _config(component: str, connection: Connection | None = None) -> Config:
     package = {"broker": "broker", "cockpit": "cockpit"}[component]
-    root = Path(importlib.import_module(package).__file__).parent  # type: ignore[arg-type]
     config = Config()
-    config.set_main_option("script_location", str(root / "migrations"))
+    config.set_main_option("script_location",
+                           str(importlib.resources.files(package) / "migrations"))
     config.attributes["version_table"] = f"{component}_alembic_version"
     config.attributes["component"] = component
     if connection is not None:

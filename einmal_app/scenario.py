@@ -279,8 +279,8 @@ async def _uvo(story: Story) -> None:
 
     story.step("…and a custody proof as of today, instead of a 'negative certificate'; "
                "the office's policy asks for a preview")
-    custody_args = {"consent_id": consent.id,
-                    "parameters": {"land": parent["home_land"], "as_of": today}}
+    custody_args: dict[str, Any] = {
+        "consent_id": consent.id, "parameters": {"land": parent["home_land"], "as_of": today}}
     first = await uvo.request_proof("custody", child["idnr"], "unterhaltsvorschuss-antrag",
                                     **custody_args)
     story.check("the broker holds the proof for the parent's preview (202, nothing released)",

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 from litestar import Litestar, Request, Response, Router, get
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -74,7 +75,7 @@ def _request_context(metrics: Metrics) -> Any:
 
 def _middleware(app: ASGIApp, metrics: Metrics) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         structlog.contextvars.clear_contextvars()
@@ -252,11 +253,12 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
         for component in reversed(parts):
             await component.stop()
 
+    handlers = exception_handlers(_html_not_found(parts))
     app = Litestar(
         route_handlers=[*(c.router for c in parts), live, ready, metrics_endpoint],
         on_startup=[start],
         on_shutdown=[stop],
-        exception_handlers=exception_handlers(_html_not_found(parts)),
+        exception_handlers=handlers,  # type: ignore[arg-type]  # problems.py types it too narrowly
         middleware=[_request_context(metrics)],
         openapi_config=OpenAPIConfig(
             title="Einmal", version=__version__, path="/schema",

@@ -89,7 +89,10 @@ async def overview(request: Request[Any, Any, Any], web: NamedDependency[WebView
     chosen = {"service": service or "", "register": register or "",
               "proof_type": proof_type or "", "outcome": outcome if outcome in OUTCOMES else "",
               "period": period if period in PERIODS else ""}
-    shown = filter_transfers(items, **{k: v or None for k, v in chosen.items()})
+    shown = filter_transfers(items, service=chosen["service"] or None,
+                             register=chosen["register"] or None,
+                             proof_type=chosen["proof_type"] or None,
+                             outcome=chosen["outcome"] or None, period=chosen["period"] or None)
     pages = max(1, -(-len(shown) // PAGE_SIZE))
     page = min(max(page, 1), pages)
     notice = login.notice

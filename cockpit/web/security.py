@@ -7,6 +7,7 @@ An ASGI middleware, so error pages and static files get them too. A handler may 
 from collections.abc import Iterable
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["csp", "header_dict", "security_headers"]
@@ -41,7 +42,7 @@ def security_headers(form_action: Iterable[str] = ()) -> Any:
 
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
 
