@@ -146,7 +146,7 @@ def _flow_error(web: WebView, request: Request[Any, Any, Any], exc: ConsentReque
 @get("/consents", name="consents", include_in_schema=False)
 async def consents(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                    login: NamedDependency[WebSession]) -> Response[Any]:
-    assert login.access_token is not None  # noqa: S101
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     items = await web.api.consents(login.access_token)
     items.sort(key=lambda c: (c["status"] != "active", c["granted_at"]), reverse=False)
     notice = login.notice
@@ -184,7 +184,7 @@ async def consent_decide(request: Request[Any, Any, Any], web: NamedDependency[W
         log.info("web.consent_declined", service_id=flow.service.id)
         return web.redirect(request, with_query(flow.redirect_uri, error="access_denied",
                                                 state=flow.state))
-    assert login.access_token is not None  # noqa: S101
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     consent = await web.api.grant_consent(login.access_token, flow.body())
     return web.redirect(request, with_query(flow.redirect_uri, consent_id=consent["id"],
                                             state=flow.state))
@@ -193,7 +193,7 @@ async def consent_decide(request: Request[Any, Any, Any], web: NamedDependency[W
 async def _own_consent(web: WebView, login: WebSession, consent_id: str) -> dict[str, Any]:
     if not _CONSENT_ID.fullmatch(consent_id):
         raise NotFoundException
-    assert login.access_token is not None  # noqa: S101
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     for item in await web.api.consents(login.access_token):
         if item["id"] == consent_id:
             return item
@@ -216,7 +216,7 @@ async def revoke(request: Request[Any, Any, Any], web: NamedDependency[WebView],
     await web.check_csrf(request, login)
     if not _CONSENT_ID.fullmatch(consent_id):
         raise NotFoundException
-    assert login.access_token is not None  # noqa: S101
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     await web.api.revoke_consent(login.access_token, consent_id)  # 404 for another's
     login.notice = "consents.revoked_notice"
     await web.sessions.save(login)

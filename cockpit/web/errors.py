@@ -43,7 +43,7 @@ def error_page(view: Any, request: Request[Any, Any, Any], status: int, kind: st
 
 def exception_handlers(view: Any) -> dict[Any, Any]:
     def login_required(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        assert isinstance(exc, LoginRequired)  # noqa: S101
+        assert isinstance(exc, LoginRequired)  # noqa: S101 - registered for LoginRequired only
         params = {"next": exc.next_path}
         if exc.expired:
             params["expired"] = "1"
@@ -58,7 +58,7 @@ def exception_handlers(view: Any) -> dict[Any, Any]:
         return error_page(view, request, status, kind)
 
     def api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        assert isinstance(exc, ApiError)  # noqa: S101
+        assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
         if exc.status == 401:
             return Redirect(path="/login?expired=1", status_code=303)
         if exc.status == 404:
@@ -71,7 +71,7 @@ def exception_handlers(view: Any) -> dict[Any, Any]:
         return error_page(view, request, 502, "unavailable")
 
     def login_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        assert isinstance(exc, LoginError)  # noqa: S101
+        assert isinstance(exc, LoginError)  # noqa: S101 - registered for LoginError only
         log.warning("web.login_failed", reason=exc.reason, **exc.context)
         kind = "login_denied" if exc.reason == "denied" else "login_failed"
         return error_page(view, request, exc.status, kind)

@@ -83,7 +83,7 @@ async def my_data(request: Request[Any, Any, Any], web: NamedDependency[WebView]
 @get("/my-data/transfers.json", name="my_data_json", include_in_schema=False)
 async def my_data_json(web: NamedDependency[WebView],
                        login: NamedDependency[WebSession]) -> Response[bytes]:
-    assert login.access_token is not None and login.idnr is not None  # noqa: S101
+    assert login.access_token is not None and login.idnr is not None  # noqa: S101 - the login dependency ensures it
     items = await web.api.all_transfers(login.access_token)
     body = {"generated_at": datetime.now(UTC), "idnr_masked": mask_idnr(login.idnr),
             "count": len(items), "transfers": items}
@@ -95,7 +95,7 @@ async def my_data_json(web: NamedDependency[WebView],
 @get("/my-data/report.pdf", name="my_data_pdf", include_in_schema=False)
 async def my_data_pdf(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                       login: NamedDependency[WebSession]) -> Response[bytes]:
-    assert login.access_token is not None and login.idnr is not None  # noqa: S101
+    assert login.access_token is not None and login.idnr is not None  # noqa: S101 - the login dependency ensures it
     items = await web.api.all_transfers(login.access_token)
     # ~20 ms a row (fpdf2's line breaking): rendered in a worker thread, not the event loop
     content = await asyncio.to_thread(pdf_report, items, idnr=login.idnr, t=web.t(request),

@@ -61,7 +61,7 @@ async def previews(request: Request[Any, Any, Any], web: NamedDependency[WebView
 @get("/previews/{request_id:str}", name="preview", include_in_schema=False)
 async def preview(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                   login: NamedDependency[WebSession], request_id: FromPath[str]) -> Response[Any]:
-    assert login.access_token is not None  # noqa: S101
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     # another citizen's preview is "not found" (the broker answers 404 for it)
     item = await web.api.preview(login.access_token, _request_id(request_id))
     back = _back_link(web, item["service_id"], request.query_params.get("return"))
@@ -87,7 +87,7 @@ async def decide(request: Request[Any, Any, Any], web: NamedDependency[WebView],
     decision = fields.get("decision", "")
     if decision not in _DECISIONS:
         raise _bad_request()
-    assert login.access_token is not None  # noqa: S101
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
     try:
         await web.api.decide_preview(login.access_token, request_id, decision)
         login.notice = f"previews.notice_{decision}"

@@ -292,7 +292,9 @@ async def test_an_interrupted_rewrap_resumes(tmp_path) -> None:
     class Interrupted(Exception):
         pass
 
-    def stop_after_two_batches(done: int, seen: list[int] = []) -> None:  # noqa: B006
+    seen: list[int] = []
+
+    def stop_after_two_batches(done: int) -> None:
         seen.append(done)
         if len(seen) == 2:
             raise Interrupted
