@@ -8,7 +8,7 @@ import re
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -35,6 +35,7 @@ class World:
     delivered_id: str
     refused_id: str
     legal_id: str
+    _browsers: list[Browser] = field(default_factory=list, init=False)  # closed at the end
 
     def browser(self) -> Browser:
         browser = Browser(self.live.base_url)
@@ -71,9 +72,8 @@ def fx_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         world = World(live=live, demo=demo, anna=anna, clara=clara, child=child,
                       delivered_id=delivered.json()["transfer_id"], refused_id=refused_id,
                       legal_id=legal.json()["transfer_id"])
-        world._browsers = []  # type: ignore[attr-defined]
         yield world
-        for browser in world._browsers:  # type: ignore[attr-defined]
+        for browser in world._browsers:
             browser.close()
 
 

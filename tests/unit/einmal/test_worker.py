@@ -1,6 +1,7 @@
 """The one background-worker skeleton: wake-ups, interval, backoff, clean stop."""
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -11,7 +12,7 @@ class Flaky(Exception):
     pass
 
 
-async def _until(predicate, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate: Callable[[], object], timeout: float = 2.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.001)

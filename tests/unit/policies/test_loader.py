@@ -219,10 +219,10 @@ class TestPolicySet:
         keys = policy_set.public_keys("familienkasse-test")
         assert list(keys) == ["familienkasse-test-demo-1"]
         assert keys is policy_set.public_keys("familienkasse-test")
-        with pytest.raises(TypeError):
-            keys["other"] = keys["familienkasse-test-demo-1"]  # type: ignore[index]
+        with pytest.raises(TypeError):  # the mapping is read-only
+            keys["other"] = keys["familienkasse-test-demo-1"]  # type: ignore[index]  # on purpose
 
     def test_documents_are_frozen(self, policy_set: PolicySet) -> None:
         document = policy_set.services()[0]
-        with pytest.raises(AttributeError):
-            document.id = "x"  # type: ignore[misc]
+        with pytest.raises(AttributeError):  # the document is frozen
+            document.id = "x"  # type: ignore[misc]  # on purpose
