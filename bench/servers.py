@@ -18,8 +18,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import uvicorn
+from litestar import Litestar, get, post
+
+from connectors.factory import build_connectors
+from connectors.simulators.app import SimulatorSettings, create_registers_router
+from connectors.simulators.population import generate_population
+from einmal.domain.proofs import ProofType
+from einmal.domain.registers import RecordNotFoundError
+from einmal.logging import configure_logging
+from einmal.settings import load_settings
+from einmal_app.server import build_components, create_app, freeze_startup_heap
 
 UVICORN_OPTIONS: dict[str, Any] = {"log_level": "warning", "access_log": False,
                                    "timeout_graceful_shutdown": 10}
@@ -36,8 +47,6 @@ class EchoIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 def echo_app() -> Any:
-    from litestar import Litestar, post
-
     @post("/echo", status_code=200)
     async def echo(data: EchoIn) -> EchoIn:
         return data
@@ -45,8 +54,6 @@ def echo_app() -> Any:
     @post("/v1/proof-requests", status_code=200)  # same path and body as the broker
     async def echo_proof(data: EchoIn) -> EchoIn:
         return data
-
-    from litestar import get
 
     @get("/health/ready")
     async def ready() -> dict[str, str]:
@@ -60,8 +67,6 @@ class InMemoryBirthConnector:
     """An in-process register: answers with a ``ProofData`` captured from one real fetch."""
 
     def __init__(self, real: Any, answers: Mapping[str, Any]) -> None:
-        from einmal.domain.proofs import ProofType
-
         self.proof_type = ProofType.BIRTH
         self._real = real
         self._answers = dict(answers)
@@ -70,8 +75,6 @@ class InMemoryBirthConnector:
         self._real.check_parameters(parameters)  # pure, no I/O
 
     async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> Any:
-        from einmal.domain.registers import RecordNotFoundError
-
         self.check_parameters(parameters)
         answer = self._answers.get(subject)
         if answer is None:
@@ -85,13 +88,6 @@ class InMemoryBirthConnector:
 
 async def _capture_birth_proof(settings: Any, child: dict[str, Any]) -> Any:
     """One real fetch through the birth connector, against the simulator app in-process."""
-    import httpx
-    from litestar import Litestar
-
-    from connectors.factory import build_connectors
-    from connectors.simulators.app import SimulatorSettings, create_registers_router
-    from einmal.domain.proofs import ProofType
-
     registers = Litestar(route_handlers=[create_registers_router(SimulatorSettings(
         seed=settings.simulator_seed, families=settings.simulator_families))],
         logging_config=None, openapi_config=None)
@@ -108,12 +104,6 @@ async def _capture_birth_proof(settings: Any, child: dict[str, Any]) -> Any:
 
 def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
                       cockpit_url: str | None = None) -> Any:
-    from connectors.simulators.population import generate_population
-    from einmal.domain.proofs import ProofType
-    from einmal.logging import configure_logging
-    from einmal_app.server import build_components, create_app
-    from einmal.settings import load_settings
-
     settings = load_settings(os.environ, port=port, data_dir=data_dir, demo=True,
                              log_level="warning", components=components_,
                              cockpit_url=cockpit_url)
@@ -126,9 +116,8 @@ def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
                  if c.family == "elfe" and c.role == "child")
     proof = asyncio.run(_capture_birth_proof(settings, child))
     real = broker.connectors[ProofType.BIRTH]
-    # The service holds the same mapping object as the component (broker/app.py).
-    assert broker.service._connectors is broker.connectors  # noqa: S101
-    broker.connectors[ProofType.BIRTH] = InMemoryBirthConnector(real, {child["idnr"]: proof})
+    broker.use_connector(ProofType.BIRTH, InMemoryBirthConnector(real, {child["idnr"]: proof}))
+    assert broker.service.connectors[ProofType.BIRTH] is not real  # noqa: S101 - swapped in
     return create_app(settings, components)
 
 
@@ -144,8 +133,6 @@ def main() -> None:
         app = echo_app()
     else:
         app = einmal_memory_app(args.port, args.data_dir, args.components, args.cockpit_url)
-    from einmal_app.server import freeze_startup_heap
-
     freeze_startup_heap()  # as `einmal serve` does
     uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)
 

@@ -10,10 +10,12 @@ from litestar import Router
 
 from broker.delivery import DeliveryWorker
 from broker.http import BrokerLimits, create_broker_router
-from broker.previews import PreviewSweeper
-from broker.repository import BrokerRepository
+from broker.notary import Notary
+from broker.previews import PreviewDesk, preview_sweeper
 from broker.service import BrokerService
+from broker.store import BrokerStore, open_store
 from einmal.citizen import CitizenAuth
+from einmal.domain.contract import CHANNEL_AUDIENCE
 from einmal.domain.policy import Policies
 from einmal.domain.proofs import ProofType
 from einmal.domain.registers import Connector
@@ -34,7 +36,6 @@ log = structlog.get_logger()
 
 BROKER_AUDIENCE = "einmal-broker"
 OUTBOX_LAG_READY_S = 60.0
-CHANNEL_AUDIENCE = "einmal-cockpit-ingest"
 
 
 class BrokerComponent:
@@ -50,28 +51,34 @@ class BrokerComponent:
         channel_key = load_or_create_signing_key(keys_dir, "broker-channel")
         issuer = settings.broker_base_url
         self.engine = create_engine(settings.database_url_for("broker"))
-        self.repository = BrokerRepository(self.engine)
+        #: the store's backend, chosen once here from the engine (broker/store/base.py)
+        self.store: BrokerStore = open_store(self.engine)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         self._registers_url = settings.registers_base_url
+        #: shared with the service (not a copy): ``use_connector`` swaps one in place
         self.connectors = dict(connectors)
         self.delivery = DeliveryWorker(
-            repository=self.repository, cockpit_url=settings.cockpit_base_url,
+            store=self.store, cockpit_url=settings.cockpit_base_url,
             channel=TokenIssuer(key=channel_key, issuer=issuer, audience=CHANNEL_AUDIENCE,
                                 ttl_s=60),
             http=self._http, interval_s=settings.delivery_interval_s)
+        self.notary = Notary(
+            proof_key=proof_key, issuer=issuer,
+            pseudonym_key=load_or_create_secret(keys_dir, "broker-pseudonym"),
+            answer_key=load_or_create_secret(keys_dir, "broker-idempotency"),
+            on_committed=self.delivery.notify)
+        previews = PreviewDesk(
+            store=self.store, policies=policies, notary=self.notary,
+            key=load_or_create_secret(keys_dir, "broker-preview"),
+            ttl_s=settings.preview_ttl_s, status_base=issuer,
+            cockpit_url=settings.cockpit_base_url)
         access_tokens = TokenIssuer(key=token_key, issuer=issuer, audience=BROKER_AUDIENCE,
                                     ttl_s=settings.access_token_ttl_s)
         self.service = BrokerService(
-            repository=self.repository, policies=policies, connectors=self.connectors,
-            proof_key=proof_key, access_tokens=access_tokens,
-            pseudonym_key=load_or_create_secret(keys_dir, "broker-pseudonym"),
-            issuer=issuer, token_endpoint=f"{issuer}/v1/token",
-            allow_test_idnrs=settings.demo, on_committed=self.delivery.notify,
-            answer_key=load_or_create_secret(keys_dir, "broker-idempotency"),
-            preview_key=load_or_create_secret(keys_dir, "broker-preview"),
-            preview_ttl_s=settings.preview_ttl_s, cockpit_url=settings.cockpit_base_url)
-        self.sweeper = PreviewSweeper(self.service.previews,
-                                      interval_s=settings.preview_sweep_interval_s)
+            store=self.store, policies=policies, connectors=self.connectors,
+            notary=self.notary, previews=previews, access_tokens=access_tokens,
+            token_endpoint=f"{issuer}/v1/token", allow_test_idnrs=settings.demo)
+        self.sweeper = preview_sweeper(previews, interval_s=settings.preview_sweep_interval_s)
         # after `einmal keys rotate broker-token` the retired key is accepted until every
         # token it signed has expired (einmal/keys.py: accepted_public_keys)
         token_keys, retired_until = accepted_public_keys(
@@ -89,11 +96,21 @@ class BrokerComponent:
             jwks={"keys": [proof_key.public_jwk,
                            *retired_public_jwks(keys_dir, "broker-proof")]})
 
+    @property
+    def repository(self) -> BrokerStore:
+        """The store under its former name (tests/e2e patch its methods through it)."""
+        return self.store
+
+    def use_connector(self, proof_type: ProofType, connector: Connector) -> None:
+        """Serve ``proof_type`` with ``connector`` from now on (e.g. bench/servers.py's
+        in-memory register); it is closed with the others on ``stop``."""
+        self.connectors[proof_type] = connector  # the mapping the service holds
+
     def attach_metrics(self, metrics: Any) -> None:
-        self.service.on_outcome = metrics.proof_outcome
+        self.notary.on_outcome = metrics.proof_outcome
 
         async def refresh(m: Any) -> None:
-            pending, oldest = await self.repository.outbox_status()
+            pending, oldest = await self.store.outbox_status()
             m.outbox_pending.set(pending)
             m.outbox_lag.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
 
@@ -102,7 +119,7 @@ class BrokerComponent:
     async def health(self) -> dict[str, Any]:
         """Store reachable; outbox lag within bounds (records reach the cockpit)."""
         try:
-            pending, oldest = await self.repository.outbox_status()
+            pending, oldest = await self.store.outbox_status()
         except StoreError as exc:
             return {"broker_store": f"error: {exc}"}
         lag = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
@@ -111,26 +128,27 @@ class BrokerComponent:
             registers = "ok"
         except httpx.HTTPError as exc:
             registers = f"error: unreachable ({type(exc).__name__})"
-        return {"broker_store": "ok", "registers": registers, "outbox_pending": pending, "outbox_lag_s": round(lag, 1),
+        return {"broker_store": "ok", "registers": registers, "outbox_pending": pending,
+                "outbox_lag_s": round(lag, 1),
                 "outbox": "ok" if lag < OUTBOX_LAG_READY_S else
                 f"error: oldest undelivered record is {lag:.0f} s old"}
 
     async def prepare(self) -> None:
         """Before serving (own event loop): migrate a fresh store or refuse a stale one."""
         try:
-            await self.repository.create_schema()
+            await self.store.create_schema()
         finally:
             await self.engine.dispose()  # the pool only: serving runs in another event loop
 
     async def start(self) -> None:
-        await self.repository.create_schema()
+        await self.store.create_schema()
         self.delivery.start()
         self.sweeper.start()
         log.info("broker.started")
 
     async def stop(self) -> None:
         await self.sweeper.stop()
-        await self.repository.aclose()
+        await self.store.aclose()
         await self.delivery.stop()
         for connector in self.connectors.values():
             await connector.aclose()

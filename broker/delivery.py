@@ -5,38 +5,48 @@ pending records to the cockpit in order, in batches, and marks them delivered on
 cockpit accepted them (idempotent by transfer id there): delivered at least once, logged once.
 """
 
-import asyncio
 import contextlib
 import time
 
 import httpx
 import structlog
 
-from broker.repository import BrokerRepository
+from broker.store import BrokerStore
 from einmal.store import StoreError
 from einmal.tokens import TokenIssuer
+from einmal.worker import BackgroundWorker
 
-__all__ = ["DeliveryWorker"]
+__all__ = ["COALESCE_S", "DeliveryRejectedError", "DeliveryWorker"]
 
 log = structlog.get_logger()
+#: After a commit, wait this long before sending: a burst of commits shares one batch.
 COALESCE_S = 0.05
 #: A channel token (60 s) is reused for this long: one signature per 20 s instead of one per
 #: batch, and the cockpit's verified-token cache is hit (docs/benchmarks.md).
 TOKEN_REUSE_S = 20.0
 
 
-class DeliveryWorker:
-    def __init__(self, *, repository: BrokerRepository, cockpit_url: str, channel: TokenIssuer,
-                 http: httpx.AsyncClient, interval_s: float = 1.0, batch_size: int = 200) -> None:
-        self._repo = repository
+class DeliveryRejectedError(Exception):
+    """The cockpit did not accept a batch; it is retried with backoff."""
+
+
+class DeliveryWorker(BackgroundWorker):
+    """Sends the backlog when notified (``notify``: a record was committed) or every
+    ``interval_s``; on a failure (transport, store, cockpit refusal) backs off 0.5 s doubling
+    up to 30 s. ``stop`` makes one last best-effort delivery."""
+
+    def __init__(self, *, store: BrokerStore, cockpit_url: str, channel: TokenIssuer,
+                 http: httpx.AsyncClient, interval_s: float = 1.0, batch_size: int = 200,
+                 ) -> None:
+        super().__init__("delivery", self._deliver_backlog, interval_s=interval_s,
+                         coalesce_s=COALESCE_S,
+                         retry_on=(httpx.HTTPError, StoreError, DeliveryRejectedError),
+                         min_backoff_s=0.5, max_backoff_s=30.0)
+        self._store = store
         self._endpoint = f"{cockpit_url}/v1/transfer-records"
         self._channel = channel
         self._http = http
-        self._interval = interval_s
         self._batch = batch_size
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._backoff = 0.0
         self._token: tuple[float, str] | None = None
 
     def _channel_token(self) -> str:
@@ -45,39 +55,18 @@ class DeliveryWorker:
             self._token = (now, self._channel.issue("einmal-broker"))
         return self._token[1]
 
-    def notify(self) -> None:
-        """A record was committed: deliver soon."""
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="einmal-delivery")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         with contextlib.suppress(Exception):  # best effort: what is left is sent on restart
             await self.deliver_once()
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval + self._backoff)
-                await asyncio.sleep(COALESCE_S)  # let a burst of commits share one batch
-            self._wake.clear()
-            try:
-                while await self.deliver_once() == self._batch:
-                    pass
-                self._backoff = 0.0
-            except (httpx.HTTPError, StoreError, DeliveryRejectedError) as exc:
-                self._backoff = min(30.0, max(0.5, self._backoff * 2))
-                log.warning("delivery.failed", error=type(exc).__name__,
-                            retry_in_s=self._backoff + self._interval)
+    async def _deliver_backlog(self) -> None:
+        while await self.deliver_once() == self._batch:
+            pass
 
     async def deliver_once(self) -> int:
         """Send one batch of pending records. Returns how many were delivered."""
-        return await self._repo.deliver_pending(self._batch, self._send)
+        return await self._store.deliver_pending(self._batch, self._send)
 
     async def _send(self, records: list[bytes]) -> None:
         body = b'{"records":[' + b",".join(records) + b"]}"
@@ -90,7 +79,3 @@ class DeliveryWorker:
             msg = f"cockpit answered {response.status_code}"
             raise DeliveryRejectedError(msg)
         log.debug("delivery.batch_sent", count=len(records))
-
-
-class DeliveryRejectedError(Exception):
-    """The cockpit did not accept a batch; it is retried with backoff."""

@@ -10,7 +10,6 @@ OpenAPI pattern for every route here (the published schema must be true; tests/f
 """
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,67 +19,29 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
-from broker.http_previews import PREVIEW_HANDLERS, proof_answer
+from broker.http_common import (
+    BrokerLimits,
+    decode_body,
+    json_response,
+    proof_answer,
+    store_unavailable,
+)
+from broker.http_previews import PREVIEW_HANDLERS
 from broker.service import BrokerService, ConsentIn, ProofRequestIn
 from einmal.citizen import Citizen, CitizenAuth
+from einmal.domain.contract import PURPOSE_PATTERN
 from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
-from einmal.ratelimit import RateLimiter
+from einmal.store import StoreError
 from einmal.tokens import TokenVerifier, bearer_token
 
-__all__ = ["BrokerLimits", "create_broker_router", "decode_body"]
+__all__ = ["BrokerLimits", "create_broker_router"]
 
 _json = msgspec.json.Encoder()
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-#: Deepest nesting a request body may have (ours are at most 3 deep).
-MAX_JSON_DEPTH = 16
-_PURPOSE = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")  # = policies' Purpose
+_PURPOSE = re.compile(PURPOSE_PATTERN)
 _CONSENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _CORRELATION_ID = _IDEMPOTENCY_KEY
-
-
-def _first_problem(value: Any) -> str | None:
-    """Duplicate member names or nesting deeper than MAX_JSON_DEPTH in a document parsed with
-    ``object_pairs_hook=list`` (objects as lists of pairs): one walk, no recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if type(item) is _Pairs or type(item) is list:
-            if level > MAX_JSON_DEPTH:
-                return f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
-            if type(item) is _Pairs:
-                names = [name for name, _ in item]
-                if len(set(names)) != len(names):
-                    seen: set[str] = set()
-                    for name in names:
-                        if name in seen:
-                            return f"The body names the member {name[:64]!r} more than once."
-                        seen.add(name)
-                stack.extend((child, level + 1) for _, child in item)
-            else:
-                stack.extend((child, level + 1) for child in item)
-    return None
-
-
-class _Pairs(list):  # type: ignore[type-arg]
-    """A JSON object as the C decoder hands it over: its (name, value) pairs, in order."""
-
-    __slots__ = ()
-
-
-def _precheck(raw: bytes) -> None:
-    """Refuse what a strict decoder would silently accept or choke on: duplicate member
-    names (msgspec keeps the last one; another parser in the chain might keep the first)
-    and deep nesting (a RecursionError would be a 500). Malformed JSON is left to msgspec."""
-    try:
-        parsed = json.loads(raw, object_pairs_hook=_Pairs)
-    except RecursionError as exc:
-        raise ProblemError("invalid-request", "The body is nested too deeply.") from exc
-    except ValueError:  # not JSON / not UTF-8: msgspec says why, with a 400
-        return
-    problem = _first_problem(parsed)
-    if problem is not None:
-        raise ProblemError("invalid-request", problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,33 +53,6 @@ class ProofPath:
     broker: "BrokerService"
     service_tokens: "TokenVerifier"
     limits: "BrokerLimits"
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerLimits:
-    """Token buckets: per service on proof requests, per client address on the token endpoint."""
-
-    service: RateLimiter
-    token: RateLimiter
-
-
-def decode_body(raw: bytes, type_: type[Any]) -> Any:
-    """Strict JSON decoding: duplicate members, deep nesting, unknown fields and wrong types
-    are clear 422 problems."""
-    _precheck(raw)
-    try:
-        return msgspec.json.decode(raw, type=type_, strict=True)
-    except msgspec.ValidationError as exc:
-        raise ProblemError("invalid-request", f"Invalid request body: {exc}.") from exc
-    except msgspec.DecodeError as exc:
-        raise ProblemError("invalid-request", f"The body is not valid JSON: {exc}.",
-                           status=400) from exc
-
-
-def _json_response(content: Any, status: int = 200) -> Response[bytes]:
-    return Response(content=_json.encode(content), status_code=status,
-                    media_type="application/json",
-                    headers={"cache-control": "no-store"})
 
 
 _TOKEN_FORM = {
@@ -142,7 +76,7 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
                            status=400, error="invalid_request")
     form = await request.form()
     fields = {key: str(value) for key, value in form.items()}
-    return _json_response(await broker.issue_access_token(fields))
+    return json_response(await broker.issue_access_token(fields))
 
 
 @post("/v1/proof-requests", summary="Fetch a proof once-only", tags=["online services"],
@@ -181,19 +115,20 @@ async def proof_request(request: Request[Any, Any, Any],
 async def grant_consent(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     body = decode_body(await request.body(), ConsentIn)
-    return _json_response(await broker.grant_consent(citizen.idnr, body), status=201)
+    return json_response(await broker.grant_consent(citizen.idnr, body), status=201)
 
 
 @get("/v1/consents", summary="List my consents", tags=["citizens"], responses=problems(401, 429))
-async def list_consents(broker: NamedDependency[BrokerService], citizen: NamedDependency[Citizen]) -> Response[bytes]:
-    return _json_response({"items": await broker.list_consents(citizen.idnr)})
+async def list_consents(broker: NamedDependency[BrokerService],
+                        citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    return json_response({"items": await broker.list_consents(citizen.idnr)})
 
 
 @delete("/v1/consents/{consent_id:str}", summary="Revoke a consent", tags=["citizens"],
         status_code=200, responses=problems(401, 404, 429))
 async def revoke_consent(consent_id: FromPath[str], broker: NamedDependency[BrokerService],
                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
-    return _json_response(await broker.revoke_consent(citizen.idnr, consent_id))
+    return json_response(await broker.revoke_consent(citizen.idnr, consent_id))
 
 
 def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier,
@@ -212,6 +147,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
         path="/",
         route_handlers=[token, proof_request, grant_consent, list_consents, revoke_consent,
                         jwks_handler, *PREVIEW_HANDLERS],
+        exception_handlers={StoreError: store_unavailable},
         dependencies={
             "broker": Provide(lambda: broker, use_cache=True, sync_to_thread=False),
             "limits": Provide(lambda: limits, use_cache=True, sync_to_thread=False),

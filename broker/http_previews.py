@@ -9,38 +9,20 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from broker.previews import PREVIEW_REQUIRED
+from broker.http_common import BrokerLimits, decode_body, json_response, proof_answer
 from broker.service import BrokerService
 from einmal.citizen import Citizen
 from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError
-from einmal.ratelimit import RateLimiter
 from einmal.tokens import TokenVerifier, bearer_token
 
-__all__ = ["PREVIEW_HANDLERS", "proof_answer"]
+__all__ = ["PREVIEW_HANDLERS"]
 
-_json = msgspec.json.Encoder()
 _REQUEST_ID = re.compile(r"[0-9a-f-]{36}")
 
 
 class DecisionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     decision: Literal["accept", "refuse"]
-
-
-def proof_answer(answer: dict[str, Any]) -> Response[bytes]:
-    """200 with the signed proof, or 202 + Location while the citizen's preview is pending."""
-    headers = {"cache-control": "no-store"}
-    status = 200
-    if answer.get("status") == PREVIEW_REQUIRED:
-        status = 202
-        headers["location"] = f"/v1/proof-requests/{answer['request_id']}"
-    return Response(content=_json.encode(answer), status_code=status,
-                    media_type="application/json", headers=headers)
-
-
-def _json_response(content: Any) -> Response[bytes]:
-    return Response(content=_json.encode(content), media_type="application/json",
-                    headers={"cache-control": "no-store"})
 
 
 def _request_id(value: str, what: str) -> str:
@@ -57,10 +39,9 @@ def _request_id(value: str, what: str) -> str:
 async def proof_request_status(request_id: FromPath[str], request: Request[Any, Any, Any],
                                broker: NamedDependency[BrokerService],
                                service_tokens: NamedDependency[TokenVerifier],
-                               limits: NamedDependency[Any]) -> Response[bytes]:
+                               limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
     claims = service_tokens.verify(bearer_token(request))
-    service_limiter: RateLimiter = limits.service
-    service_limiter.check(claims["sub"])
+    limits.service.check(claims["sub"])
     return proof_answer(await broker.previews.status(
         claims["sub"], _request_id(request_id, "proof request")))
 
@@ -70,14 +51,14 @@ async def proof_request_status(request_id: FromPath[str], request: Request[Any, 
 async def list_previews(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     status = request.query_params.get("status")
-    return _json_response({"items": await broker.previews.list_for(citizen.idnr, status)})
+    return json_response({"items": await broker.previews.list_for(citizen.idnr, status)})
 
 
 @get("/v1/me/previews/{request_id:str}", summary="One preview, with the data the service "
      "would get", tags=["citizens"], responses=problems(401, 404, 429, 503))
 async def show_preview(request_id: FromPath[str], broker: NamedDependency[BrokerService],
                        citizen: NamedDependency[Citizen]) -> Response[bytes]:
-    return _json_response(await broker.previews.show(citizen.idnr,
+    return json_response(await broker.previews.show(citizen.idnr,
                                                      _request_id(request_id, "preview")))
 
 
@@ -88,10 +69,8 @@ async def show_preview(request_id: FromPath[str], broker: NamedDependency[Broker
 async def decide_preview(request_id: FromPath[str], request: Request[Any, Any, Any],
                          broker: NamedDependency[BrokerService],
                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
-    from broker.http import decode_body
-
     body = decode_body(await request.body(), DecisionIn)
-    return _json_response(await broker.previews.decide(
+    return json_response(await broker.previews.decide(
         citizen.idnr, _request_id(request_id, "preview"), body.decision))
 
 

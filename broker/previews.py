@@ -16,30 +16,27 @@ Expiry fails closed: every read checks ``expires_at`` itself, and a sweeper (sta
 broker) destroys what is overdue even if nobody asks. Decision 0017.
 """
 
-import asyncio
-import contextlib
 import os
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from broker.repository import ConsentUse, IdempotentAnswer, StoredPreview
-from einmal.domain.registers import ProofData
+from broker.notary import Notary, TransferDraft
+from broker.store import BrokerStore, ConsentUse, IdempotentAnswer, StoredConsent, StoredPreview
 from einmal.domain.idnr import mask_idnr
+from einmal.domain.policy import Permission, Policies, PolicyDocument
 from einmal.domain.proofs import ProofType
-from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
+from einmal.domain.registers import ProofData
+from einmal.domain.transfer import Outcome, TransferRecord
 from einmal.problems import ProblemError
 from einmal.store import StoreError
+from einmal.worker import BackgroundWorker
 
-if TYPE_CHECKING:
-    from broker.repository import StoredConsent
-    from broker.service import BrokerService
-
-__all__ = ["PREVIEW_REQUIRED", "PREVIEW_STATES", "PreviewDesk", "PreviewSweeper"]
+__all__ = ["PREVIEW_REQUIRED", "PREVIEW_STATES", "PreviewDesk", "preview_sweeper"]
 
 log = structlog.get_logger()
 
@@ -69,22 +66,20 @@ def _iso(value: datetime) -> str:
 
 
 class PreviewDesk:
-    """Holds, shows, releases and destroys previewed proofs (part of ``BrokerService``)."""
+    """Holds, shows, releases and destroys previewed proofs (``BrokerService.previews``)."""
 
-    def __init__(self, broker: "BrokerService", *, key: bytes, ttl_s: int, status_base: str,
-                 cockpit_url: str) -> None:
+    def __init__(self, *, store: BrokerStore, policies: Policies, notary: Notary, key: bytes,
+                 ttl_s: int, status_base: str, cockpit_url: str) -> None:
         if len(key) != 32:
             msg = "the preview key must be 32 bytes (AES-256)"
             raise ValueError(msg)
-        self._broker = broker
+        self._store = store
+        self._policies = policies
+        self._notary = notary
         self._aead = AESGCM(key)
         self.ttl = timedelta(seconds=ttl_s)
         self._status_base = status_base.rstrip("/")
         self._cockpit = cockpit_url.rstrip("/")
-
-    @property
-    def _repo(self) -> Any:
-        return self._broker._repo
 
     # -- sealing ------------------------------------------------------------------------------
     @staticmethod
@@ -108,32 +103,33 @@ class PreviewDesk:
         return msgspec.json.decode(raw, type=Held)
 
     # -- 1. the service asks: hold instead of release ------------------------------------------
-    async def hold(self, *, base: dict[str, Any], client_id: str, proof: ProofData,
-                   data: dict[str, Any], consent: "StoredConsent | None", subject: str,
+    async def hold(self, draft: TransferDraft, *, client_id: str, proof: ProofData,
+                   data: dict[str, Any], consent: StoredConsent | None,
                    idempotency_key: str | None) -> dict[str, str]:
-        from broker.service import uuid7
-
-        broker = self._broker
-        now = broker._now()
-        request_id = uuid7(broker._clock())
+        """Hold the fetched, minimised proof for ``draft`` until the citizen decides; the
+        202 body for the service (also the stored answer of its Idempotency-Key)."""
+        notary = self._notary
+        now = notary.now()
+        request_id = notary.transfer_id()  # the transfer record's id, once it has one
+        subject = draft.subject
         held = Held(subject=subject, data=data, register_id=proof.issuer,
                     register_name=proof.issuer_name, concerned=tuple(proof.concerned),
-                    consent_id=base["consent_id"], correlation_id=base["correlation_id"])
+                    consent_id=draft.consent_id, correlation_id=draft.correlation_id)
         row = StoredPreview(
             id=request_id, client_id=client_id,
             # the consenting citizen decides (a parent for a child), else the subject
-            citizen_ref=consent.citizen_ref if consent else broker.pseudonym(subject),
-            subject_masked=mask_idnr(subject), proof_type=base["proof_type"],
-            purpose=base["purpose"], consent_id=consent.id if consent else None,
+            citizen_ref=consent.citizen_ref if consent else notary.pseudonym(subject),
+            subject_masked=mask_idnr(subject), proof_type=draft.proof_type,
+            purpose=draft.purpose, consent_id=consent.id if consent else None,
             state="pending", created_at=now, expires_at=now + self.ttl, decided_at=None,
             sealed=self._seal(request_id, client_id, held))
         body = self._pending_body(row)
         answer = (IdempotentAnswer(client_id=client_id, key=idempotency_key,
-                                   sealed_response=broker._seal_answer(
+                                   sealed_response=notary.seal_answer(
                                        client_id, idempotency_key, body))
                   if idempotency_key else None)
-        await broker._store(self._repo.add_preview(row, answer))
-        broker.on_outcome(row.proof_type, "preview")
+        await self._store.add_preview(row, answer)
+        notary.on_outcome(row.proof_type, "preview")
         log.info("proof.preview_held", request_id=request_id, client_id=client_id,
                  proof_type=row.proof_type, expires_at=_iso(row.expires_at))
         return body
@@ -146,7 +142,7 @@ class PreviewDesk:
 
     # -- 2. the service asks again: pending, released once, refused or expired ----------------
     async def status(self, client_id: str, request_id: str) -> dict[str, str]:
-        row = await self._load(request_id)
+        row = await self._store.preview(request_id)
         if row is None or row.client_id != client_id:  # another service's: the same answer
             raise ProblemError("not-found", "No such proof request.")
         row = await self._settle(row)
@@ -164,21 +160,21 @@ class PreviewDesk:
                            "collected; the held proof was destroyed.", transfer_id=row.id)
 
     async def _collect(self, row: StoredPreview) -> dict[str, str]:
-        broker = self._broker
+        notary = self._notary
         held = self._open(row)
-        document = broker._policies.service(row.client_id)
-        permission = broker._policies.permission(
+        document = self._policies.service(row.client_id)
+        permission = self._policies.permission(
             row.client_id, ProofType(row.proof_type), row.purpose)
         if held is None or document is None or permission is None:
             await self._finish(row, "refused", "permission-denied", held)
             raise ProblemError("permission-denied", "The proof can no longer be released "
                                "under the service's policy.", transfer_id=row.id)
-        base = self._base(row, held, document, permission)
         proof = self._proof(row, held)
-        record = broker._record(base, Outcome.DELIVERED, proof=proof)
-        jws = broker._sign(record, row.client_id, proof, held.data)
-        use = ConsentUse(consent_id=row.consent_id, now=broker._now()) if row.consent_id else None
-        result = await broker._store(self._repo.collect_preview(row.id, record, use))
+        record = notary.record(self._draft(row, held, document, permission), Outcome.DELIVERED,
+                               transfer_id=row.id, proof=proof)
+        jws = notary.sign(record, row.client_id, proof, held.data)
+        use = ConsentUse(consent_id=row.consent_id, now=notary.now()) if row.consent_id else None
+        result = await self._store.collect_preview(row.id, record, use)
         if result == "gone":  # collected (or expired) by a concurrent request meanwhile
             return await self.status(row.client_id, row.id)
         if result == "consent":
@@ -186,8 +182,7 @@ class PreviewDesk:
             raise ProblemError("consent-required",
                                "The consent was revoked, expired or used up before the proof "
                                "was collected; nothing was released.", transfer_id=row.id)
-        broker._on_committed()
-        broker.on_outcome(record.proof_type, "delivered")
+        notary.committed(record, "delivered")
         log.info("proof.released", transfer_id=record.id, client_id=row.client_id,
                  proof_type=record.proof_type, preview=True)
         return {"transfer_id": record.id, "proof": jws}
@@ -197,14 +192,13 @@ class PreviewDesk:
         if status not in (None, "all", *PREVIEW_STATES):
             raise ProblemError("invalid-request", "status: one of all, "
                                + ", ".join(PREVIEW_STATES) + ".")
-        ref = self._broker.pseudonym(citizen_idnr)
-        rows = await self._broker._store(self._repo.previews_of(ref))
+        rows = await self._store.previews_of(self._notary.pseudonym(citizen_idnr))
         wanted = status or "pending"
         items = []
         for row in rows:
-            row = await self._settle(row)
-            if wanted in ("all", row.state):
-                items.append(self._view(row))
+            settled = await self._settle(row)
+            if wanted in ("all", settled.state):
+                items.append(self._view(settled))
         return items
 
     async def show(self, citizen_idnr: str, request_id: str) -> dict[str, Any]:
@@ -221,23 +215,22 @@ class PreviewDesk:
         if row.state != "pending":
             raise ProblemError("conflict", f"This preview was already decided ({row.state}).",
                                state=row.state)
-        now = self._broker._now()
+        now = self._notary.now()
         if decision == "accept":
             # the service now has a fresh TTL to collect; the content stays sealed until then
-            done = await self._broker._store(
-                self._repo.accept_preview(row.id, now, now + self.ttl))
+            done = await self._store.accept_preview(row.id, now, now + self.ttl)
         else:
             done = await self._finish(row, "refused", "preview-refused", self._open(row))
         if not done:  # decided or expired concurrently
             return await self.decide(citizen_idnr, request_id, decision)
         log.info("preview.decided", request_id=row.id, decision=decision)
-        row = await self._load(request_id)
-        return self._view(row, self._open(row) if row and row.state in _OPEN else None,
-                          detail=True)
+        decided = await self._store.preview(request_id)
+        return self._view(decided, self._open(decided)
+                          if decided and decided.state in _OPEN else None, detail=True)
 
     async def _own(self, citizen_idnr: str, request_id: str) -> StoredPreview:
-        row = await self._load(request_id)
-        if row is None or row.citizen_ref != self._broker.pseudonym(citizen_idnr):
+        row = await self._store.preview(request_id)
+        if row is None or row.citizen_ref != self._notary.pseudonym(citizen_idnr):
             raise ProblemError("not-found", "No such preview.")  # no IDOR oracle
         return row
 
@@ -247,9 +240,9 @@ class PreviewDesk:
         service would get it (null once destroyed)."""
         if row is None:
             raise ProblemError("not-found", "No such preview.")
-        policies = self._broker._policies
-        document = policies.service(row.client_id)
-        permission = policies.permission(row.client_id, ProofType(row.proof_type), row.purpose)
+        document = self._policies.service(row.client_id)
+        permission = self._policies.permission(row.client_id, ProofType(row.proof_type),
+                                               row.purpose)
         view: dict[str, Any] = {
             "request_id": row.id, "service_id": row.client_id,
             "service_name": document.name if document else row.client_id,
@@ -271,20 +264,21 @@ class PreviewDesk:
     # -- 4. expiry -------------------------------------------------------------------------------
     async def _settle(self, row: StoredPreview) -> StoredPreview:
         """Fail closed: an overdue open preview is expired (and destroyed) before any answer."""
-        if row.state in _OPEN and row.expires_at <= self._broker._now():
+        if row.state in _OPEN and row.expires_at <= self._notary.now():
             await self._finish(row, "expired", "preview-expired", self._open(row))
-            fresh = await self._load(row.id)
+            fresh = await self._store.preview(row.id)
             return fresh if fresh is not None else msgspec.structs.replace(
                 row, state="expired", sealed=None)
         return row
 
     async def sweep(self) -> int:
-        """Expire and destroy every overdue open preview; forget ended ones after a day."""
-        now = self._broker._now()
-        due = await self._repo.due_previews(now, 200)
+        """Expire and destroy every overdue open preview; forget ended ones after a day.
+        Returns how many were overdue."""
+        now = self._notary.now()
+        due = await self._store.due_previews(now, 200)
         for row in due:
             await self._settle(row)
-        await self._repo.purge_previews(now, now - KEEP_DECIDED)
+        await self._store.purge_previews(now, now - KEEP_DECIDED)
         if due:
             log.info("preview.expired", count=len(due))
         return len(due)
@@ -292,41 +286,29 @@ class PreviewDesk:
     async def _finish(self, row: StoredPreview, state: str, reason: str,
                       held: Held | None) -> bool:
         """End an open preview: destroy the content, write its refused transfer record."""
-        broker = self._broker
+        notary = self._notary
         record: TransferRecord | None = None
-        document = broker._policies.service(row.client_id)
+        document = self._policies.service(row.client_id)
         if held is not None and document is not None:
-            permission = broker._policies.permission(
+            permission = self._policies.permission(
                 row.client_id, ProofType(row.proof_type), row.purpose)
-            base = self._base(row, held, document, permission)
-            record = broker._record(base, Outcome.REFUSED, error_type=reason,
-                                    proof=self._proof(row, held), concerned=held.subject)
-        done = await broker._store(self._repo.finish_preview(
-            row.id, _OPEN if state == "expired" else (row.state,), state,
-            broker._now(), record))
+            record = notary.record(self._draft(row, held, document, permission),
+                                   Outcome.REFUSED, transfer_id=row.id, error_type=reason,
+                                   proof=self._proof(row, held), concerned=held.subject)
+        done = await self._store.finish_preview(
+            row.id, _OPEN if state == "expired" else (row.state,), state, notary.now(), record)
         if done and record is not None:
-            broker._on_committed()
-            broker.on_outcome(record.proof_type, "refused")
+            notary.committed(record, "refused")
             log.info("proof.refused", transfer_id=record.id, reason=reason)
-        return bool(done)
+        return done
 
-    async def _load(self, request_id: str) -> StoredPreview | None:
-        return await self._broker._store(self._repo.preview(request_id))
-
-    def _base(self, row: StoredPreview, held: Held, document: Any,
-              permission: Any) -> dict[str, Any]:
-        base: dict[str, Any] = {
-            "id": row.id, "proof_type": row.proof_type, "purpose": row.purpose,
-            "service": ServiceRef(id=document.id, name=document.name,
-                                  authority=document.authority, land=document.land),
-            "subject": held.subject, "consent_id": held.consent_id,
-            "correlation_id": held.correlation_id}
-        if permission is not None:
-            base.update(purpose_text=permission.purpose_text, legal_basis=permission.legal_basis,
-                        data_categories=tuple(sorted(permission.fields)),
-                        retention_until=self._broker._now()
-                        + timedelta(days=permission.retention_days))
-        return base
+    def _draft(self, row: StoredPreview, held: Held, document: PolicyDocument,
+               permission: Permission | None) -> TransferDraft:
+        draft = TransferDraft(
+            proof_type=row.proof_type, purpose=row.purpose,
+            service=self._notary.service_ref(document), subject=held.subject,
+            consent_id=held.consent_id, correlation_id=held.correlation_id)
+        return draft if permission is None else draft.permitted(permission, self._notary.now())
 
     @staticmethod
     def _proof(row: StoredPreview, held: Held) -> ProofData:
@@ -335,27 +317,13 @@ class PreviewDesk:
                          concerned=held.concerned)
 
 
-class PreviewSweeper:
-    """Periodically destroys expired previews (reads check expiry too: this is the backstop)."""
+def preview_sweeper(desk: PreviewDesk, *, interval_s: float) -> BackgroundWorker:
+    """Destroys expired previews every ``interval_s`` (reads check expiry too: this is the
+    backstop). A failed sweep is logged and the next one runs on time (no backoff)."""
 
-    def __init__(self, desk: PreviewDesk, *, interval_s: float) -> None:
-        self._desk = desk
-        self._interval = interval_s
-        self._task: asyncio.Task[None] | None = None
+    async def sweep() -> None:
+        await desk.sweep()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="einmal-preview-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self._desk.sweep()
-            except (StoreError, ProblemError) as exc:
-                log.warning("preview.sweep_failed", error=type(exc).__name__)
+    return BackgroundWorker("preview-sweeper", sweep, interval_s=interval_s,
+                            retry_on=(StoreError, ProblemError),
+                            min_backoff_s=0.0, max_backoff_s=0.0)

@@ -1,11 +1,12 @@
-"""Broker tables (SQLModel). Rows never leave ``broker/``' persistence code."""
+"""Broker tables (SQLModel). Rows never leave the broker's store (``broker/store/``)."""
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, LargeBinary, String, false
+from sqlalchemy import Boolean, Column, DateTime, Integer, LargeBinary, String, Table, false
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AssertionJtiRow", "ConsentRow", "IdempotencyRow", "PreviewRow", "TransferRow",
+__all__ = ["BROKER_TABLES", "CONSENT", "IDEMPOTENCY", "JTI", "PREVIEW", "TRANSFER",
+           "AssertionJtiRow", "ConsentRow", "IdempotencyRow", "PreviewRow", "TransferRow",
            "as_utc"]
 
 
@@ -97,5 +98,10 @@ class PreviewRow(SQLModel, table=True):
     sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
-BROKER_TABLES = [ConsentRow.__table__, TransferRow.__table__, AssertionJtiRow.__table__,  # type: ignore[attr-defined]
-                 IdempotencyRow.__table__, PreviewRow.__table__]  # type: ignore[attr-defined]
+#: The tables as SQLAlchemy Core handles, for the stores' statements.
+CONSENT: Table = SQLModel.metadata.tables["broker_consent"]
+TRANSFER: Table = SQLModel.metadata.tables["broker_transfer"]
+JTI: Table = SQLModel.metadata.tables["broker_assertion_jti"]
+IDEMPOTENCY: Table = SQLModel.metadata.tables["broker_idempotency"]
+PREVIEW: Table = SQLModel.metadata.tables["broker_preview"]
+BROKER_TABLES = [CONSENT, TRANSFER, JTI, IDEMPOTENCY, PREVIEW]

@@ -12,7 +12,8 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "ProblemError", "exception_handlers", "problem_response"]
+__all__ = ["PROBLEM_MEDIA_TYPE", "RETRY_AFTER", "ProblemError", "exception_handlers",
+           "problem_response"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:einmal:problem:"
@@ -45,6 +46,11 @@ CATALOGUE: dict[str, tuple[int, str, str | None]] = {
 }
 
 
+#: slug -> seconds a client should wait before it retries (RFC 9110 ``Retry-After``): sent with
+#: every problem of that type unless the raiser names its own.
+RETRY_AFTER: dict[str, str] = {"store-unavailable": "5"}
+
+
 class ProblemError(Exception):
     """An error with a problem-details representation. ``slug`` must be in CATALOGUE."""
 
@@ -58,6 +64,9 @@ class ProblemError(Exception):
         self.detail = detail
         self.status = status or CATALOGUE[slug][0]
         self.headers = headers or {}
+        retry_after = RETRY_AFTER.get(slug)
+        if retry_after is not None and not any(k.lower() == "retry-after" for k in self.headers):
+            self.headers = {**self.headers, "Retry-After": retry_after}
         self.extensions = {k: v for k, v in extensions.items() if v is not None}
 
     def body(self, instance: str | None = None) -> dict[str, Any]:

@@ -1,31 +1,47 @@
-"""Database engines: SQLite (WAL, durable commits) by default, PostgreSQL for scale-out.
+"""Database engines: SQLite (WAL, durable commits) by default, PostgreSQL for scale-out; and the
+machinery every component's store is built from.
 
-Errors of the driver are translated at the repository boundary into ``StoreError``.
+* ``create_engine`` / ``dispose``: the engines (SQLite pragmas, PostgreSQL pool).
+* ``transaction``: one SQLAlchemy transaction, writes serialised on SQLite (``writer``).
+* ``SqliteWriter``: the hot write transactions on SQLite in plain SQL (decision 0024).
+* ``GroupCommit``: concurrent writes committed together, one transaction for a batch.
+
+Errors (the driver's error always chained, ``raise ... from exc``):
+
+* StoreError          the store could not be read or written: nothing may be released
+  x DuplicateKeyError a unique key already exists (a replayed id, a concurrent claim)
 """
 
 import asyncio
 import contextlib
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["SqliteWriter", "StoreError", "create_engine", "dispose", "insert_rows",
-           "sqlite_time", "sqlite_writer", "writer"]
+__all__ = ["DuplicateKeyError", "GroupCommit", "SqliteWriter", "StoreError", "create_engine",
+           "dispose", "insert_rows", "sqlite_time", "sqlite_writer", "transaction", "writer"]
 
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 _WRITERS: "weakref.WeakKeyDictionary[Any, SqliteWriter]" = weakref.WeakKeyDictionary()
 _PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class StoreError(Exception):
     """The store could not be read or written. Nothing may be released."""
+
+
+class DuplicateKeyError(StoreError):
+    """A row with this unique key exists already. A store that expects it (a replay cache)
+    catches it; anywhere else it is a store failure like any other."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -71,6 +87,26 @@ async def writer(engine: AsyncEngine) -> AsyncIterator[None]:
         return
     async with _write_lock(engine):
         yield
+
+
+@contextlib.asynccontextmanager
+async def transaction(engine: AsyncEngine, *, write: bool = True,
+                      ) -> AsyncIterator[AsyncConnection]:
+    """One transaction on ``engine``, committed when the block ends without an error.
+
+    ``write``: hold the process's write lock on SQLite (``writer``) for the transaction. The
+    driver's errors become ``StoreError`` (a unique-key violation: ``DuplicateKeyError``);
+    any other exception rolls back and propagates unchanged."""
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if write:
+                await stack.enter_async_context(writer(engine))
+            yield await stack.enter_async_context(engine.begin())
+    except IntegrityError as exc:
+        msg = f"duplicate key: {type(exc.orig).__name__}"
+        raise DuplicateKeyError(msg) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise _store_error(exc) from exc
 
 
 def _write_lock(engine: AsyncEngine) -> asyncio.Lock:
@@ -225,9 +261,58 @@ class SqliteWriter:
 
 
 def _store_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return DuplicateKeyError(f"duplicate key: {type(exc).__name__}")
     if isinstance(exc, OSError):
         return StoreError(f"store unreachable: {type(exc).__name__}")
     return StoreError(f"store failed: {type(exc).__name__}")
+
+
+class GroupCommit(Generic[T, R]):
+    """Concurrent writes committed together: every item waiting when a transaction starts goes
+    into it (up to ``max_batch``) - one transaction and one fsync for all of them instead of one
+    each. Made for SQLite, which has one writer at a time (the durable commit was the proof
+    path's bottleneck: docs/benchmarks.md, decision 0022).
+
+    ``commit(items)`` writes one batch in one transaction and returns one result per item, in
+    order; if it raises, every item of that batch gets the exception. No item waits for a
+    timer: the first one starts a committer task, which takes what has queued meanwhile."""
+
+    def __init__(self, commit: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
+                 max_batch: int = 256, name: str = "einmal-commit") -> None:
+        self._commit = commit
+        self._max = max_batch
+        self._name = name
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    def submit(self, item: T) -> "asyncio.Future[R]":
+        """Queue ``item``: the future's result is its commit's result, set once durable.
+        (A future, not a coroutine: nothing more is allocated per item.)"""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._run(), name=self._name)
+        return future
+
+    async def _run(self) -> None:
+        while self._queue:  # no await between this check and returning: no lost waiter
+            batch, self._queue = self._queue[:self._max], self._queue[self._max:]
+            try:
+                results = await self._commit([item for item, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():  # its caller may have been cancelled meanwhile
+                    future.set_result(result)
+
+    async def aclose(self) -> None:
+        """Let queued commits finish (graceful shutdown)."""
+        if self._committer is not None and not self._committer.done():
+            await self._committer
 
 
 def sqlite_writer(engine: AsyncEngine) -> SqliteWriter | None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from broker.repository import BrokerRepository
+from broker.store import SqlAlchemyBrokerStore
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
 from einmal.store import create_engine
 from tests.conftest import reset_database
@@ -22,7 +22,7 @@ async def test_two_brokers_never_send_the_same_record_at_the_same_time() -> None
     reset_database(PG)
     url = PG.replace("postgresql://", "postgresql+asyncpg://", 1)
     engines = [create_engine(url), create_engine(url)]
-    repos = [BrokerRepository(e) for e in engines]
+    repos = [SqlAlchemyBrokerStore(e) for e in engines]
     await repos[0].create_schema()
     ids = []
     for n in range(60):
@@ -38,7 +38,7 @@ async def test_two_brokers_never_send_the_same_record_at_the_same_time() -> None
         await asyncio.sleep(0.05)  # hold the lock while the other broker tries
         sent.extend(records)
 
-    async def drain(repo: BrokerRepository) -> None:
+    async def drain(repo: SqlAlchemyBrokerStore) -> None:
         while await repo.deliver_pending(7, slow_send):
             pass
 

@@ -24,7 +24,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('client_id', 'jti')
     )
     with op.batch_alter_table('broker_assertion_jti', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_broker_assertion_jti_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_broker_assertion_jti_expires_at'),
+                              ['expires_at'], unique=False)
 
     op.create_table('broker_consent',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -42,7 +43,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('broker_consent', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_broker_consent_citizen_ref'), ['citizen_ref'], unique=False)
+        batch_op.create_index(batch_op.f('ix_broker_consent_citizen_ref'),
+                              ['citizen_ref'], unique=False)
 
     op.create_table('broker_idempotency',
     sa.Column('client_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -54,7 +56,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('client_id', 'key')
     )
     with op.batch_alter_table('broker_idempotency', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_broker_idempotency_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_broker_idempotency_expires_at'),
+                              ['expires_at'], unique=False)
 
     op.create_table('broker_transfer',
     sa.Column('seq', sa.Integer(), nullable=False),
@@ -67,7 +70,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('id')
     )
     with op.batch_alter_table('broker_transfer', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_broker_transfer_delivered_at'), ['delivered_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_broker_transfer_delivered_at'),
+                              ['delivered_at'], unique=False)
 
     # ### end Alembic commands ###
 

@@ -32,11 +32,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('broker_preview', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_broker_preview_citizen_ref'), ['citizen_ref'], unique=False)
-        batch_op.create_index(batch_op.f('ix_broker_preview_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_broker_preview_citizen_ref'),
+                              ['citizen_ref'], unique=False)
+        batch_op.create_index(batch_op.f('ix_broker_preview_expires_at'),
+                              ['expires_at'], unique=False)
 
     with op.batch_alter_table('broker_consent', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('preview', sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column('preview', sa.Boolean(),
+                                      server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:

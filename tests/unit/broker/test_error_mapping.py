@@ -2,7 +2,7 @@
 
 import pytest
 
-from broker.service import _connector_problem
+from broker.service import connector_problem
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
@@ -24,7 +24,7 @@ from einmal.domain.registers import (
     (InvalidParametersError("bad"), "register-unavailable", 502, "EDM:ERR:0008"),
 ])
 def test_connector_error_maps_to_a_stable_problem(error, slug, status, code) -> None:
-    problem = _connector_problem(error, "t-1")
+    problem = connector_problem(error, "t-1")
     body = problem.body()
     assert (problem.slug, problem.status, body["code"]) == (slug, status, code)
     assert body["transfer_id"] == "t-1"

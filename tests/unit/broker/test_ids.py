@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
-from broker.service import uuid7
 from cockpit.leaf import _time
+from einmal.ids import uuid4, uuid7
 from einmal.store import sqlite_time
 
 
@@ -39,11 +39,7 @@ def test_sqlite_time_is_what_sqlalchemy_stores(value: datetime) -> None:
         assert _time(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-
-
 def test_request_ids_are_random_version_4_uuids() -> None:
-    from einmal.ids import uuid4
-
     ids = [uuid4() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for value in ids:

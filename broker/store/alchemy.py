@@ -1,0 +1,349 @@
+"""The broker's store in SQLAlchemy Core: every operation, on PostgreSQL or SQLite.
+
+On PostgreSQL each transfer record commits in its own transaction (commits run side by side)
+and the outbox batch is locked ``FOR UPDATE SKIP LOCKED`` while it is sent, so several broker
+processes share the outbox. On SQLite (one writer at a time) concurrent commits share one
+transaction (``einmal.store.GroupCommit``) and no lock is held during a send.
+
+``SqliteBrokerStore`` (broker/store/sqlite.py) is this store with the hot write transactions
+moved to plain SQL; the rows <-> values mapping below serves both.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from broker.store.base import (
+    ClaimState,
+    CollectResult,
+    ConsentUse,
+    IdempotentAnswer,
+    PendingTransfer,
+    StoredConsent,
+    StoredPreview,
+)
+from broker.tables import BROKER_TABLES, CONSENT, IDEMPOTENCY, JTI, PREVIEW, TRANSFER, as_utc
+from einmal.domain.transfer import TransferRecord
+from einmal.migrate import ensure_schema
+from einmal.store import DuplicateKeyError, GroupCommit, transaction
+
+__all__ = ["GROUP_COMMIT_MAX", "SqlAlchemyBrokerStore", "consent_from_row", "encode_record",
+           "preview_from_row"]
+
+#: Most records in one group commit.
+GROUP_COMMIT_MAX = 256
+encode_record = msgspec.json.Encoder().encode
+_INSERT_TRANSFER = insert(TRANSFER)  # built once; rows given per call
+_OPEN = ("pending", "accepted")
+
+
+def consent_from_row(m: Mapping[str, Any]) -> StoredConsent:
+    return StoredConsent(
+        id=m["id"], citizen_ref=m["citizen_ref"], subject_ref=m["subject_ref"],
+        subject_masked=m["subject_masked"], service_id=m["service_id"],
+        proof_types=tuple(m["proof_types"].split(",")), purpose=m["purpose"],
+        granted_at=as_utc(m["granted_at"]), valid_until=as_utc(m["valid_until"]),
+        max_uses=m["max_uses"], uses=m["uses"],
+        revoked_at=as_utc(m["revoked_at"]) if m["revoked_at"] else None,
+        preview=bool(m["preview"]))
+
+
+def _consent_row(consent: StoredConsent) -> dict[str, Any]:
+    values = msgspec.structs.asdict(consent)
+    values["proof_types"] = ",".join(sorted(consent.proof_types))
+    return values
+
+
+def preview_from_row(m: Mapping[str, Any]) -> StoredPreview:
+    return StoredPreview(
+        id=m["id"], client_id=m["client_id"], citizen_ref=m["citizen_ref"],
+        subject_masked=m["subject_masked"], proof_type=m["proof_type"], purpose=m["purpose"],
+        consent_id=m["consent_id"], state=m["state"], created_at=as_utc(m["created_at"]),
+        expires_at=as_utc(m["expires_at"]),
+        decided_at=as_utc(m["decided_at"]) if m["decided_at"] else None,
+        sealed=bytes(m["sealed"]) if m["sealed"] is not None else None)
+
+
+def _transfer_row(record: TransferRecord) -> dict[str, Any]:
+    return {"id": record.id, "created_at": record.occurred_at, "record": encode_record(record)}
+
+
+def _usable(use: ConsentUse) -> ColumnElement[bool]:
+    """The consent of ``use`` can give one more use (= sqlite.py: _USE_CONSENT)."""
+    return and_(CONSENT.c.id == use.consent_id, CONSENT.c.revoked_at.is_(None),
+                CONSENT.c.valid_until > use.now,
+                or_(CONSENT.c.max_uses.is_(None), CONSENT.c.uses < CONSENT.c.max_uses))
+
+
+class _ConsentGone(Exception):
+    """Roll the collection back: its consent is no longer usable."""
+
+
+class SqlAlchemyBrokerStore:
+    """``BrokerStore`` (broker/store/base.py) in SQLAlchemy Core."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer: concurrent commits wait for each other anyway, so they share
+        # one transaction and one fsync; PostgreSQL commits them side by side.
+        self._group: GroupCommit[PendingTransfer, bool] | None = (
+            GroupCommit(self.commit_transfers, max_batch=GROUP_COMMIT_MAX) if sqlite else None)
+        self._lock_outbox = engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        async with transaction(self._engine, write=write) as conn:
+            yield conn
+
+    async def create_schema(self) -> None:
+        await ensure_schema(self._engine, "broker", [t.name for t in BROKER_TABLES])
+
+    async def aclose(self) -> None:
+        if self._group is not None:
+            await self._group.aclose()
+
+    # -- client assertion replay cache -------------------------------------------------------
+    async def remember_jti(self, client_id: str, jti: str, expires_at: datetime,
+                           now: datetime) -> bool:
+        try:
+            async with self._tx() as conn:
+                await conn.execute(delete(JTI).where(JTI.c.expires_at < now))
+                await conn.execute(insert(JTI).values(client_id=client_id, jti=jti,
+                                                      expires_at=expires_at))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    # -- consents ------------------------------------------------------------------------------
+    async def add_consent(self, consent: StoredConsent) -> None:
+        async with self._tx() as conn:
+            await conn.execute(insert(CONSENT).values(**_consent_row(consent)))
+
+    async def consent(self, consent_id: str) -> StoredConsent | None:
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(select(CONSENT).where(CONSENT.c.id == consent_id))).first()
+        return consent_from_row(row._mapping) if row else None
+
+    async def consents_of(self, citizen_ref: str) -> list[StoredConsent]:
+        query = (select(CONSENT).where(CONSENT.c.citizen_ref == citizen_ref)
+                 .order_by(CONSENT.c.granted_at.desc()))
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(query)).all()
+        return [consent_from_row(row._mapping) for row in rows]
+
+    async def revoke_consent(self, consent_id: str, citizen_ref: str, now: datetime,
+                             ) -> StoredConsent | None:
+        mine = (CONSENT.c.id == consent_id) & (CONSENT.c.citizen_ref == citizen_ref)
+        async with self._tx() as conn:
+            await conn.execute(update(CONSENT).where(mine, CONSENT.c.revoked_at.is_(None))
+                               .values(revoked_at=now))
+            row = (await conn.execute(select(CONSENT).where(mine))).first()
+        return consent_from_row(row._mapping) if row else None
+
+    # -- Idempotency-Key -----------------------------------------------------------------------
+    async def claim_idempotency(self, client_id: str, key: str, request_hash: str,
+                                now: datetime, expires_at: datetime,
+                                ) -> tuple[ClaimState, bytes | None]:
+        async with self._tx() as conn:
+            await conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.expires_at < now))
+            row = (await conn.execute(select(IDEMPOTENCY).where(
+                IDEMPOTENCY.c.client_id == client_id, IDEMPOTENCY.c.key == key))).first()
+            if row is None:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(insert(IDEMPOTENCY).values(
+                            client_id=client_id, key=key, request_hash=request_hash,
+                            state="in_flight", expires_at=expires_at))
+                except IntegrityError:  # claimed by a concurrent request (another process)
+                    return "in_flight", None
+                return "claimed", None
+        m = row._mapping
+        if m["request_hash"] != request_hash:
+            return "mismatch", None
+        return ("done", bytes(m["response"])) if m["state"] == "done" else ("in_flight", None)
+
+    async def release_idempotency(self, client_id: str, key: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.client_id == client_id,
+                                                         IDEMPOTENCY.c.key == key,
+                                                         IDEMPOTENCY.c.state == "in_flight"))
+
+    @staticmethod
+    async def _answer(conn: AsyncConnection, answer: IdempotentAnswer) -> None:
+        await conn.execute(update(IDEMPOTENCY).where(
+            IDEMPOTENCY.c.client_id == answer.client_id, IDEMPOTENCY.c.key == answer.key)
+            .values(state="done", response=answer.sealed_response))
+
+    # -- transfer records ----------------------------------------------------------------------
+    def commit_transfer(self, record: TransferRecord, use: ConsentUse | None = None,
+                        answer: IdempotentAnswer | None = None) -> Awaitable[bool]:
+        item = PendingTransfer(record, use, answer)
+        if self._group is not None:
+            return self._group.submit(item)
+        return self._commit_one(item)
+
+    async def _commit_one(self, item: PendingTransfer) -> bool:
+        return (await self.commit_transfers([item]))[0]
+
+    async def commit_transfers(self, items: Sequence[PendingTransfer]) -> list[bool]:
+        results: list[bool] = []
+        rows: list[dict[str, Any]] = []
+        async with self._tx() as conn:
+            for item in items:
+                if item.use is not None and not await self._use_consent(conn, item.use):
+                    results.append(False)
+                    continue
+                rows.append(_transfer_row(item.record))
+                if item.answer is not None:
+                    await self._answer(conn, item.answer)
+                results.append(True)
+            if rows:
+                # One executemany for the batch (one driver round trip instead of one per
+                # record: docs/benchmarks.md), inside the same transaction as the consent uses.
+                await conn.execute(_INSERT_TRANSFER, rows)
+        return results
+
+    @staticmethod
+    async def _use_consent(conn: AsyncConnection, use: ConsentUse) -> bool:
+        result = await conn.execute(update(CONSENT).where(_usable(use))
+                                    .values(uses=CONSENT.c.uses + 1))
+        return result.rowcount == 1
+
+    # -- the outbox ----------------------------------------------------------------------------
+    async def deliver_pending(self, limit: int,
+                              send: Callable[[list[bytes]], Awaitable[None]]) -> int:
+        if self._lock_outbox:
+            return await self._deliver_locked(limit, send)
+        rows = await self.pending_transfers(limit)
+        if not rows:
+            return 0
+        seqs = [seq for seq, _ in rows]
+        try:
+            await send([record for _, record in rows])
+        except Exception:
+            await self.mark_attempt(seqs)
+            raise
+        await self.mark_delivered(seqs, datetime.now(UTC))
+        return len(rows)
+
+    async def _deliver_locked(self, limit: int,
+                              send: Callable[[list[bytes]], Awaitable[None]]) -> int:
+        """PostgreSQL: the batch stays locked (``FOR UPDATE SKIP LOCKED``) while it is sent, so
+        another broker process takes the next records instead; a failed send rolls back."""
+        async with self._tx() as conn:
+            rows = (await conn.execute(
+                self._pending(limit).with_for_update(skip_locked=True))).all()
+            if rows:
+                await send([bytes(row.record) for row in rows])
+                await conn.execute(update(TRANSFER)
+                                   .where(TRANSFER.c.seq.in_([row.seq for row in rows]))
+                                   .values(delivered_at=datetime.now(UTC)))
+        return len(rows)
+
+    @staticmethod
+    def _pending(limit: int) -> Select[int, bytes]:
+        return (select(TRANSFER.c.seq, TRANSFER.c.record)
+                .where(TRANSFER.c.delivered_at.is_(None))
+                .order_by(TRANSFER.c.seq).limit(limit))
+
+    async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(self._pending(limit))).all()
+        return [(row.seq, bytes(row.record)) for row in rows]
+
+    async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
+        async with self._tx() as conn:
+            await conn.execute(update(TRANSFER).where(TRANSFER.c.seq.in_(seqs))
+                               .values(delivered_at=now))
+
+    async def mark_attempt(self, seqs: Sequence[int]) -> None:
+        async with self._tx() as conn:
+            await conn.execute(update(TRANSFER).where(TRANSFER.c.seq.in_(seqs))
+                               .values(attempts=TRANSFER.c.attempts + 1))
+
+    async def outbox_status(self) -> tuple[int, datetime | None]:
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(select(func.count(), func.min(TRANSFER.c.created_at))
+                                      .where(TRANSFER.c.delivered_at.is_(None)))).one()
+        return int(row[0]), as_utc(row[1]) if row[1] else None
+
+    # -- previews ------------------------------------------------------------------------------
+    async def add_preview(self, preview: StoredPreview,
+                          answer: IdempotentAnswer | None = None) -> None:
+        async with self._tx() as conn:
+            await conn.execute(insert(PREVIEW).values(**msgspec.structs.asdict(preview)))
+            if answer is not None:
+                await self._answer(conn, answer)
+
+    async def preview(self, request_id: str) -> StoredPreview | None:
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(select(PREVIEW).where(PREVIEW.c.id == request_id))).first()
+        return preview_from_row(row._mapping) if row else None
+
+    async def previews_of(self, citizen_ref: str, limit: int = 200) -> list[StoredPreview]:
+        query = (select(PREVIEW).where(PREVIEW.c.citizen_ref == citizen_ref)
+                 .order_by(PREVIEW.c.created_at.desc()).limit(limit))
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(query)).all()
+        return [preview_from_row(row._mapping) for row in rows]
+
+    async def accept_preview(self, request_id: str, now: datetime, expires_at: datetime,
+                             ) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(PREVIEW).where(PREVIEW.c.id == request_id, PREVIEW.c.state == "pending",
+                                      PREVIEW.c.expires_at > now)
+                .values(state="accepted", decided_at=now, expires_at=expires_at))
+        return result.rowcount == 1
+
+    async def finish_preview(self, request_id: str, from_states: Sequence[str], state: str,
+                             now: datetime, record: TransferRecord | None) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(PREVIEW).where(PREVIEW.c.id == request_id,
+                                      PREVIEW.c.state.in_(list(from_states)))
+                .values(state=state, sealed=None, decided_at=now))
+            if result.rowcount != 1:
+                return False
+            if record is not None:
+                await conn.execute(insert(TRANSFER).values(**_transfer_row(record)))
+        return True
+
+    async def collect_preview(self, request_id: str, record: TransferRecord,
+                              use: ConsentUse | None) -> CollectResult:
+        try:
+            async with self._tx() as conn:
+                result = await conn.execute(
+                    update(PREVIEW).where(PREVIEW.c.id == request_id,
+                                          PREVIEW.c.state == "accepted",
+                                          PREVIEW.c.expires_at > record.occurred_at)
+                    .values(state="collected", sealed=None))
+                if result.rowcount != 1:
+                    return "gone"
+                if use is not None and not await self._use_consent(conn, use):
+                    raise _ConsentGone
+                await conn.execute(insert(TRANSFER).values(**_transfer_row(record)))
+        except _ConsentGone:
+            return "consent"
+        return "collected"
+
+    async def due_previews(self, now: datetime, limit: int) -> list[StoredPreview]:
+        query = (select(PREVIEW).where(PREVIEW.c.state.in_(_OPEN), PREVIEW.c.expires_at <= now)
+                 .order_by(PREVIEW.c.expires_at).limit(limit))
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(query)).all()
+        return [preview_from_row(row._mapping) for row in rows]
+
+    async def purge_previews(self, now: datetime, forget_before: datetime) -> None:
+        async with self._tx() as conn:
+            await conn.execute(update(PREVIEW).where(PREVIEW.c.expires_at <= now,
+                                                     PREVIEW.c.sealed.is_not(None))
+                               .values(sealed=None))
+            await conn.execute(delete(PREVIEW).where(PREVIEW.c.expires_at < forget_before))

@@ -1,0 +1,102 @@
+"""The broker's store on a SQLite file: the hot write transactions in plain SQL on the engine's
+``SqliteWriter`` (einmal/store.py, decision 0024); every other operation as in
+``SqlAlchemyBrokerStore``, whose statements these mirror (the conformance suite,
+tests/integration/test_broker_store.py, requires the same rows and answers of both).
+
+The hot transactions: the group commit (consent uses, Idempotency-Key answers, the records),
+the outbox read (one aggregate row) and the delivery marks.
+"""
+
+import itertools
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker.store.alchemy import SqlAlchemyBrokerStore, encode_record
+from broker.store.base import PendingTransfer
+from einmal.store import SqliteWriter, insert_rows, sqlite_time, sqlite_writer
+
+__all__ = ["SqliteBrokerStore", "read_pending"]
+
+# = alchemy.py: _usable, SqlAlchemyBrokerStore._answer, commit_transfers
+_USE_CONSENT = (
+    "UPDATE broker_consent SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL "
+    "AND valid_until > ? AND (max_uses IS NULL OR uses < max_uses)")
+_ANSWER = ("UPDATE broker_idempotency SET state = 'done', response = ? "
+           "WHERE client_id = ? AND key = ?")
+_INSERT_TRANSFER = "INSERT INTO broker_transfer (id, created_at, record, attempts)"
+_MARK_DELIVERED = ("UPDATE broker_transfer SET delivered_at = ? "
+                   "WHERE seq IN (SELECT value FROM json_each(?))")
+_PENDING = ("SELECT seq, record FROM broker_transfer WHERE delivered_at IS NULL "
+            "ORDER BY seq LIMIT ?")
+# The same rows as ONE result row: fetching N rows steps SQLite N times, and the sqlite3 module
+# gives the GIL back around every step (a wait and a context switch each on a busy loop). A
+# record is JSON, which never holds a raw control character, so ASCII RS separates them.
+_PENDING_ONE_ROW = (  # constant SQL (S608 below): the limit is a bound parameter
+    "SELECT json_group_array(seq), group_concat(CAST(record AS TEXT), char(30)) "  # noqa: S608
+    f"FROM ({_PENDING})")
+_Row = tuple[str, str, bytes]
+
+
+class SqliteBrokerStore(SqlAlchemyBrokerStore):
+    """``BrokerStore`` (broker/store/base.py) on a SQLite file, the hot path on its writer."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        found = sqlite_writer(engine)
+        if found is None:
+            msg = "SqliteBrokerStore needs a SQLite file (not in memory, not another database)"
+            raise ValueError(msg)
+        super().__init__(engine)  # SQLite: the group commit, which calls commit_transfers below
+        self._writer: SqliteWriter = found
+
+    async def commit_transfers(self, items: Sequence[PendingTransfer]) -> list[bool]:
+        # the records are encoded here on the event loop: the transaction only runs SQL
+        rows = [(item.record.id, sqlite_time(item.record.occurred_at),
+                 encode_record(item.record)) for item in items]
+        return await self._writer.run(lambda conn: _commit_transfers(conn, items, rows))
+
+    async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
+        return await self._writer.run(lambda conn: read_pending(conn, limit))
+
+    async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
+        params = (sqlite_time(now), msgspec.json.encode(list(seqs)))
+        await self._writer.run(lambda conn: conn.execute(_MARK_DELIVERED, params))
+
+
+def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer],
+                      encoded: list[_Row]) -> list[bool]:
+    """``commit_transfers`` in one transaction and one insert; ``encoded`` holds each item's
+    row (id, created_at, record)."""
+    results: list[bool] = []
+    rows: list[_Row] = []
+    for item, row in zip(items, encoded, strict=True):
+        use = item.use
+        if use is not None and conn.execute(
+                _USE_CONSENT, (use.consent_id, sqlite_time(use.now))).rowcount != 1:
+            results.append(False)
+            continue
+        rows.append(row)
+        answer = item.answer
+        if answer is not None:
+            conn.execute(_ANSWER, (answer.sealed_response, answer.client_id, answer.key))
+        results.append(True)
+    if rows:
+        insert_rows(conn, _INSERT_TRANSFER, [(*row, 0) for row in rows])
+    return results
+
+
+def read_pending(conn: sqlite3.Connection, limit: int) -> list[tuple[int, bytes]]:
+    """The first ``limit`` undelivered records in ``seq`` order, read as one row; the plain
+    query if the aggregate does not come back in order (SQLite does not promise it) or does
+    not split into one record per seq."""
+    seqs_json, joined = conn.execute(_PENDING_ONE_ROW, (limit,)).fetchone()
+    seqs: list[int] = msgspec.json.decode(seqs_json) if seqs_json else []
+    if not seqs:
+        return []
+    records = joined.encode().split(b"\x1e")
+    if len(records) == len(seqs) and all(a < b for a, b in itertools.pairwise(seqs)):
+        return list(zip(seqs, records, strict=True))
+    return [(seq, bytes(record)) for seq, record in conn.execute(_PENDING, (limit,)).fetchall()]
