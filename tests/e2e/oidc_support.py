@@ -150,8 +150,12 @@ def scripted_idp(**behaviour: Any) -> Iterator[FakeIdp]:
 
 
 def start_cockpit(data_dir: Path, port: int, issuer: str, *, client_id: str = "einmal-cockpit",
-                  secret: str | None = None, jwks_url: str | None = None) -> LiveServer:
-    """A live demo server (broker, cockpit, registers) whose citizens log in at ``issuer``."""
+                  secret: str | None = None, jwks_url: str | None = None,
+                  database_url: str | None = TEST_DATABASE_URL) -> LiveServer:
+    """A live demo server (broker, cockpit, registers) whose citizens log in at ``issuer``.
+
+    ``database_url`` None: SQLite files in ``data_dir`` (a second server in a module must not
+    reset the shared PostgreSQL test database under the first one)."""
     environ = {
         "EINMAL_OIDC_ISSUER": issuer,
         "EINMAL_OIDC_CLIENT_ID": client_id,
@@ -162,5 +166,5 @@ def start_cockpit(data_dir: Path, port: int, issuer: str, *, client_id: str = "e
     if secret is not None:
         environ["EINMAL_OIDC_CLIENT_SECRET"] = secret
     settings = load_settings(environ, data_dir=data_dir, demo=True, simulator_families=60,
-                             delivery_interval_s=0.1, database_url=TEST_DATABASE_URL, port=port)
+                             delivery_interval_s=0.1, database_url=database_url, port=port)
     return start_server(settings)

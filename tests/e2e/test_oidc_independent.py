@@ -257,7 +257,7 @@ TWO_KEYS = [public_jwk(private_key("RS256"), kid="k1"),
 def fx_scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scripted]:
     with scripted_idp(claims={IDNR_CLAIM: IDNR}, jwks=TWO_KEYS) as idp:
         live = start_cockpit(tmp_path_factory.mktemp("einmal"), free_port(), idp.issuer,
-                             jwks_url=f"{idp.issuer}/certs")
+                             jwks_url=f"{idp.issuer}/certs", database_url=None)
         try:
             yield Scripted(live=live, idp=idp)
         finally:
@@ -287,7 +287,7 @@ class TestGarbageFromTheProvider:
         page = httpx.Response(200, text="<html><body>Wartungsarbeiten</body></html>",
                               headers={"content-type": "text/html"})
         with scripted_idp(answers={"/.well-known/openid-configuration": page}) as idp:
-            live = start_cockpit(tmp_path, free_port(), idp.issuer)
+            live = start_cockpit(tmp_path, free_port(), idp.issuer, database_url=None)
             try:
                 answer, events = Scripted(live=live, idp=idp).attempt()
             finally:
