@@ -28,6 +28,7 @@ from einmal.migrate import upgrade
 from einmal.settings import SettingsError, load_settings
 from einmal.store import create_engine
 from einmal_app.cli_policies import check
+from einmal_app.cli_witness import witness
 from einmal_app.scenario import run_scenario
 from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
 from einmal_client.audit import MAX_PROBLEMS_SHOWN, AuditError, export_bundle, verify_bundle
@@ -148,6 +149,7 @@ def policies() -> None:
     """Policy documents: which online service may fetch what, why, on which basis."""
 
 policies.add_command(check)
+main.add_command(witness)
 
 
 @main.group()
