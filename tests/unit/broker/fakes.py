@@ -339,7 +339,8 @@ class FakePolicies:
 
 
 class FakeConnector:
-    """A register: answers ``proof`` (or raises ``error``); counts its fetches."""
+    """A register: answers ``proof`` (or raises ``error``); counts its fetches.
+    ``before_fetch``: what happens elsewhere while the register is asked."""
 
     def __init__(self, proof_type: ProofType, proof: ProofData | None = None,
                  error: ConnectorError | None = None) -> None:
@@ -347,12 +348,15 @@ class FakeConnector:
         self.proof = proof
         self.error = error
         self.fetched: list[str] = []
+        self.before_fetch: Callable[[], Awaitable[None]] | None = None
 
     def check_parameters(self, parameters: Mapping[str, Any]) -> None:
         pass
 
     async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> ProofData:
         self.fetched.append(subject)
+        if self.before_fetch is not None:
+            await self.before_fetch()
         if self.error is not None:
             raise self.error
         assert self.proof is not None
