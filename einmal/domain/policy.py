@@ -12,6 +12,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from msgspec import Meta
 
+from einmal.domain.contract import PURPOSE_PATTERN
 from einmal.domain.proofs import ProofType
 
 __all__ = ["LANDS", "Jwk", "Permission", "Policies", "PolicyDocument"]
@@ -25,7 +26,7 @@ LANDS: frozenset[str] = frozenset({
 #: A service id: lower-case slug, 3-64 characters, e.g. ``elterngeldstelle-bremen``.
 ServiceId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
 #: A purpose id: lower-case slug, e.g. ``elterngeld-antrag``.
-Purpose = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+Purpose = Annotated[str, Meta(pattern=f"^{PURPOSE_PATTERN}$")]
 #: Text shown to people (citizens, auditors): not empty, bounded.
 Text = Annotated[str, Meta(min_length=1, max_length=2000)]
 #: A data field name of a proof (checked against PROOF_FIELDS by the loader).
