@@ -54,7 +54,7 @@ def load_or_create_identity(data_dir: Path, name: str | None = None) -> WitnessI
             msg = (f"this witness is named {stored!r} ({name_file}); a new name is a new "
                    "witness: give it a data dir of its own")
             raise WitnessConfigError(msg)
-        chosen = stored or name or default_name()
+        chosen = stored if stored is not None else name if name is not None else default_name()
         key = load_or_create_signing_key(data_dir / "keys", KEY_NAME).private_key
         identity = WitnessIdentity(name=chosen, private_key=key)
         if stored is None:
