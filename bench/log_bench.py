@@ -21,16 +21,17 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from cockpit.log import TransferLog
-from cockpit.service import CockpitService
-from cockpit.tables import EntryRow
-from cockpit.vault import CitizenVault
+from cockpit.store import open_store
+from cockpit.tables import COCKPIT_TABLES, ENTRY
+from einmal.keys import load_or_create_signing_key
+from einmal.store import create_engine, dispose
 from einmal_client import tlog
 from einmal_client.audit import verify_bundle
-from einmal.keys import load_or_create_signing_key
-from einmal.store import create_engine
 
 
 def _leaf(i: int) -> bytes:
@@ -46,10 +47,16 @@ def _leaf(i: int) -> bytes:
     return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
 
 
-async def _seed(engine, n: int) -> float:
+async def _drop_cockpit_tables(engine: AsyncEngine) -> None:
+    """An empty PostgreSQL database for the run: the cockpit's tables are made anew."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: SQLModel.metadata.drop_all(sync, tables=COCKPIT_TABLES))
+        await conn.execute(text("DROP TABLE IF EXISTS cockpit_alembic_version"))
+
+
+async def _seed(engine: AsyncEngine, n: int) -> float:
     started = time.perf_counter()
     now = datetime.now(UTC)
-    table = EntryRow.__table__
     chunk = 20_000
     for start in range(0, n, chunk):
         rows = []
@@ -60,7 +67,7 @@ async def _seed(engine, n: int) -> float:
                          "leaf_hash": tlog.leaf_hash(leaf), "service_id": "familienkasse",
                          "register_id": "standesamt:04011000"})
         async with engine.begin() as conn:
-            await conn.execute(insert(table), rows)
+            await conn.execute(insert(ENTRY), rows)
     return time.perf_counter() - started
 
 
@@ -68,18 +75,15 @@ async def main(entries: int, database_url: str | None, *, memory: bool) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="einmal-log-bench-"))
     url = database_url or f"sqlite+aiosqlite:///{workdir / 'cockpit.db'}"
     if database_url and database_url.startswith("postgres"):
-        from tests.conftest import reset_database
-
-        reset_database(database_url)
         url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     engine = create_engine(url)
+    if engine.dialect.name == "postgresql":
+        await _drop_cockpit_tables(engine)
     key = load_or_create_signing_key(workdir, "cockpit-log")
-    service = CockpitService(engine=engine, pseudonym_key=b"k" * 32,
-                             vault=CitizenVault(b"m" * 32))
-    await service.create_schema()
-    transfer_log = TransferLog(engine=engine, key=key, origin="bench/log", batch_size=20_000)
-    async with engine.begin() as conn:
-        await transfer_log.initialise(conn)
+    store = open_store(engine)  # the SQLite writer's fast path on a file, as in the server
+    await store.create_schema()
+    transfer_log = TransferLog(store=store, key=key, origin="bench/log", batch_size=20_000)
+    await transfer_log.initialise()
     seed_s = await _seed(engine, entries)
     print(f"seeded {entries:,} entries in {seed_s:.1f} s")
 
@@ -119,7 +123,7 @@ async def main(entries: int, database_url: str | None, *, memory: bool) -> dict:
     if memory:
         tracemalloc.stop()
     print(f"verify: {entries / verify_s:,.0f} entries/s ok={report.ok}")
-    await engine.dispose()
+    await dispose(engine)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),
         "python": platform.python_version(), "store": url.split(":")[0], "entries": entries,

@@ -4,14 +4,15 @@ from typing import Any
 
 import structlog
 from litestar import Router
-from sqlalchemy.exc import SQLAlchemyError
 
 from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
+from cockpit.store import open_store
 from cockpit.vault import CitizenVault
 from cockpit.web import WebView, create_web_router
 from einmal.citizen import CitizenAuth
+from einmal.domain.contract import CHANNEL_AUDIENCE
 from einmal.domain.policy import Policies
 from einmal.keys import (
     load_or_create_secret,
@@ -19,13 +20,11 @@ from einmal.keys import (
     retired_public_jwks,
 )
 from einmal.settings import Settings
-from einmal.store import create_engine, dispose
+from einmal.store import StoreError, create_engine, dispose
 
-__all__ = ["CHANNEL_AUDIENCE", "CockpitComponent"]
+__all__ = ["CockpitComponent"]
 
 log = structlog.get_logger()
-
-CHANNEL_AUDIENCE = "einmal-cockpit-ingest"  # the broker's channel tokens name this audience
 
 
 class CockpitComponent:
@@ -41,16 +40,18 @@ class CockpitComponent:
         self.engine = create_engine(settings.database_url_for("cockpit"))
         self.read_engine = (create_engine(settings.database_url_for("cockpit", read=True))
                             if settings.read_database_url else None)
-        self.log = TransferLog(engine=self.engine,
+        #: the store's backend, chosen once here from the engine (cockpit/store/base.py)
+        self.store = open_store(self.engine, read_engine=self.read_engine)
+        self.log = TransferLog(store=self.store,
                                key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"),
                                origin=settings.log_origin_line,
                                retention_days=settings.log_retention_days,
                                retired_keys=retired_public_jwks(settings.keys_dir, "cockpit-log"))
         self.service = CockpitService(
-            engine=self.engine,
+            store=self.store,
             pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"),
             vault=CitizenVault(load_or_create_secret(settings.keys_dir, "cockpit-master")),
-            on_ingested=self.log.notify, read_engine=self.read_engine)
+            on_ingested=self.log.notify)
         channel = ChannelAuth(keys_file=settings.keys_dir / "broker-channel.public.json",
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)
         api = create_cockpit_router(
@@ -72,21 +73,20 @@ class CockpitComponent:
     async def health(self) -> dict[str, Any]:
         try:
             size, pending = await self.log.status()
-        except (SQLAlchemyError, OSError) as exc:
+        except StoreError as exc:
             return {"cockpit_store": f"error: {type(exc).__name__}"}
         return {"cockpit_store": "ok", "log_tree_size": size, "log_pending": pending}
 
     async def prepare(self) -> None:
         """Before serving (own event loop): migrate a fresh store or refuse a stale one."""
         try:
-            await self.service.create_schema()
+            await self.store.create_schema()
         finally:
             await self.engine.dispose()  # the pool only: serving runs in another event loop
 
     async def start(self) -> None:
-        await self.service.create_schema()
-        async with self.engine.begin() as conn:
-            await self.log.initialise(conn)
+        await self.store.create_schema()
+        await self.log.initialise()
         self.log.start()
         log.info("cockpit.started", log_origin=self.log.origin)
 

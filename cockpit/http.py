@@ -1,4 +1,6 @@
-"""Cockpit HTTP controllers (API; the web view comes with the cockpit issue)."""
+"""Cockpit HTTP controllers (the API; the web view is cockpit/web): they parse, call the
+service or the log, and map the cockpit's errors to problem details - in one table,
+``PROBLEMS``."""
 
 import time
 from datetime import datetime
@@ -12,17 +14,27 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
+from litestar.types import ExceptionHandlersMap
 
+from cockpit.errors import (
+    CockpitError,
+    InvalidRequestError,
+    NotFoundError,
+    OutOfRangeError,
+    TreeIntegrityError,
+)
 from cockpit.log import TransferLog
 from cockpit.service import CockpitService
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
 from einmal.keys import load_public_keys, retirement_deadlines
 from einmal.openapi import inline_schema, problems, with_request_body
-from einmal.problems import ProblemError
+from einmal.problems import ProblemError, problem_response
+from einmal.store import StoreError
 from einmal.tokens import TokenVerifier, bearer_token
 
-__all__ = ["AUDIT_AUDIENCE", "AuditorAuth", "ChannelAuth", "create_cockpit_router"]
+__all__ = ["AUDIT_AUDIENCE", "EXCEPTION_HANDLERS", "PROBLEMS", "AuditorAuth", "ChannelAuth",
+           "create_cockpit_router", "problem_for"]
 
 AUDIT_AUDIENCE = "einmal-audit"
 #: A backlog is delivered in batches of up to 200 records (~1 KB each) after an outage: the
@@ -35,6 +47,39 @@ _NDJSON = "application/x-ndjson"
 _json = msgspec.json.Encoder()
 log = structlog.get_logger()
 _batch = msgspec.json.Decoder(TransferBatch)
+
+_STORE_DETAIL = "The cockpit store is unavailable."
+#: The cockpit's errors as problems: error class -> (problem type, HTTP status; None: the
+#: type's own). The most specific class of an error's MRO in the table wins.
+PROBLEMS: dict[type[Exception], tuple[str, int | None]] = {
+    OutOfRangeError: ("invalid-request", 400),
+    InvalidRequestError: ("invalid-request", None),  # 422
+    NotFoundError: ("not-found", None),
+    TreeIntegrityError: ("internal", None),
+    CockpitError: ("internal", None),  # none is raised bare; a new kind without a row
+    StoreError: ("store-unavailable", None),  # 503, Retry-After (einmal.problems.RETRY_AFTER)
+}
+
+
+def problem_for(exc: Exception) -> ProblemError:
+    """The problem an error of the cockpit (or of its store) is answered with."""
+    slug, status = next(PROBLEMS[cls] for cls in type(exc).__mro__ if cls in PROBLEMS)
+    if slug == "store-unavailable":  # the driver's message is for the log, not the client
+        return ProblemError(slug, _STORE_DETAIL)
+    return ProblemError(slug, str(exc), status=status)
+
+
+def _handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    problem = problem_for(exc)
+    if problem.slug == "store-unavailable":
+        log.error("store.unavailable", error=str(exc))
+    elif problem.slug == "internal":
+        log.error("cockpit.tree_damaged", error=str(exc))
+    return problem_response(problem, request)
+
+
+#: The router's handlers: every class of ``PROBLEMS`` (Litestar picks the nearest in the MRO).
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {CockpitError: _handle, StoreError: _handle}
 
 
 class ChannelAuth:
@@ -160,16 +205,7 @@ async def audit_export(request: Request[Any, Any, Any],
                        tree_size: FromQuery[int | None] = None,
                        after: FromQuery[int] = -1) -> Stream:
     auditor = auditors.check(request)
-    latest, _ = await transfer_log.checkpoint()
-    size = latest if tree_size is None else tree_size
-    if not 0 <= size <= latest:
-        raise ProblemError("invalid-request", f"tree_size must be between 0 and {latest}.",
-                           status=400)
-    if after < -1:
-        raise ProblemError("invalid-request", "after must be -1 or a log index.", status=400)
-    # Found by fuzzing: an `after` beyond 64 bits overflowed in the store mid-stream (the 200
-    # was already sent, so the client saw a truncated body). Past the end means "nothing".
-    after = min(after, size)
+    size, after = await transfer_log.export_bounds(tree_size, after)
     log.info("audit.export", auditor=auditor, tree_size=size, filtered=bool(service or register
                                                                             or since or until))
     lines = transfer_log.export(tree_size=size, after=after, since=since, until=until,
@@ -195,7 +231,8 @@ async def ingest(request: Request[Any, Any, Any], cockpit: NamedDependency[Cockp
 
 @get("/v1/me/transfers", summary="Transfers about me and my children", tags=["citizens"],
      responses=problems(400, 401, 422, 429))
-async def my_transfers(cockpit: NamedDependency[CockpitService], citizen: NamedDependency[Citizen], limit: FromQuery[int] = 50,
+async def my_transfers(cockpit: NamedDependency[CockpitService],
+                       citizen: NamedDependency[Citizen], limit: FromQuery[int] = 50,
                        cursor: FromQuery[str | None] = None) -> Response[bytes]:
     page = await cockpit.transfers_of(citizen.idnr, limit=limit, cursor=cursor)
     return Response(content=_json.encode(page), media_type="application/json",
@@ -208,7 +245,7 @@ def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
     return Router(path="/", route_handlers=[
         ingest, my_transfers, checkpoint, verifier_key, inclusion_proof, consistency_proof,
         log_entry, verifier_keys,
-        audit_export], dependencies={
+        audit_export], exception_handlers=EXCEPTION_HANDLERS, dependencies={
         "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
         "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),
         "cockpit": Provide(lambda: cockpit, use_cache=True, sync_to_thread=False),

@@ -1,12 +1,23 @@
 """Cockpit tables: the transfer log and the per-citizen index (pseudonyms only, no IdNrs)."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
 from sqlmodel import Field, SQLModel
 
-__all__ = ["COCKPIT_TABLES", "CheckpointRow", "CitizenEntryRow", "CitizenKeyRow", "EntryRow", "LogStateRow",
-           "RelationRow", "TreeNodeRow"]
+__all__ = ["CHECKPOINT", "CITIZEN_ENTRY", "CITIZEN_KEY", "COCKPIT_TABLES", "ENTRY", "LOG_STATE",
+           "RELATION", "TREE_NODE", "CheckpointRow", "CitizenEntryRow", "CitizenKeyRow",
+           "EntryRow", "LogStateRow", "RelationRow", "TreeNodeRow", "as_utc"]
 
 
 class EntryRow(SQLModel, table=True):
@@ -93,6 +104,17 @@ class LogStateRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-COCKPIT_TABLES = [EntryRow.__table__, CitizenEntryRow.__table__, RelationRow.__table__,  # type: ignore[attr-defined]
-                  TreeNodeRow.__table__, CheckpointRow.__table__, LogStateRow.__table__,
-                  CitizenKeyRow.__table__]  # type: ignore[attr-defined]
+#: The tables as SQLAlchemy Core handles, for the stores' statements.
+ENTRY: Table = SQLModel.metadata.tables["cockpit_entry"]
+CITIZEN_ENTRY: Table = SQLModel.metadata.tables["cockpit_citizen_entry"]
+RELATION: Table = SQLModel.metadata.tables["cockpit_relation"]
+CITIZEN_KEY: Table = SQLModel.metadata.tables["cockpit_citizen_key"]
+TREE_NODE: Table = SQLModel.metadata.tables["cockpit_tree_node"]
+CHECKPOINT: Table = SQLModel.metadata.tables["cockpit_checkpoint"]
+LOG_STATE: Table = SQLModel.metadata.tables["cockpit_log_state"]
+COCKPIT_TABLES = [ENTRY, CITIZEN_ENTRY, RELATION, TREE_NODE, CHECKPOINT, LOG_STATE, CITIZEN_KEY]
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives it back without a zone)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

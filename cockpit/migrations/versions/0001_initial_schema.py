@@ -32,7 +32,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('citizen_ref', 'transfer_id')
     )
     with op.batch_alter_table('cockpit_citizen_entry', schema=None) as batch_op:
-        batch_op.create_index('ix_cockpit_citizen_entry_feed', ['citizen_ref', 'occurred_at', 'transfer_id'], unique=False)
+        batch_op.create_index('ix_cockpit_citizen_entry_feed',
+                              ['citizen_ref', 'occurred_at', 'transfer_id'], unique=False)
 
     op.create_table('cockpit_citizen_key',
     sa.Column('citizen_ref', sa.String(length=64), nullable=False),
@@ -57,7 +58,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('log_index')
     )
     with op.batch_alter_table('cockpit_entry', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_cockpit_entry_service_id'), ['service_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_cockpit_entry_service_id'), ['service_id'],
+                              unique=False)
 
     op.create_table('cockpit_log_state',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),

@@ -1,21 +1,8 @@
-"""Per-citizen encryption of the citizen view."""
-
-from pathlib import Path
+"""Per-citizen encryption of the citizen view (cockpit/vault.py). Failure cases first."""
 
 import pytest
 
-from cockpit.service import CockpitService
 from cockpit.vault import CitizenVault, VaultError
-from einmal.store import create_engine
-
-
-@pytest.fixture(name="engine")
-async def fx_engine(tmp_path: Path):
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
-    await CockpitService(engine=engine, pseudonym_key=b"k" * 32,
-                         vault=CitizenVault(b"m" * 32)).create_schema()
-    yield engine
-    await engine.dispose()
 
 
 class TestCitizenVault:
@@ -33,29 +20,42 @@ class TestCitizenVault:
             CitizenVault.open(key, "t-1", sealed[:-1] + bytes([sealed[-1] ^ 1]))
         with pytest.raises(VaultError):
             CitizenVault.open(bytes(32), "t-1", sealed)
+        with pytest.raises(VaultError):
+            CitizenVault.open(key, "t-1", sealed[:5])  # not even a nonce
 
-    async def test_keys_are_stored_wrapped_and_stable(self, engine) -> None:
+    def test_another_master_key_cannot_unwrap(self) -> None:
+        _, wrapped = CitizenVault(b"m" * 32).new_key()
+        with pytest.raises(VaultError):
+            CitizenVault(b"x" * 32).unwrap(wrapped)
+        with pytest.raises(VaultError):
+            CitizenVault(b"x" * 32).key("citizen-a", wrapped)
+
+    def test_a_new_key_is_random_and_given_out_wrapped_for_the_store(self) -> None:
         vault = CitizenVault(b"m" * 32)
-        async with engine.begin() as conn:
-            first = await vault.key(conn, "citizen-a", create=True)
-            raw = (await conn.exec_driver_sql(
-                "SELECT wrapped_key FROM cockpit_citizen_key")).scalar_one()
-        assert first is not None
-        assert first not in raw  # never stored in the clear
-        async with engine.begin() as conn:
-            again = await CitizenVault(b"m" * 32).key(conn, "citizen-a", create=False)
-        assert again == first
+        key, wrapped = vault.new_key()
+        other, _ = vault.new_key()
+        assert len(key) == 32
+        assert key != other
+        assert key not in wrapped  # never stored in the clear
+        assert vault.unwrap(wrapped) == key
+        assert CitizenVault(b"m" * 32).unwrap(wrapped) == key  # the master key is enough
 
-    async def test_another_master_key_cannot_unwrap(self, engine) -> None:
-        async with engine.begin() as conn:
-            await CitizenVault(b"m" * 32).key(conn, "citizen-a", create=True)
-        async with engine.begin() as conn:
-            with pytest.raises(VaultError):
-                await CitizenVault(b"x" * 32).key(conn, "citizen-a", create=False)
-
-    async def test_forget_shreds_the_key(self, engine) -> None:
+    def test_only_remembered_keys_are_cached_and_forget_drops_them(self) -> None:
         vault = CitizenVault(b"m" * 32)
-        async with engine.begin() as conn:
-            await vault.key(conn, "citizen-a", create=True)
-            await vault.forget(conn, "citizen-a")
-            assert await vault.key(conn, "citizen-a", create=False) is None
+        key, wrapped = vault.new_key()
+        assert vault.cached(["citizen-a"]) == {}  # unwrapping alone caches nothing
+        vault.unwrap(wrapped)
+        assert vault.cached(["citizen-a"]) == {}
+        vault.remember({"citizen-a": key})
+        assert vault.cached(["citizen-a", "citizen-b"]) == {"citizen-a": key}
+        vault.forget("citizen-a")
+        assert vault.cached(["citizen-a"]) == {}
+        assert vault.key("citizen-a", wrapped) == key  # a committed key read back: cached
+        assert vault.cached(["citizen-a"]) == {"citizen-a": key}
+
+    def test_the_cache_keeps_the_most_recent_keys(self) -> None:
+        vault = CitizenVault(b"m" * 32, cache_size=2)
+        vault.remember({"a": b"1" * 32, "b": b"2" * 32})
+        vault.remember({"a": b"1" * 32})  # used again: now the most recent
+        vault.remember({"c": b"3" * 32})
+        assert set(vault.cached(["a", "b", "c"])) == {"a", "c"}

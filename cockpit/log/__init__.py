@@ -1,0 +1,103 @@
+"""The tamper-evident transfer log, by job:
+
+* ``sequencer`` - integrates new entries in batches, signs a checkpoint each (the background
+  worker of the server);
+* ``checkpoints`` - the signed notes (C2SP tlog-checkpoint) and the verifier keys;
+* ``proofs`` - the latest checkpoint, a transfer's place, inclusion and consistency proofs;
+* ``export`` - the auditors' export and retention (shredding).
+
+The tree's maths is ``cockpit.tree``, its storage the cockpit's store (``cockpit.store``).
+``TransferLog`` puts the parts together for the app, the HTTP layer and the CLI.
+"""
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cockpit.log.checkpoints import CheckpointSigner
+from cockpit.log.export import EXPORT_CHUNK, Export, Retention
+from cockpit.log.proofs import ConsistencyProof, EntryPosition, InclusionProof, Proofs
+from cockpit.log.sequencer import Sequencer
+from cockpit.store import LogStore, open_store
+from einmal.keys import SigningKey
+
+__all__ = ["ConsistencyProof", "EntryPosition", "InclusionProof", "TransferLog"]
+
+
+class TransferLog:
+    """The log of one cockpit. ``store``: the cockpit's store (``cockpit.store.open_store``);
+    tools may give an ``engine`` instead, whose store is then opened here."""
+
+    def __init__(self, *, key: SigningKey, origin: str, store: LogStore | None = None,
+                 engine: AsyncEngine | None = None, batch_size: int = 5000,
+                 interval_s: float = 0.5, retention_days: int = 730,
+                 retired_keys: Sequence[dict[str, Any]] = (),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if store is None:
+            if engine is None:
+                msg = "give a store or an engine"
+                raise TypeError(msg)
+            store = open_store(engine)
+        elif engine is not None:
+            msg = "give a store or an engine, not both"
+            raise TypeError(msg)
+        self._store = store
+        signer = CheckpointSigner(key=key, origin=origin, retired_keys=retired_keys)
+        self.origin = origin
+        self.verifier_key = signer.verifier_key
+        #: the current verifier key first, then retired ones (older checkpoints verify)
+        self.verifier_keys = signer.verifier_keys
+        self.proofs = Proofs(store)
+        self.retention = Retention(store, retention_days=retention_days)
+        self._export = Export(store, self.proofs)
+        self.sequencer = Sequencer(store, signer, self.retention, batch_size=batch_size,
+                                   interval_s=interval_s, clock=clock)
+
+    # -- the sequencer -----------------------------------------------------------------------
+    async def initialise(self) -> None:
+        await self.sequencer.initialise()
+
+    def notify(self) -> None:
+        """New entries: integrate soon."""
+        self.sequencer.worker.notify()
+
+    def start(self) -> None:
+        self.sequencer.worker.start()
+
+    async def stop(self) -> None:
+        await self.sequencer.worker.stop()
+
+    async def integrate(self) -> int:
+        return await self.sequencer.integrate()
+
+    async def status(self) -> tuple[int, int]:
+        """(integrated tree size, entries waiting for the sequencer)."""
+        return await self._store.log_status()
+
+    # -- reading -----------------------------------------------------------------------------
+    async def checkpoint(self) -> tuple[int, str]:
+        return await self.proofs.checkpoint()
+
+    async def entry_of(self, transfer_id: str) -> EntryPosition:
+        return await self.proofs.entry_of(transfer_id)
+
+    async def inclusion(self, index: int, tree_size: int) -> InclusionProof:
+        return await self.proofs.inclusion(index, tree_size)
+
+    async def consistency(self, first: int, second: int) -> ConsistencyProof:
+        return await self.proofs.consistency(first, second)
+
+    # -- export and retention ----------------------------------------------------------------
+    async def export_bounds(self, tree_size: int | None, after: int) -> tuple[int, int]:
+        return await self._export.bounds(tree_size, after)
+
+    def export(self, *, tree_size: int, after: int = -1, since: datetime | None = None,
+               until: datetime | None = None, service: str | None = None,
+               register: str | None = None, chunk: int = EXPORT_CHUNK) -> AsyncIterator[bytes]:
+        return self._export.lines(tree_size=tree_size, after=after, since=since, until=until,
+                                  service=service, register=register, chunk=chunk)
+
+    async def shred(self, before: datetime) -> int:
+        return await self.retention.shred(before)
