@@ -27,10 +27,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import msgspec
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
 from bench.load import percentile
+from cockpit.vault import CitizenVault
 
 CHUNK = 20_000
 _encoder = msgspec.json.Encoder()
@@ -64,12 +67,8 @@ class Keys:
         self.new_rows: list[dict[str, Any]] = []
 
     def seal(self, citizen_ref: str, transfer_id: str, plaintext: bytes) -> bytes:
-        from cockpit.vault import CitizenVault
-
         key = self.raw.get(citizen_ref)
         if key is None:
-            from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-
             key = self.raw[citizen_ref] = os.urandom(32)
             self.new_rows.append({"citizen_ref": citizen_ref,
                                   "wrapped_key": aes_key_wrap(self._master, key),
@@ -85,7 +84,7 @@ def generate(entries: int, citizens: int, target_ref: str, target_entries: int, 
              seed: int = 6) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Entries in log order (time ascending over the last ~700 days) with their index rows;
     the citizen view is sealed with the subject's key (as ``CockpitService.ingest`` does)."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, reproducible by its seed
     refs = [hashlib.sha256(f"citizen-{i}".encode()).hexdigest() for i in range(citizens)]
     target_at = set(rng.sample(range(entries), target_entries))
     services = [{"id": "elterngeldstelle-bremen", "name": "Elterngeld Bremen",
@@ -147,9 +146,9 @@ def seed_sqlite(path: Path, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
     conn = sqlite3.connect(path, timeout=30)
     conn.execute("PRAGMA synchronous=OFF")  # seeding only; the server keeps FULL
     n_entries = n_index = 0
-    e_sql = (f"INSERT INTO cockpit_entry ({','.join(_ENTRY_COLS)}) "
+    e_sql = (f"INSERT INTO cockpit_entry ({','.join(_ENTRY_COLS)}) "  # noqa: S608 - our columns
              f"VALUES ({','.join('?' * len(_ENTRY_COLS))})")
-    i_sql = (f"INSERT INTO cockpit_citizen_entry ({','.join(_INDEX_COLS)}) "
+    i_sql = (f"INSERT INTO cockpit_citizen_entry ({','.join(_INDEX_COLS)}) "  # noqa: S608 - ours
              f"VALUES ({','.join('?' * len(_INDEX_COLS))})")
     for entries, index in _chunks(rows):
         conn.executemany(e_sql, [
@@ -174,8 +173,6 @@ def seed_sqlite(path: Path, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
 
 
 async def _seed_postgres(url: str, rows: Iterator[Any], keys: Keys) -> tuple[int, int]:
-    import asyncpg
-
     conn = await asyncpg.connect(url)
     n_entries = n_index = 0
     try:
@@ -204,8 +201,6 @@ async def _seed_postgres(url: str, rows: Iterator[Any], keys: Keys) -> tuple[int
 
 async def _prepare_postgres(url: str) -> str:
     """Create ``<db>_einmal_bench`` beside the given database; drop its cockpit tables."""
-    import asyncpg
-
     base, _, db = url.rpartition("/")
     bench_db = f"{db.split('?')[0]}_einmal_bench"
     conn = await asyncpg.connect(url)
@@ -258,7 +253,11 @@ def measure(base_url: str, citizen_idnr: str, requests: int) -> dict[str, Any]:
 
 def run_store(store: str, args: argparse.Namespace, workdir: Path,
               database_url: str | None) -> dict[str, Any]:
-    from bench.run import EINMAL, Server, free_port
+    from bench.run import (  # noqa: PLC0415 - bench.run imports this module: a cycle at the top
+        EINMAL,
+        Server,
+        free_port,
+    )
 
     data = workdir / f"data-query-{store}"
     data.mkdir()
