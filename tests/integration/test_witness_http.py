@@ -37,6 +37,7 @@ class WitnessProcess:
         self.data_dir = data_dir
         self.log_keys = log_keys
         self.port = 0
+        self.log_file = data_dir.parent / "witness.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,13 +50,15 @@ class WitnessProcess:
                 "--port", str(self.port), "--log-format", "json"]
         for key in self.log_keys:
             args += ["--log-key", key]
-        self.process = subprocess.Popen(_einmal(*args), cwd=REPO, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, env={**os.environ})
+        # its log goes to a file: a pipe nobody reads would block the server once full
+        self.log_file = self.data_dir.parent / f"witness-{self.port}.log"
+        with self.log_file.open("wb") as stderr:
+            self.process = subprocess.Popen(_einmal(*args), cwd=REPO, stdout=subprocess.DEVNULL,
+                                            stderr=stderr, env={**os.environ})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                stderr = self.process.stderr.read().decode() if self.process.stderr else ""
-                pytest.fail(f"the witness exited: {stderr}")
+                pytest.fail(f"the witness exited: {self.log_file.read_text()}")
             try:
                 if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
                     return
@@ -72,8 +75,6 @@ class WitnessProcess:
             else:
                 self.process.terminate()
             self.process.wait(timeout=15)
-        if self.process is not None and self.process.stderr:
-            self.process.stderr.close()
         self.process = None
 
 
