@@ -57,7 +57,7 @@ def fx_playwright_api() -> Iterator[Any]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _no_browser(f"no Chromium at {CHROMIUM} (install Debian package chromium)")
     try:
-        from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 - optional: without playwright the browser tests are skipped
+        from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 - optional dependency: without it the browser tests skip
     except ImportError as exc:
         _no_browser(f"the Python package playwright is not installed ({exc}); "
                     "pip install -e '.[test]'")
@@ -264,7 +264,7 @@ def axe_check(page: Any, *, context: Any = None) -> dict[str, Any]:
     if not getattr(page.context, "javascript", True):
         pytest.fail("axe_check needs JavaScript: this page's context has it off", pytrace=False)
     if _axe is None:
-        from axe_playwright_python.sync_playwright import (  # noqa: PLC0415 - optional, as playwright
+        from axe_playwright_python.sync_playwright import (  # noqa: PLC0415 - optional dependency
             Axe,
         )
 

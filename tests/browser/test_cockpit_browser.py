@@ -32,7 +32,7 @@ BEN = "60478593182"
 def expect(target: Any) -> Any:
     """Playwright's auto-waiting assertions (imported late: without playwright the module
     must still be collected, and skipped by the fixtures with their message)."""
-    from playwright.sync_api import expect as playwright_expect  # noqa: PLC0415 - optional: see the docstring
+    from playwright.sync_api import expect as playwright_expect  # noqa: PLC0415 - optional dependency, see above
 
     return playwright_expect(target)
 
