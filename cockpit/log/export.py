@@ -2,7 +2,7 @@
 shredding the data of old entries while their hashes - and so every proof - stay."""
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 import msgspec
@@ -63,13 +63,16 @@ class Export:
                     head = b'{"index":%d,"leaf_hash":"%s","entry":null' % (
                         index, _b64(leaf_hash))
                 if filtered:
-                    path = await self._proofs.computed(
-                        lambda h, i=index: tlog.inclusion_path(i, tree_size, h))
+                    path = await self._proofs.computed(_inclusion_path(index, tree_size))
                     head += b',"inclusion":' + _line.encode(tlog.hashes_b64(path))
                 yield head + b"}\n"
             if len(rows) < chunk:
                 return
             cursor = rows[-1][0]
+
+
+def _inclusion_path(index: int, tree_size: int) -> Callable[[tlog.HashAt], list[bytes]]:
+    return lambda hash_at: tlog.inclusion_path(index, tree_size, hash_at)
 
 
 class Retention:

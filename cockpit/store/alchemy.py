@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -49,10 +49,11 @@ def _store_error(exc: BaseException) -> StoreError:
     return StoreError(f"cockpit store failed: {type(exc).__name__}")
 
 
-def _insert_ignore(conn: AsyncConnection, table: Any) -> Insert:
+def _insert_ignore(conn: AsyncConnection, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING: a concurrent writer (another process) wins."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def sealed_row(entry: NewEntry, key: bytes, keys: CitizenKeys, received_at: Any,

@@ -22,7 +22,7 @@ from cockpit.errors import TreeIntegrityError
 from cockpit.log import TransferLog
 from cockpit.log.checkpoints import CheckpointSigner
 from cockpit.service import CockpitService
-from cockpit.store import CockpitStore
+from cockpit.store import CockpitStore, NewEntry
 from cockpit.tables import (
     CHECKPOINT,
     CITIZEN_ENTRY,
@@ -160,6 +160,68 @@ async def _scenario(cockpit: Cockpit) -> dict[str, Any]:
     return answers
 
 
+class TestFailures:
+    async def test_every_operation_of_a_broken_store_raises_store_error(
+            self, cockpit: Cockpit) -> None:
+        store = cockpit.store
+        async with cockpit.engine.begin() as conn:
+            for table in COCKPIT_TABLES:
+                await conn.execute(text(f"DROP TABLE {table.name}"))
+        entry = NewEntry(id=_id(1), occurred_at=T0, subject_ref="ref", view=b"{}", leaf=b"{}",
+                         leaf_hash=tlog.leaf_hash(b"{}"), service_id="s", register_id=None)
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "ingest": lambda: store.ingest([entry], received_at=T0, keys=cockpit.vault),
+            "feed": lambda: store.feed("ref", since=T0, limit=1),
+            "forget_citizen": lambda: store.forget_citizen("ref", keys=cockpit.vault),
+            "initialise_log": lambda: store.initialise_log(empty_note="n", now=T0),
+            "integrate": lambda: store.integrate(batch=1, sign=lambda size, root: "n", now=T0),
+            "log_status": store.log_status,
+            "latest_checkpoint": store.latest_checkpoint,
+            "position": lambda: store.position(_id(1)),
+            "leaf_hash_at": lambda: store.leaf_hash_at(0),
+            "nodes": lambda: store.nodes({(0, 0)}),
+            "log_lines": lambda: store.log_lines(after=-1, tree_size=1, limit=1),
+            "shred": lambda: store.shred(T0),
+        }
+        assert set(calls) == {name for name in dir(CockpitStore) if not name.startswith("_")
+                              } - {"create_schema"}  # every operation of the interface
+        for name, call in calls.items():
+            with pytest.raises(StoreError):
+                await call()
+                pytest.fail(f"{name} did not fail")
+
+    async def test_a_missing_frontier_node_stops_integration_and_changes_nothing(
+            self, cockpit: Cockpit) -> None:
+        await cockpit.service.ingest([_record(CHILD, n) for n in (1, 2, 3)])
+        assert await _integrate_all(cockpit.log) == 3
+        async with cockpit.engine.begin() as conn:
+            await conn.execute(delete(TREE_NODE).where(TREE_NODE.c.level == 0,
+                                                       TREE_NODE.c.idx == 2))
+        await cockpit.service.ingest([_record(CHILD, 4)])
+        with pytest.raises(TreeIntegrityError):
+            await cockpit.log.integrate()
+        assert await cockpit.log.status() == (3, 1)
+        assert (await cockpit.log.checkpoint())[0] == 3
+        with pytest.raises(TreeIntegrityError):
+            await cockpit.store.nodes({(0, 2)})
+
+    async def test_a_citizen_key_that_does_not_unwrap_fails_the_ingest_and_writes_nothing(
+            self, cockpit: Cockpit) -> None:
+        await cockpit.service.ingest([_record(CHILD, 1)])
+        stranger = _cockpit(cockpit.store, cockpit.engine, master=b"x" * 32)
+        with pytest.raises(VaultError):
+            await stranger.service.ingest([_record(OTHER, 2), _record(CHILD, 3)])
+        assert await _count(cockpit.engine, ENTRY) == 1
+        assert await _count(cockpit.engine, CITIZEN_KEY) == 1  # OTHER's new key rolled back
+        assert stranger.vault.cached([cockpit.service.pseudonym(OTHER)]) == {}
+
+    async def test_proofs_of_what_is_not_there_are_refused_alike(self, cockpit: Cockpit) -> None:
+        assert await cockpit.store.position(_id(1)) is None
+        assert await cockpit.store.leaf_hash_at(0) is None
+        assert await cockpit.store.log_lines(after=-1, tree_size=10, limit=10) == []
+        assert await cockpit.store.feed("nobody", since=T0, limit=10) == []
+
+
 #: every table of a SQLite file as stored (sealed views and wrapped keys are random: left out)
 _RAW = [
     "SELECT seq, id, occurred_at, received_at, subject_ref, body IS NOT NULL, leaf, leaf_hash, "
@@ -215,67 +277,6 @@ class TestEveryBackendAlike:
         assert dumps["sqlite"] == dumps["sqlalchemy"]
         # times in SQLAlchemy's SQLite format, so either backend reads the other's rows
         assert dumps["sqlite"][_RAW[0]][0][2] == sqlite_time(T0 + timedelta(seconds=1))
-
-
-class TestFailures:
-    async def test_every_operation_of_a_broken_store_raises_store_error(
-            self, cockpit: Cockpit) -> None:
-        store = cockpit.store
-        async with cockpit.engine.begin() as conn:
-            for table in COCKPIT_TABLES:
-                await conn.execute(text(f"DROP TABLE {table.name}"))
-        entry = cockpit.service._entry(_record(CHILD, 1), {})
-        calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "ingest": lambda: store.ingest([entry], received_at=T0, keys=cockpit.vault),
-            "feed": lambda: store.feed("ref", since=T0, limit=1),
-            "forget_citizen": lambda: store.forget_citizen("ref", keys=cockpit.vault),
-            "initialise_log": lambda: store.initialise_log(empty_note="n", now=T0),
-            "integrate": lambda: store.integrate(batch=1, sign=lambda size, root: "n", now=T0),
-            "log_status": store.log_status,
-            "latest_checkpoint": store.latest_checkpoint,
-            "position": lambda: store.position(_id(1)),
-            "leaf_hash_at": lambda: store.leaf_hash_at(0),
-            "nodes": lambda: store.nodes({(0, 0)}),
-            "log_lines": lambda: store.log_lines(after=-1, tree_size=1, limit=1),
-            "shred": lambda: store.shred(T0),
-        }
-        assert set(calls) == {name for name in dir(CockpitStore) if not name.startswith("_")
-                              } - {"create_schema"}  # every operation of the interface
-        for name, call in calls.items():
-            with pytest.raises(StoreError):
-                await call()
-                pytest.fail(f"{name} did not fail")
-
-    async def test_a_missing_frontier_node_stops_integration_and_changes_nothing(
-            self, cockpit: Cockpit) -> None:
-        await cockpit.service.ingest([_record(CHILD, n) for n in (1, 2, 3)])
-        assert await _integrate_all(cockpit.log) == 3
-        async with cockpit.engine.begin() as conn:
-            await conn.execute(delete(TREE_NODE).where(TREE_NODE.c.level == 0,
-                                                       TREE_NODE.c.idx == 2))
-        await cockpit.service.ingest([_record(CHILD, 4)])
-        with pytest.raises(TreeIntegrityError):
-            await cockpit.log.integrate()
-        assert await cockpit.log.status() == (3, 1)
-        assert (await cockpit.log.checkpoint())[0] == 3
-        with pytest.raises(TreeIntegrityError):
-            await cockpit.store.nodes({(0, 2)})
-
-    async def test_a_citizen_key_that_does_not_unwrap_fails_the_ingest_and_writes_nothing(
-            self, cockpit: Cockpit) -> None:
-        await cockpit.service.ingest([_record(CHILD, 1)])
-        stranger = _cockpit(cockpit.store, cockpit.engine, master=b"x" * 32)
-        with pytest.raises(VaultError):
-            await stranger.service.ingest([_record(OTHER, 2), _record(CHILD, 3)])
-        assert await _count(cockpit.engine, ENTRY) == 1
-        assert await _count(cockpit.engine, CITIZEN_KEY) == 1  # OTHER's new key rolled back
-        assert stranger.vault.cached([cockpit.service.pseudonym(OTHER)]) == {}
-
-    async def test_proofs_of_what_is_not_there_are_refused_alike(self, cockpit: Cockpit) -> None:
-        assert await cockpit.store.position(_id(1)) is None
-        assert await cockpit.store.leaf_hash_at(0) is None
-        assert await cockpit.store.log_lines(after=-1, tree_size=10, limit=10) == []
-        assert await cockpit.store.feed("nobody", since=T0, limit=10) == []
 
 
 class TestEntries:
