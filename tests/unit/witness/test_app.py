@@ -130,10 +130,13 @@ class TestComponent:
         with pytest.raises(WitnessConfigError, match="at least one log"):
             WitnessComponent(WitnessConfig(data_dir=tmp_path, log_keys=()))
 
-    async def test_an_unreachable_store_reports_not_ready(self, tmp_path: Path,
-                                                          log: SignedLog) -> None:
+    async def test_a_failing_store_reports_not_ready(self, tmp_path: Path,
+                                                     log: SignedLog) -> None:
+        # a database without the witness's table (the component was never started); a path
+        # that cannot be opened would do too, but aiosqlite's failed connect finishes on its
+        # thread after the test's event loop is gone
         component = WitnessComponent(WitnessConfig(
             data_dir=tmp_path, log_keys=(log.vkey,),
-            database_url=f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"))
+            database_url=f"sqlite:///{tmp_path / 'empty.db'}"))
         assert (await component.health())["witness_store"].startswith("error")
         await component.stop()
