@@ -93,8 +93,9 @@ def problem_response(problem: ProblemError, request: Request[Any, Any, Any] | No
 
 
 _HTTP_SLUGS = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden",
-               404: "not-found", 405: "method-not-allowed", 409: "conflict", 413: "payload-too-large",
-               415: "unsupported-media-type", 422: "invalid-request", 429: "rate-limited", 503: "store-unavailable"}
+               404: "not-found", 405: "method-not-allowed", 409: "conflict",
+               413: "payload-too-large", 415: "unsupported-media-type", 422: "invalid-request",
+               429: "rate-limited", 503: "store-unavailable"}
 
 
 def _handle_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -104,7 +105,8 @@ def _handle_problem(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def _handle_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
-    slug = _HTTP_SLUGS.get(exc.status_code, "internal" if exc.status_code >= 500 else "invalid-request")
+    slug = _HTTP_SLUGS.get(exc.status_code,
+                           "internal" if exc.status_code >= 500 else "invalid-request")
     detail = exc.detail if exc.status_code < 500 else "The server could not complete the request."
     problem = ProblemError(slug, detail, status=exc.status_code,
                            headers=dict(exc.headers or {}))
@@ -127,7 +129,8 @@ def exception_handlers(html_not_found: Any = None) -> dict[type[Exception], Any]
         def http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
             if (isinstance(exc, HTTPException) and exc.status_code == 404
                     and _wants_html(request)):
-                return html_not_found(request)
+                page: Response[Any] = html_not_found(request)
+                return page
             return _handle_http(request, exc)
 
     return {ProblemError: _handle_problem, HTTPException: http, Exception: _handle_unexpected}

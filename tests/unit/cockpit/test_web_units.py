@@ -4,6 +4,7 @@ request validation, redirect URI rules."""
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from litestar.testing import RequestFactory
@@ -68,7 +69,8 @@ def test_with_query_keeps_a_registered_query() -> None:
 
 class TestConsentRequest:
     policies = load_policies(DOCUMENTS_DIR)
-    base = {"client_id": "elterngeldstelle-bremen", "proof_types": "birth,custody",
+    base: ClassVar[dict[str, str]] = {
+            "client_id": "elterngeldstelle-bremen", "proof_types": "birth,custody",
             "purpose": "elterngeld-antrag", "valid_until": "2027-01-31",
             "redirect_uri": "http://127.0.0.1:4000/elterngeld/consent-callback",
             "state": "s1", "max_uses": "2"}
