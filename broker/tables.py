@@ -15,7 +15,7 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _ts(*, nullable: bool = False, index: bool = False) -> Column:  # type: ignore[type-arg]
+def _ts(*, nullable: bool = False, index: bool = False) -> "Column[datetime]":
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
 
 

@@ -43,7 +43,7 @@ _INSERT_TRANSFER = insert(TRANSFER)  # built once; rows given per call
 _OPEN = ("pending", "accepted")
 
 
-def consent_from_row(m: Mapping[str, Any]) -> StoredConsent:
+def consent_from_row(m: Mapping[Any, Any]) -> StoredConsent:
     return StoredConsent(
         id=m["id"], citizen_ref=m["citizen_ref"], subject_ref=m["subject_ref"],
         subject_masked=m["subject_masked"], service_id=m["service_id"],
@@ -60,7 +60,7 @@ def _consent_row(consent: StoredConsent) -> dict[str, Any]:
     return values
 
 
-def preview_from_row(m: Mapping[str, Any]) -> StoredPreview:
+def preview_from_row(m: Mapping[Any, Any]) -> StoredPreview:
     return StoredPreview(
         id=m["id"], client_id=m["client_id"], citizen_ref=m["citizen_ref"],
         subject_masked=m["subject_masked"], proof_type=m["proof_type"], purpose=m["purpose"],

@@ -7,6 +7,7 @@ Create Date: 2026-11-28 22:07:50.344434
 
 import sqlalchemy as sa
 import sqlmodel
+import sqlmodel.sql.sqltypes  # the AutoString columns below (mypy sees the submodule)
 from alembic import op
 
 revision = '0001'
