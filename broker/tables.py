@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Boolean, Column, DateTime, Integer, LargeBinary, String, Table, false
 from sqlmodel import Field, SQLModel
 
-__all__ = ["BROKER_TABLES", "CONSENT", "IDEMPOTENCY", "JTI", "PREVIEW", "TRANSFER",
+from einmal.shared_state import bucket_table
+
+__all__ = ["BROKER_TABLES", "BUCKET", "CONSENT", "IDEMPOTENCY", "JTI", "PREVIEW", "TRANSFER",
            "AssertionJtiRow", "ConsentRow", "IdempotencyRow", "PreviewRow", "TransferRow",
            "as_utc"]
 
@@ -104,4 +106,6 @@ TRANSFER: Table = SQLModel.metadata.tables["broker_transfer"]
 JTI: Table = SQLModel.metadata.tables["broker_assertion_jti"]
 IDEMPOTENCY: Table = SQLModel.metadata.tables["broker_idempotency"]
 PREVIEW: Table = SQLModel.metadata.tables["broker_preview"]
-BROKER_TABLES = [CONSENT, TRANSFER, JTI, IDEMPOTENCY, PREVIEW]
+#: abuse limits shared by every broker process (einmal/shared_state.py)
+BUCKET: Table = bucket_table(SQLModel.metadata, "broker")
+BROKER_TABLES = [CONSENT, TRANSFER, JTI, IDEMPOTENCY, PREVIEW, BUCKET]

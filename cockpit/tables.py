@@ -15,7 +15,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-__all__ = ["CHECKPOINT", "CITIZEN_ENTRY", "CITIZEN_KEY", "COCKPIT_TABLES", "ENTRY", "LOG_STATE",
+from einmal.shared_state import bucket_table, kv_table
+
+__all__ = ["BUCKET", "CHECKPOINT", "CITIZEN_ENTRY", "CITIZEN_KEY", "COCKPIT_TABLES", "ENTRY", "KV", "LOG_STATE",
            "RELATION", "TREE_NODE", "CheckpointRow", "CitizenEntryRow", "CitizenKeyRow",
            "EntryRow", "LogStateRow", "RelationRow", "TreeNodeRow", "as_utc"]
 
@@ -112,7 +114,11 @@ CITIZEN_KEY: Table = SQLModel.metadata.tables["cockpit_citizen_key"]
 TREE_NODE: Table = SQLModel.metadata.tables["cockpit_tree_node"]
 CHECKPOINT: Table = SQLModel.metadata.tables["cockpit_checkpoint"]
 LOG_STATE: Table = SQLModel.metadata.tables["cockpit_log_state"]
-COCKPIT_TABLES = [ENTRY, CITIZEN_ENTRY, RELATION, TREE_NODE, CHECKPOINT, LOG_STATE, CITIZEN_KEY]
+#: web sessions and abuse limits shared by every cockpit process (einmal/shared_state.py)
+KV: Table = kv_table(SQLModel.metadata, "cockpit")
+BUCKET: Table = bucket_table(SQLModel.metadata, "cockpit")
+COCKPIT_TABLES = [ENTRY, CITIZEN_ENTRY, RELATION, TREE_NODE, CHECKPOINT, LOG_STATE, CITIZEN_KEY,
+                  KV, BUCKET]
 
 
 def as_utc(value: datetime) -> datetime:
