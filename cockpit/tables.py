@@ -18,8 +18,8 @@ from sqlmodel import Field, SQLModel
 from einmal.shared_state import bucket_table, kv_table
 
 __all__ = ["BUCKET", "CHECKPOINT", "CITIZEN_ENTRY", "CITIZEN_KEY", "COCKPIT_TABLES", "ENTRY", "KV",
-           "LOG_STATE", "RELATION", "TREE_NODE", "CheckpointRow", "CitizenEntryRow", "CitizenKeyRow",
-           "EntryRow", "LogStateRow", "RelationRow", "TreeNodeRow", "as_utc"]
+           "LOG_STATE", "RELATION", "TREE_NODE", "CheckpointRow", "CitizenEntryRow",
+           "CitizenKeyRow", "EntryRow", "LogStateRow", "RelationRow", "TreeNodeRow", "as_utc"]
 
 
 class EntryRow(SQLModel, table=True):
