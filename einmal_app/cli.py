@@ -26,7 +26,7 @@ from einmal.keys import (
 from einmal.logging import configure_logging
 from einmal.migrate import upgrade
 from einmal.settings import SettingsError, load_settings
-from einmal.store import create_engine
+from einmal.store import StoreError, create_engine
 from einmal_app.cli_policies import check
 from einmal_app.cli_witness import witness
 from einmal_app.scenario import run_scenario
@@ -264,7 +264,7 @@ def log_shred(before: str, data_dir: Path | None, database_url: str | None, yes:
 
     try:
         count = asyncio.run(run())
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, StoreError) as exc:
         msg = f"cannot shred: the store failed ({type(exc).__name__})"
         raise click.ClickException(msg) from exc
     click.echo(f"shredded {count} entries before {when.isoformat()}")
@@ -302,7 +302,7 @@ def db_upgrade(data_dir: Path | None, database_url: str | None, components: str)
     try:
         for line in asyncio.run(run()):
             click.echo(line)
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, StoreError, OSError) as exc:
         raise click.ClickException(f"cannot upgrade: {type(exc).__name__}: {exc}") from exc
 
 
@@ -367,7 +367,7 @@ def _rotate_master(settings: Any, batch: int) -> None:
 
     try:  # the store must be reachable before anything changes
         total = asyncio.run(count())
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, StoreError, OSError) as exc:
         raise failed(exc, "nothing changed; is the cockpit store migrated and reachable?") from exc
     # A run that was interrupted left its new key here: continue with it.
     new = load_or_create_secret(settings.keys_dir, "cockpit-master.next")
@@ -386,7 +386,7 @@ def _rotate_master(settings: Any, batch: int) -> None:
 
     try:
         rewrapped, already = asyncio.run(run())
-    except (SQLAlchemyError, OSError, VaultError) as exc:
+    except (SQLAlchemyError, StoreError, OSError, VaultError) as exc:
         raise failed(exc, "nothing swapped; the old master key still opens every key not yet "
                      "re-wrapped: run the command again") from exc
     os.replace(settings.keys_dir / "cockpit-master.next.key", current)
