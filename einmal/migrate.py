@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["SchemaError", "current_and_head", "ensure_schema", "upgrade"]
+__all__ = ["SchemaError", "current_and_head", "ensure_schema", "head", "upgrade"]
 
 
 class SchemaError(Exception):
@@ -33,6 +33,11 @@ def _config(component: str, connection: Connection | None = None) -> Config:
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def head(component: str) -> str | None:
+    """The newest migration of ``component`` this version of Einmal ships."""
+    return _head(component)
 
 
 def _head(component: str) -> str | None:
