@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from einmal.migrate import head
 from tests.conftest import free_port, reset_database
 
 EINMAL = [sys.executable, "-m", "einmal_app"]
