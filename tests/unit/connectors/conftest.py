@@ -1,9 +1,17 @@
-"""Fixtures of the connector tests: connectors against a mocked base URL (respx)."""
+"""Fixtures of the connector tests: connectors against a mocked base URL (respx).
+
+The connectors send through aiohttp in production (connectors/_http.py, decision 0029); here
+they get respx's router as their httpx transport, so every exchange a test names is mocked
+and an unnamed one fails the test (``assert_all_mocked``). The aiohttp send itself is tested
+on real sockets in test_http_transport.py.
+"""
 
 from collections.abc import AsyncIterator
 from datetime import date
 
+import httpx
 import pytest
+import respx
 
 from connectors import xpersonenstand as messages
 from connectors.factory import build_connectors
@@ -29,8 +37,10 @@ def birth_answer(*, parents: list[dict[str, str]] | None = None, **child_overrid
 
 
 @pytest.fixture(name="connectors")
-async def fx_connectors() -> AsyncIterator[dict[ProofType, Connector]]:
-    built = build_connectors(BASE, timeout_s=0.5, retries=2, backoff_s=0.0, clock=lambda: TODAY)
+async def fx_connectors(respx_mock: respx.MockRouter,
+                        ) -> AsyncIterator[dict[ProofType, Connector]]:
+    built = build_connectors(BASE, timeout_s=0.5, retries=2, backoff_s=0.0, clock=lambda: TODAY,
+                             transport=httpx.MockTransport(respx_mock.async_handler))
     yield built
     for connector in built.values():
         await connector.aclose()

@@ -1,12 +1,11 @@
 """The per-register bound on calls in flight (connectors/_http.py)."""
 
 import asyncio
-import contextlib
 
 import httpx
 import pytest
 
-from connectors._http import POOL_SHARDS, RegisterClient
+from connectors._http import RegisterClient
 from einmal.domain.registers import RegisterBusyError, RegisterUnavailableError
 
 
@@ -109,50 +108,3 @@ async def test_a_failed_call_gives_its_slot_back() -> None:
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
         RegisterClient(timeout_s=1, retries=0, max_concurrency=0)
-
-
-async def test_calls_rotate_over_several_small_pools_on_real_connections() -> None:
-    """Without a given transport the client keeps POOL_SHARDS pools and uses them in turn
-    (httpcore's pool costs more CPU per call the more calls it holds); every call still goes
-    through the per-register bound and comes back."""
-    seen: list[str] = []
-    writers: list[asyncio.StreamWriter] = []
-    finished: list[asyncio.StreamWriter] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(str(writer.get_extra_info("peername")[1]))
-        writers.append(writer)
-        try:
-            while (head := await reader.readuntil(b"\r\n\r\n")):
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length")), b"0"))
-                await reader.readexactly(length)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()  # the client closed its keep-alive connection
-        finally:
-            finished.append(writer)
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = RegisterClient(timeout_s=5, retries=0, max_concurrency=32)
-    try:
-        for _ in range(2 * POOL_SHARDS):  # one after another: each pool opens one connection
-            response = await client.request("GET", f"http://127.0.0.1:{port}/x", register="r")
-            assert response.status_code == 200
-        assert POOL_SHARDS > 1
-        assert len(seen) == POOL_SHARDS  # one keep-alive connection per pool, reused
-        assert client.in_flight("r") == 0
-    finally:
-        await client.aclose()
-        # close the server side before the loop ends (a writer collected after it warns)
-        for writer in writers:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
-        async with asyncio.timeout(5):  # every connection handler has returned
-            while len(finished) < len(writers):
-                await asyncio.sleep(0.01)

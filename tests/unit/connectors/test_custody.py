@@ -152,7 +152,8 @@ class TestCustodyConnector:
 async def test_the_clock_is_read_at_fetch_time(respx_mock) -> None:
     days = iter(["2026-01-01", "2026-01-02"])
     built = build_connectors(BASE, backoff_s=0.0,
-                             clock=lambda: date.fromisoformat(next(days)))
+                             clock=lambda: date.fromisoformat(next(days)),
+                             transport=httpx.MockTransport(respx_mock.async_handler))
     route = respx_mock.get(_url("HB")).mock(side_effect=[
         httpx.Response(200, json=_record("HB", as_of="2026-01-01")),
         httpx.Response(200, json=_record("HB", as_of="2026-01-02"))])
