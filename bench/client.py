@@ -13,8 +13,9 @@ Stacks:
   httpx          one ``httpx.AsyncClient`` (httpcore pool; the connectors before decision 0029)
   httpx-4pools   four clients used in turn (the connectors from 2026-11-29 to decision 0029)
   httpx-aiohttp  ``httpx.AsyncClient`` over ``httpx_aiohttp.AiohttpTransport`` (package)
-  httpx-ours     ``httpx.AsyncClient`` over ``connectors._http.AiohttpTransport``
-  register       ``connectors._http.RegisterClient`` as the broker builds it (slots, retries)
+  httpx-ours     ``httpx.AsyncClient`` over ``AiohttpTransport`` below (a lean transport of our own)
+  register       ``connectors._http.RegisterClient`` as the broker builds it (aiohttp, slots,
+                 retries; before decision 0029: four httpx pools)
   aiohttp        ``aiohttp.ClientSession`` alone (no httpx)
 """
 
@@ -35,12 +36,39 @@ import uvicorn
 from litestar import Litestar, Response, post
 
 from bench.run import ROOT, Server, free_port
-from connectors._http import AiohttpTransport, RegisterClient
+from connectors._http import RegisterClient
 
 STACKS = ["httpx", "httpx-4pools", "httpx-aiohttp", "httpx-ours", "register", "aiohttp"]
 ANSWER = (b'<?xml version="1.0" encoding="UTF-8"?>\n<antwort xmlns="urn:bench">'
           + b"<eintrag>" + b"x" * 280 + b"</eintrag></antwort>\n")
 BODY = b'<?xml version="1.0"?><anfrage><idnr>12345678901</idnr></anfrage>'
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """The leanest httpx transport on aiohttp we could write: the answer read whole, no
+    stream wrapper. Measured, not used: httpx's own request/response layer stays above it."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(skip_auto_headers=("User-Agent", "Accept",
+                                                                     "Accept-Encoding"))
+        timeout = request.extensions.get("timeout", {})
+        async with self._session.request(
+                request.method, str(request.url), headers=request.headers,
+                data=await request.aread() or None, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(connect=timeout.get("pool"),
+                                              sock_connect=timeout.get("connect"),
+                                              sock_read=timeout.get("read"))) as answer:
+            body = await answer.read()
+        return httpx.Response(answer.status, headers=answer.raw_headers, content=body,
+                              request=request)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 def answer_app() -> Litestar:
