@@ -143,6 +143,17 @@ class LogStore(Protocol):
         """The stored hashes of these nodes; ``TreeIntegrityError`` if any is missing."""
         ...
 
+    async def tree_nodes(self, level: int, start: int, end: int) -> list[bytes]:
+        """The stored hashes of the nodes ``(level, idx)`` with ``start <= idx < end``, in
+        index order, as many as are stored (the tree grows to the right: a prefix). The tile
+        API reads its tiles with this (cockpit/tiles.py)."""
+        ...
+
+    async def shredded_groups(self, *, tree_size: int, group: int) -> list[int]:
+        """The distinct ``index // group`` of the shredded entries with ``index < tree_size``,
+        ascending: which entry bundles of ``group`` entries can no longer be served."""
+        ...
+
     async def log_lines(self, *, after: int, tree_size: int, limit: int,
                         since: datetime | None = None, until: datetime | None = None,
                         service: str | None = None, register: str | None = None,
@@ -155,6 +166,24 @@ class LogStore(Protocol):
     async def shred(self, before: datetime) -> int:
         """Destroy leaf, view and readers of integrated entries that occurred before
         ``before``; the leaf hashes stay (every proof still verifies). Returns the count."""
+        ...
+
+    async def publish_checkpoint(self, *, tree_size: int, note: str, cosignatures: int,
+                                 now: datetime) -> bool:
+        """Keep a checkpoint cosigned by a quorum of witnesses (``note``: the signed note with
+        the cosignature lines) as published. The first one kept for a size stays: False if
+        one was kept for ``tree_size`` already."""
+        ...
+
+    async def published_checkpoint(self) -> tuple[int, str] | None:
+        """(tree size, cosigned note) of the largest published checkpoint, if any."""
+        ...
+
+    async def readable_entry(self, citizen_ref: str, transfer_id: str, *, since: datetime,
+                             ) -> tuple[int | None, bytes | None] | None:
+        """(log index or None until integrated, leaf or None once shredded) of an entry the
+        citizen may read - one of their feed (``EntryStore.feed``) that occurred at ``since``
+        or later - else None (no such entry, or not theirs: the same answer)."""
         ...
 
 
