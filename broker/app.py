@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -12,8 +13,11 @@ from broker.delivery import DeliveryWorker
 from broker.http import BrokerLimits, create_broker_router
 from broker.notary import Notary
 from broker.previews import PreviewDesk, preview_sweeper
+from broker.protocol import OutboxSeal, Pseudonyms
+from broker.retention import Retention, retention_sweeper
 from broker.service import BrokerService
 from broker.store import BrokerStore, open_store
+from broker.tables import BUCKET
 from einmal.citizen import CitizenAuth
 from einmal.domain.contract import CHANNEL_AUDIENCE
 from einmal.domain.policy import Policies
@@ -27,6 +31,7 @@ from einmal.keys import (
 )
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
+from einmal.shared_state import SharedRateLimiter
 from einmal.store import StoreError, create_engine, dispose
 from einmal.tokens import TokenIssuer, TokenVerifier
 
@@ -51,8 +56,12 @@ class BrokerComponent:
         channel_key = load_or_create_signing_key(keys_dir, "broker-channel")
         issuer = settings.broker_base_url
         self.engine = create_engine(settings.database_url_for("broker"))
-        #: the store's backend, chosen once here from the engine (broker/store/base.py)
-        self.store: BrokerStore = open_store(self.engine)
+        pseudonym_key = load_or_create_secret(keys_dir, "broker-pseudonym")
+        #: the store's backend, chosen once here from the engine (broker/store/base.py); it
+        #: seals the outbox's records with their own key (broker/protocol.py)
+        self.store: BrokerStore = open_store(self.engine, OutboxSeal(
+            key=load_or_create_secret(keys_dir, "broker-outbox"),
+            pseudonyms=Pseudonyms(pseudonym_key)))
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         self._registers_url = settings.registers_base_url
         #: shared with the service (not a copy): ``use_connector`` swaps one in place
@@ -64,7 +73,7 @@ class BrokerComponent:
             http=self._http, interval_s=settings.delivery_interval_s)
         self.notary = Notary(
             proof_key=proof_key, issuer=issuer,
-            pseudonym_key=load_or_create_secret(keys_dir, "broker-pseudonym"),
+            pseudonym_key=pseudonym_key,
             answer_key=load_or_create_secret(keys_dir, "broker-idempotency"),
             on_committed=self.delivery.notify)
         previews = PreviewDesk(
@@ -79,17 +88,25 @@ class BrokerComponent:
             notary=self.notary, previews=previews, access_tokens=access_tokens,
             token_endpoint=f"{issuer}/v1/token", allow_test_idnrs=settings.demo)
         self.sweeper = preview_sweeper(previews, interval_s=settings.preview_sweep_interval_s)
+        self.retention = Retention(self.store, clock=self.notary.clock)
+        #: None: the operator turned the sweeper off (`einmal broker shred` only)
+        self.retention_sweeper = (
+            retention_sweeper(self.retention, interval_s=settings.retention_sweep_interval_s)
+            if settings.retention_sweep_interval_s > 0 else None)
         # after `einmal keys rotate broker-token` the retired key is accepted until every
         # token it signed has expired (einmal/keys.py: accepted_public_keys)
         token_keys, retired_until = accepted_public_keys(
             keys_dir, "broker-token", lifetime_s=settings.access_token_ttl_s)
         service_tokens = TokenVerifier(keys=token_keys, not_after=retired_until,
                                        issuer=issuer, audience=BROKER_AUDIENCE)
+        # in the database, shared by every broker process, or in this one (decision 0032)
+        limiter = (partial(SharedRateLimiter, self.engine, BUCKET)
+                   if settings.shares_state("broker") else RateLimiter)
         limits = BrokerLimits(
-            service=RateLimiter(rate_per_s=settings.rate_limit_service_per_s,
-                                burst=settings.rate_limit_service_burst, what="service"),
-            token=RateLimiter(rate_per_s=settings.rate_limit_token_per_s,
-                              burst=settings.rate_limit_token_burst, what="client address"))
+            service=limiter(rate_per_s=settings.rate_limit_service_per_s,
+                            burst=settings.rate_limit_service_burst, what="service"),
+            token=limiter(rate_per_s=settings.rate_limit_token_per_s,
+                          burst=settings.rate_limit_token_burst, what="client address"))
         self.router: Router = create_broker_router(
             broker=self.service, service_tokens=service_tokens, citizens=citizens, limits=limits,
             # the first key signs; retired keys stay published so older proofs still verify
@@ -142,11 +159,19 @@ class BrokerComponent:
 
     async def start(self) -> None:
         await self.store.create_schema()
+        # rows from before migration 0004 are sealed before the outbox delivers (it opens
+        # only sealed records)
+        await self.retention.seal_legacy()
         self.delivery.start()
         self.sweeper.start()
+        if self.retention_sweeper is not None:
+            self.retention_sweeper.start()
+            self.retention_sweeper.notify()  # the first sweep now, not an interval from now
         log.info("broker.started")
 
     async def stop(self) -> None:
+        if self.retention_sweeper is not None:
+            await self.retention_sweeper.stop()
         await self.sweeper.stop()
         await self.store.aclose()
         await self.delivery.stop()

@@ -69,7 +69,7 @@ _TOKEN_FORM = {
       operation_class=with_request_body(_TOKEN_FORM, "application/x-www-form-urlencoded"))
 async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                 limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
-    limits.token.check(request.client.host if request.client else "unknown")
+    await limits.token.take(request.client.host if request.client else "unknown")
     if request.headers.get("content-type", "").split(";")[0].strip() != \
             "application/x-www-form-urlencoded":
         raise ProblemError("invalid-request", "Send the token request form-encoded.",
@@ -87,7 +87,7 @@ async def proof_request(request: Request[Any, Any, Any],
                         proof_path: NamedDependency[ProofPath]) -> Response[bytes]:
     broker, limits = proof_path.broker, proof_path.limits
     claims = proof_path.service_tokens.verify(bearer_token(request))
-    limits.service.check(claims["sub"])
+    await limits.service.take(claims["sub"])
     raw = await request.body()
     body = decode_body(raw, ProofRequestIn)
     # Bounded, printable identifiers only: these strings are written into the transfer record
@@ -154,6 +154,6 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
             "service_tokens": Provide(lambda: service_tokens, use_cache=True,
                                       sync_to_thread=False),
             "proof_path": Provide(lambda: proof_path, use_cache=True, sync_to_thread=False),
-            "citizen": Provide(citizens.dependency(), sync_to_thread=False),
+            "citizen": Provide(citizens.dependency()),
         },
     )

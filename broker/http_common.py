@@ -12,7 +12,7 @@ from litestar import Request, Response
 
 from broker.previews import PREVIEW_REQUIRED
 from einmal.problems import ProblemError, problem_response
-from einmal.ratelimit import RateLimiter
+from einmal.ratelimit import Limiter
 
 __all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "decode_body", "json_response", "proof_answer",
            "store_unavailable"]
@@ -84,8 +84,8 @@ def decode_body(raw: bytes, type_: type[Any]) -> Any:
 class BrokerLimits:
     """Token buckets: per service on proof requests, per client address on the token endpoint."""
 
-    service: RateLimiter
-    token: RateLimiter
+    service: Limiter
+    token: Limiter
 
 
 def json_response(content: Any, status: int = 200) -> Response[bytes]:

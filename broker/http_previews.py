@@ -41,7 +41,7 @@ async def proof_request_status(request_id: FromPath[str], request: Request[Any, 
                                service_tokens: NamedDependency[TokenVerifier],
                                limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
     claims = service_tokens.verify(bearer_token(request))
-    limits.service.check(claims["sub"])
+    await limits.service.take(claims["sub"])
     return proof_answer(await broker.previews.status(
         claims["sub"], _request_id(request_id, "proof request")))
 

@@ -7,8 +7,10 @@ from litestar import Router
 
 from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
+from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
 from cockpit.service import CockpitService
 from cockpit.store import open_store
+from cockpit.tables import KV
 from cockpit.vault import CitizenVault
 from cockpit.web import WebView, create_web_router
 from einmal.citizen import CitizenAuth
@@ -20,6 +22,7 @@ from einmal.keys import (
     retired_public_jwks,
 )
 from einmal.settings import Settings
+from einmal.shared_state import SqlStore
 from einmal.store import StoreError, create_engine, dispose
 
 __all__ = ["CockpitComponent"]
@@ -31,7 +34,9 @@ class CockpitComponent:
     name = "cockpit"
 
     def __init__(self, settings: Settings, *, citizens: CitizenAuth,
-                 policies: Policies) -> None:
+                 policies: Policies, witnesses: WitnessPolicy | None = None) -> None:
+        """``witnesses``: who cosigns the log's checkpoints (None: as the settings say,
+        ``log_witnesses`` and ``log_witness_quorum``)."""
         if (settings.keys_dir / "cockpit-master.next.key").exists():
             # some citizen keys may be wrapped with the new master key already
             msg = ("a cockpit master key rotation is unfinished: run `einmal keys rotate "
@@ -42,11 +47,15 @@ class CockpitComponent:
                             if settings.read_database_url else None)
         #: the store's backend, chosen once here from the engine (cockpit/store/base.py)
         self.store = open_store(self.engine, read_engine=self.read_engine)
+        if witnesses is None:
+            witnesses = load_witness_policy(settings.log_witnesses, settings.log_witness_quorum)
         self.log = TransferLog(store=self.store,
                                key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"),
                                origin=settings.log_origin_line,
                                retention_days=settings.log_retention_days,
-                               retired_keys=retired_public_jwks(settings.keys_dir, "cockpit-log"))
+                               retired_keys=retired_public_jwks(settings.keys_dir, "cockpit-log"),
+                               witnesses=witnesses,
+                               witness_timeout_s=settings.log_witness_timeout_s)
         self.service = CockpitService(
             store=self.store,
             pseudonym_key=load_or_create_secret(settings.keys_dir, "cockpit-pseudonym"),
@@ -57,7 +66,10 @@ class CockpitComponent:
         api = create_cockpit_router(
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
             auditors=AuditorAuth(keys_file=settings.auditor_keys))
-        self.web = WebView(settings, policies=policies)
+        # web sessions in the database, shared by every cockpit process, or in this one
+        # (decision 0032; sealed with a key only the browser's cookie carries)
+        self.web = WebView(settings, policies=policies, session_store=(
+            SqlStore(self.engine, KV) if settings.shares_state("cockpit") else None))
         #: the app's template engine (the web view's Jinja2 templates)
         self.template_config = self.web.templates
         self.router: Router = Router(path="/", route_handlers=[api, create_web_router(self.web)])
@@ -73,9 +85,14 @@ class CockpitComponent:
     async def health(self) -> dict[str, Any]:
         try:
             size, pending = await self.log.status()
+            witnesses = await self.log.witness_status()
         except StoreError as exc:
             return {"cockpit_store": f"error: {type(exc).__name__}"}
-        return {"cockpit_store": "ok", "log_tree_size": size, "log_pending": pending}
+        checks: dict[str, Any] = {"cockpit_store": "ok", "log_tree_size": size,
+                                  "log_pending": pending}
+        if witnesses is not None:  # e.g. "error: 0 of 1 cosigned (quorum 1), published ..."
+            checks["log_witnesses"] = witnesses
+        return checks
 
     async def prepare(self) -> None:
         """Before serving (own event loop): migrate a fresh store or refuse a stale one."""

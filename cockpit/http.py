@@ -2,6 +2,7 @@
 service or the log, and map the cockpit's errors to problem details - in one table,
 ``PROBLEMS``."""
 
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from cockpit.errors import (
     TreeIntegrityError,
 )
 from cockpit.log import TransferLog
-from cockpit.service import CockpitService
+from cockpit.service import VISIBLE_FOR, CockpitService
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
 from einmal.keys import load_public_keys, retirement_deadlines
@@ -32,9 +33,10 @@ from einmal.openapi import inline_schema, problems, with_request_body
 from einmal.problems import ProblemError, problem_response
 from einmal.store import StoreError
 from einmal.tokens import TokenVerifier, bearer_token
+from einmal_client.receipt import RECEIPT_SUFFIX
 
 __all__ = ["AUDIT_AUDIENCE", "EXCEPTION_HANDLERS", "PROBLEMS", "AuditorAuth", "ChannelAuth",
-           "create_cockpit_router", "problem_for"]
+           "WitnessList", "WitnessView", "create_cockpit_router", "problem_for"]
 
 AUDIT_AUDIENCE = "einmal-audit"
 #: A backlog is delivered in batches of up to 200 records (~1 KB each) after an outage: the
@@ -46,6 +48,22 @@ _NDJSON = "application/x-ndjson"
 
 _json = msgspec.json.Encoder()
 log = structlog.get_logger()
+#: transfer ids as the broker makes them (UUIDs); anything else is no transfer of anyone's
+_TRANSFER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+class WitnessView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    #: C2SP signed-note verifier key, signature type 0x04 (cosignature/v1)
+    vkey: str
+    #: the witness takes add-checkpoint requests at ``<url>/add-checkpoint``
+    url: str
+
+
+class WitnessList(msgspec.Struct, frozen=True, kw_only=True):
+    #: cosignatures a checkpoint needs before it is published
+    quorum: int
+    witnesses: list[WitnessView]
 _batch = msgspec.json.Decoder(TransferBatch)
 
 _STORE_DETAIL = "The cockpit store is unavailable."
@@ -193,6 +211,14 @@ async def consistency_proof(transfer_log: NamedDependency[TransferLog],
                     media_type="application/json")
 
 
+@get("/v1/log/witnesses", summary="The log's witnesses and how many must cosign a checkpoint",
+     tags=["transfer log"])
+async def witnesses(transfer_log: NamedDependency[TransferLog]) -> WitnessList:
+    policy = transfer_log.witnesses
+    return WitnessList(quorum=policy.quorum, witnesses=[
+        WitnessView(name=w.name, vkey=w.vkey, url=w.url) for w in policy.witnesses])
+
+
 @get("/v1/audit/export", summary="Export the log for offline verification (NDJSON)",
      tags=["auditors"], media_type=_NDJSON, responses=problems(400, 401))
 async def audit_export(request: Request[Any, Any, Any],
@@ -239,16 +265,34 @@ async def my_transfers(cockpit: NamedDependency[CockpitService],
                     headers={"cache-control": "no-store"})
 
 
+@get("/v1/me/transfers/{transfer_id:str}/receipt",
+     summary="My receipt of a transfer: entry, inclusion proof, cosigned checkpoint "
+             "(C2SP tlog-proof)",
+     tags=["citizens"], media_type=_TEXT, responses=problems(401, 404, 429))
+async def my_receipt(cockpit: NamedDependency[CockpitService],
+                     citizen: NamedDependency[Citizen], transfer_log: NamedDependency[TransferLog],
+                     transfer_id: FromPath[str]) -> Response[str]:
+    if not _TRANSFER_ID.fullmatch(transfer_id):
+        msg = "No such transfer among yours."
+        raise NotFoundError(msg)
+    receipt = await transfer_log.receipt(cockpit.pseudonym(citizen.idnr), transfer_id,
+                                         visible_for=VISIBLE_FOR)
+    filename = f"einmal-receipt-{transfer_id}{RECEIPT_SUFFIX}"
+    return Response(content=receipt, media_type=_TEXT, headers={
+        "cache-control": "no-store",
+        "content-disposition": f'attachment; filename="{filename}"'})
+
+
 def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
                           channel: ChannelAuth, transfer_log: TransferLog,
                           auditors: AuditorAuth) -> Router:
     return Router(path="/", route_handlers=[
-        ingest, my_transfers, checkpoint, verifier_key, inclusion_proof, consistency_proof,
-        log_entry, verifier_keys,
-        audit_export], exception_handlers=EXCEPTION_HANDLERS, dependencies={
+        ingest, my_transfers, my_receipt, checkpoint, verifier_key, inclusion_proof,
+        consistency_proof, log_entry, verifier_keys, witnesses, audit_export],
+        exception_handlers=EXCEPTION_HANDLERS, dependencies={
         "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
         "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),
         "cockpit": Provide(lambda: cockpit, use_cache=True, sync_to_thread=False),
         "channel": Provide(lambda: channel, use_cache=True, sync_to_thread=False),
-        "citizen": Provide(citizens.dependency(), sync_to_thread=False),
+        "citizen": Provide(citizens.dependency()),
     })

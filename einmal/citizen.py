@@ -14,7 +14,7 @@ Two kinds, told apart by their (unverified) ``iss`` and each verified with its o
 import base64
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from litestar import Request
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.keys import SigningKey, load_public_keys, retirement_deadlines
 from einmal.problems import ProblemError
-from einmal.ratelimit import RateLimiter
+from einmal.ratelimit import Limiter
 from einmal.tokens import TokenIssuer, TokenVerifier, bearer_token
 
 __all__ = ["CITIZEN_AUDIENCE", "WEB_ISSUER", "WEB_KEY_NAME", "WEB_TOKEN_TTL_S", "Citizen",
@@ -127,10 +127,11 @@ class CitizenAuth:
     ``web_keys_file``: the cockpit web view's public key file; None: web tokens are refused."""
 
     def __init__(self, *, issuer: str, keys_file: Path | None, allow_test_idnrs: bool,
-                 idnr_claim: str = "idnr", limiter: RateLimiter | None = None,
+                 idnr_claim: str = "idnr", limiter: Limiter | None = None,
                  keys_url: str | None = None, audience: str = CITIZEN_AUDIENCE,
                  web_keys_file: Path | None = None) -> None:
-        self._limiter = limiter
+        #: the citizen's abuse limit (None: off); the composition root may swap in a shared one
+        self.limiter = limiter
         self._issuer = issuer
         self._keys_file = keys_file
         self._keys_url = keys_url
@@ -197,9 +198,15 @@ class CitizenAuth:
             citizen = Citizen(idnr=validate_idnr(str(idnr), allow_test=self._allow_test))
         except InvalidIdNrError as exc:
             raise ProblemError("unauthenticated", "The citizen token names no valid IdNr.") from exc
-        if self._limiter is not None:
-            self._limiter.check(citizen.idnr)
         return citizen
 
-    def dependency(self) -> Callable[[Request[Any, Any, Any]], Citizen]:
-        return self.citizen
+    def dependency(self) -> Callable[[Request[Any, Any, Any]], Awaitable[Citizen]]:
+        """The request dependency: the verified citizen, after one token of their limit."""
+
+        async def citizen(request: Request[Any, Any, Any]) -> Citizen:
+            verified = self.citizen(request)
+            if self.limiter is not None:
+                await self.limiter.take(verified.idnr)
+            return verified
+
+        return citizen

@@ -1,21 +1,32 @@
-"""Abuse limits: token buckets per actor (service, citizen, client address), in process.
+"""Abuse limits: token buckets per actor (service, citizen, client address).
 
-Each process enforces its own buckets; with N processes behind a balancer the effective limit is
-up to N times higher (documented in docs/threat-model.md). Answers 429 problem+json with
-``Retry-After``.
+``Limiter`` is what the HTTP layers call (``await limiter.take(actor)``). Two implementations:
+``RateLimiter`` here keeps the buckets in this process (the embedded default: one process);
+``einmal.shared_state.SharedRateLimiter`` keeps them in the component's database, so that N
+processes behind a balancer allow the limit once, not N times (decision 0032). Both answer
+429 problem+json with ``Retry-After``.
 """
 
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from einmal.problems import ProblemError
 
-__all__ = ["RateLimiter"]
+__all__ = ["Limiter", "RateLimiter"]
+
+
+class Limiter(Protocol):
+    async def take(self, actor: str) -> None:
+        """Take one token for ``actor`` or raise the 429 ``rate-limited`` problem."""
+        ...
 
 
 class RateLimiter:
+    """Token buckets in this process (``Limiter``)."""
+
     def __init__(self, *, rate_per_s: float, burst: float, what: str,
                  clock: Callable[[], float] = time.monotonic, max_actors: int = 100_000) -> None:
         self._rate = rate_per_s
@@ -24,6 +35,9 @@ class RateLimiter:
         self._clock = clock
         self._max = max_actors
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    async def take(self, actor: str) -> None:
+        self.check(actor)
 
     def check(self, actor: str) -> None:
         """Take one token for ``actor`` or raise a 429 problem."""

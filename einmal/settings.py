@@ -58,9 +58,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: The transfer log's origin line (its permanent name) and retention.
     log_origin: str | None = None
     log_retention_days: int = 730
+    #: The log's witnesses (C2SP tlog-witness): a JSON list of {"name", "vkey", "url"} or the
+    #: path of a file holding one; None: no witnesses (decision 0030).
+    log_witnesses: str | None = None
+    #: Cosignatures a checkpoint needs before it is published; None: every witness's.
+    log_witness_quorum: int | None = None
+    #: How long one cosigning round waits for each witness.
+    log_witness_timeout_s: float = 5.0
     #: Auditors' public keys (JWK set). In demo mode the demo auditor's key is written there.
     auditor_keys_file: Path | None = None
-    #: Abuse limits per process (token buckets): requests per second and burst; 0 = off.
+    #: Where web sessions and abuse limits live (decision 0032): "database" - in the component's
+    #: database, shared by every process using it (needed behind a round-robin proxy);
+    #: "memory" - in this process only; "auto" - database on PostgreSQL, memory on SQLite
+    #: (the embedded default: one process).
+    shared_state: Literal["auto", "database", "memory"] = "auto"
+    #: Abuse limits (token buckets): requests per second and burst; 0 = off.
     rate_limit_service_per_s: float = 1000.0
     rate_limit_service_burst: float = 2000.0
     rate_limit_citizen_per_s: float = 20.0
@@ -84,6 +96,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: released, for the service to collect it) before it is destroyed; sweeper period.
     preview_ttl_s: int = 900
     preview_sweep_interval_s: float = 30.0
+    #: Broker retention (broker/retention.py, docs/retention.md): how often the sweeper
+    #: applies the rules; 0 = never by itself (then `einmal broker shred` only).
+    retention_sweep_interval_s: float = 3600.0
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -122,6 +137,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    def shares_state(self, component: str) -> bool:
+        """Do this component's sessions and limits live in its database (``shared_state``)?"""
+        if self.shared_state == "auto":
+            return not self.database_url_for(component).startswith("sqlite")
+        return self.shared_state == "database"
 
     def database_url_for(self, component: str, *, read: bool = False) -> str:
         """The SQLAlchemy async URL of one component's store (``read``: the replica, if any)."""

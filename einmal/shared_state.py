@@ -169,9 +169,10 @@ RETURNING tokens, allowed
 class SharedRateLimiter:
     """A token bucket per actor, shared by every process using the same database.
 
-    ``await check(actor)`` takes one token or raises the 429 ``rate-limited`` problem with
-    ``Retry-After``, like the in-process ``einmal.ratelimit.RateLimiter``. A store failure is
-    a ``StoreError`` (the caller decides; the HTTP layer answers 503).
+    ``await take(actor)`` takes one token or raises the 429 ``rate-limited`` problem with
+    ``Retry-After``, like the in-process ``einmal.ratelimit.RateLimiter`` (both are
+    ``einmal.ratelimit.Limiter``). A store failure is a ``StoreError`` (the HTTP layer answers
+    503).
     """
 
     def __init__(self, engine: AsyncEngine, table: Table, *, rate_per_s: float, burst: float,
@@ -188,7 +189,7 @@ class SharedRateLimiter:
                   f"{greatest}(0, :now - {table.name}.updated) * :rate)")
         self._sql = text(_TAKE.format(table=table.name, refill=refill, greatest=greatest))
 
-    async def check(self, actor: str) -> None:
+    async def take(self, actor: str) -> None:
         if self._rate <= 0:
             return
         params = {"key": f"{self._what}:{actor}"[:255], "burst": float(self._burst),

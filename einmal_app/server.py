@@ -13,7 +13,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from broker.app import BrokerComponent
+from broker.tables import BUCKET as BROKER_BUCKET
 from cockpit.app import CockpitComponent
+from cockpit.tables import BUCKET as COCKPIT_BUCKET
 from cockpit.web.errors import error_page
 from cockpit.web.security import header_dict
 from connectors.factory import build_connectors
@@ -29,6 +31,7 @@ from einmal.ops import OpsAuth, ops_token
 from einmal.problems import ProblemError, exception_handlers
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
+from einmal.shared_state import SharedRateLimiter
 from einmal_app.demo import DEMO_IDP_KEY, DemoComponent
 from policies import DOCUMENTS_DIR, load_policies
 
@@ -174,7 +177,21 @@ def build_components(settings: Settings) -> list[Any]:
     if "cockpit" in settings.components:
         assert policy_set is not None  # noqa: S101 - loaded above for a cockpit
         components.append(CockpitComponent(settings, citizens=citizens, policies=policy_set))
+    _share_citizen_limit(settings, citizens, components)
     return components
+
+
+def _share_citizen_limit(settings: Settings, citizens: CitizenAuth, components: list[Any],
+                         ) -> None:
+    """With shared state (decision 0032) the citizen's limit lives in the database of the
+    first component that verifies citizens, so every process counts against one bucket."""
+    for component, bucket in (("broker", BROKER_BUCKET), ("cockpit", COCKPIT_BUCKET)):
+        owner = next((c for c in components if c.name == component), None)
+        if owner is not None and settings.shares_state(component):
+            citizens.limiter = SharedRateLimiter(
+                owner.engine, bucket, rate_per_s=settings.rate_limit_citizen_per_s,
+                burst=settings.rate_limit_citizen_burst, what="citizen")
+            return
 
 
 async def prepare_stores(components: list[Any]) -> None:

@@ -21,6 +21,7 @@ from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
+from litestar.stores.base import Store
 from litestar.template.config import TemplateConfig
 
 from cockpit.web.api import ApiClient, ApiError
@@ -95,7 +96,8 @@ class WebView:
     """The citizen web view of the cockpit, wired once at start-up."""
 
     def __init__(self, settings: Settings, *, policies: Any,
-                 http: httpx.AsyncClient | None = None) -> None:
+                 http: httpx.AsyncClient | None = None,
+                 session_store: Store | None = None) -> None:
 
         self.settings = settings
         self.demo = settings.demo
@@ -107,6 +109,7 @@ class WebView:
             secret=load_or_create_secret(settings.keys_dir, "cockpit-web-session"),
             idle_s=settings.web_session_idle_s, max_s=settings.web_session_max_s,
             secure=not _is_loopback(self.public_url) or self.public_url.startswith("https:"),
+            store=session_store,
             tokens=WebTokenMinter(  # the web view's own API tokens (decision 0027)
                 key=load_or_create_signing_key(settings.keys_dir, WEB_KEY_NAME),
                 audience=settings.citizen_audience))

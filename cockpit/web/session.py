@@ -10,6 +10,11 @@ it (``einmal.citizen.WebTokenMinter``: bound to the session, a few minutes long,
 the session's end); ``load`` mints a new one when less than a minute is left. The identity
 provider's tokens are not kept.
 CSRF: every form carries ``HMAC(secret, session id)``; POSTs without the right one are refused.
+Shared store (several cockpit processes, decision 0032): the store may be a database table
+(``einmal.shared_state.SqlStore``). It never holds the session id nor a readable session: an
+entry is keyed by ``HMAC(secret, id)`` and sealed with AES-256-GCM under a key derived from the
+id (HKDF-SHA256), which only the browser's cookie carries. A copy of the table reveals no IdNr
+and no token, and cannot be turned into a session.
 """
 
 import hashlib
@@ -20,6 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from litestar import Request
 from litestar.datastructures import Cookie
 from litestar.stores.base import Store
@@ -103,13 +112,13 @@ class SessionManager:
         session_id = self.cookie_id(request)
         if session_id is None:
             return None
-        raw = await self.store.get(_PREFIX + session_id)
-        if raw is None:
+        raw = await self.store.get(self._key(session_id))
+        session = self._open(session_id, raw) if raw is not None else None
+        if session is None:
             return None
-        session = _decode(raw)
         now = self.clock()
         if now - session.last_seen >= self.idle_s or (session.ends_at and now >= session.ends_at):
-            await self.store.delete(_PREFIX + session_id)
+            await self.store.delete(self._key(session_id))
             return None
         session.last_seen = now
         if session.logged_in and session.access_token_expires - now < _RENEW_BEFORE_S:
@@ -118,7 +127,34 @@ class SessionManager:
         return session
 
     async def save(self, session: WebSession) -> None:
-        await self.store.set(_PREFIX + session.id, _encode(session), expires_in=self.idle_s)
+        await self.store.set(self._key(session.id), self._seal(session), expires_in=self.idle_s)
+
+    # -- sealed entries ----------------------------------------------------------------------
+    def _key(self, session_id: str) -> str:
+        """The store key: ``HMAC(secret, id)``, so the store never holds a usable session id."""
+        digest = hmac.new(self._secret, b"key|" + session_id.encode(), hashlib.sha256)
+        return _PREFIX + digest.hexdigest()
+
+    @staticmethod
+    def _cipher(session_id: str) -> AESGCM:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"einmal web session v1").derive(session_id.encode())
+        return AESGCM(key)
+
+    def _seal(self, session: WebSession) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._cipher(session.id).encrypt(nonce, _encode(session),
+                                                        self._key(session.id).encode())
+
+    def _open(self, session_id: str, raw: bytes) -> WebSession | None:
+        """The session, or None when the entry does not open under this id (never raises)."""
+        try:
+            plain = self._cipher(session_id).decrypt(raw[:12], raw[12:],
+                                                     self._key(session_id).encode())
+            session = _decode(plain)
+        except (InvalidTag, ValueError, msgspec.DecodeError):
+            return None
+        return session if session.id == session_id else None
 
     async def new(self, **values: Any) -> WebSession:
         session = await self._fresh(**values)
@@ -152,7 +188,7 @@ class SessionManager:
             session.idnr, session.id, now=now, not_after=ends)
 
     async def delete(self, session_id: str) -> None:
-        await self.store.delete(_PREFIX + session_id)
+        await self.store.delete(self._key(session_id))
 
     def expires_at(self, session: WebSession) -> float:
         """When the session ends if the citizen does nothing (shown as the session timer)."""

@@ -1,9 +1,9 @@
 """The citizen web view end to end: real OIDC login through the demo IdP over real HTTP,
 then the pages as a browser without JavaScript sees them (forms, links, redirects)."""
 
+import asyncio
 import base64
 import hashlib
-import json
 import re
 import time
 import zlib
@@ -515,14 +515,21 @@ class TestDemoIdp:
 
 
 def test_citizen_token_from_oidc_works_with_the_apis(world: World) -> None:
-    """The access token the web view got is what the broker and cockpit APIs accept."""
+    """The access token the web view holds for a session is what the broker and cockpit APIs
+    accept; the store holds it sealed (decision 0032): read back with the browser's cookie."""
     sessions = world.live.component("cockpit").web.sessions
     browser = world.browser()
     browser.login(world.anna["idnr"])
-    raw = sessions.store._store  # MemoryStore internals: read-only peek in a test
-    assert raw
-    tokens = [json.loads(v.data)["access_token"] for v in raw.values()
-              if json.loads(v.data).get("idnr") == world.anna["idnr"]]
+    cookie = browser.session_cookie
+    assert cookie
+    future = asyncio.run_coroutine_threadsafe(sessions.store.get(sessions._key(cookie)),
+                                              world.live.loop)
+    raw = future.result(timeout=10)
+    assert raw is not None
+    assert world.anna["idnr"].encode() not in raw  # sealed at rest
+    session = sessions._open(cookie, raw)
+    assert session is not None and session.idnr == world.anna["idnr"]
+    assert sessions._open("another-session-id", raw) is None  # only this cookie opens it
     response = world.demo.http.get("/v1/me/transfers",
-                                   headers={"authorization": f"Bearer {tokens[-1]}"})
+                                   headers={"authorization": f"Bearer {session.access_token}"})
     assert response.status_code == 200

@@ -104,7 +104,7 @@ class TestSharedRateLimiter:
 
         async def take(limiter: SharedRateLimiter) -> None:
             try:
-                await limiter.check("svc")
+                await limiter.take("svc")
                 outcomes.append(True)
             except ProblemError as exc:
                 assert exc.status == 429
@@ -125,13 +125,13 @@ class TestSharedRateLimiter:
         clock = Clock()
         limiter = SharedRateLimiter(first, bucket, rate_per_s=1, burst=1, what="citizen",
                                     clock=clock)
-        await limiter.check("anna")
-        await limiter.check("bertha")
+        await limiter.take("anna")
+        await limiter.take("bertha")
         with pytest.raises(ProblemError):
-            await limiter.check("anna")
+            await limiter.take("anna")
         off = SharedRateLimiter(first, bucket, rate_per_s=0, burst=0, what="citizen")
         for _ in range(3):
-            await off.check("anna")
+            await off.take("anna")
         clock.now += 7200
         await limiter.forget_idle(3600)
-        await limiter.check("anna")  # a fresh, full bucket
+        await limiter.take("anna")  # a fresh, full bucket
