@@ -2,8 +2,6 @@
 the clock, keyed pseudonyms, transfer records and their report to the outbox and the metrics,
 the signed proof, and the sealed Idempotency-Key answer. Pure of storage and HTTP."""
 
-import hashlib
-import hmac
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -14,6 +12,7 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from broker.protocol import Pseudonyms
 from einmal.domain.policy import Permission, PolicyDocument
 from einmal.domain.registers import ProofData
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
@@ -65,7 +64,7 @@ class Notary:
                  ) -> None:
         self._proof_key = proof_key
         self._issuer = issuer
-        self._pseudonym_key = pseudonym_key
+        self._pseudonyms = Pseudonyms(pseudonym_key)
         self._answers = AESGCM(answer_key)
         self.clock = clock
         self._on_committed = on_committed
@@ -81,7 +80,7 @@ class Notary:
 
     def pseudonym(self, idnr: str) -> str:
         """The citizen's keyed pseudonym (HMAC-SHA256): what the store keeps instead."""
-        return hmac.new(self._pseudonym_key, idnr.encode(), hashlib.sha256).hexdigest()
+        return self._pseudonyms(idnr)
 
     def service_ref(self, document: PolicyDocument) -> ServiceRef:
         """The service as transfer records name it (built once per policy document)."""

@@ -2,7 +2,18 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, LargeBinary, String, Table, false
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from einmal.shared_state import bucket_table
@@ -43,14 +54,24 @@ class ConsentRow(SQLModel, table=True):
 
 
 class TransferRow(SQLModel, table=True):
-    """The transfer record, committed before a proof is released; also the delivery outbox."""
+    """The transfer record, committed before a proof is released; also the delivery outbox
+    and the broker's protocol (broker/protocol.py, decision 0031)."""
 
     __tablename__ = "broker_transfer"
+    __table_args__ = (
+        # rows written before migration 0004 (plain record, no protocol entry) until they are
+        # sealed: a partial index, empty once they are (broker/retention.py: seal_legacy)
+        Index("ix_broker_transfer_unsealed", "seq", sqlite_where=text("protocol IS NULL"),
+              postgresql_where=text("protocol IS NULL")),
+    )
 
     seq: int | None = Field(default=None, primary_key=True)
     id: str = Field(sa_column=Column(String(36), nullable=False, unique=True))
     created_at: datetime = Field(sa_column=_ts())
-    record: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    #: the TransferRecord JSON (IdNrs) sealed with the outbox key; NULL once delivered
+    record: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    #: the protocol entry (keyed pseudonyms, no IdNr); NULL only in rows from before 0004
+    protocol: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
     attempts: int = 0
 

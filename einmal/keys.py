@@ -1,4 +1,5 @@
-"""Key files: Ed25519 keys as JWK JSON in ``<data-dir>/keys``, private files mode 0600.
+"""Key files: Ed25519 keys as JWK JSON in ``<data-dir>/keys``, private files mode 0600, and
+folders owner-only (0700: ``private_dir``, also for the data dir and the SQLite files' folder).
 
 The only place that reads or writes key material on disk.
 """
@@ -8,6 +9,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 __all__ = ["ROLLOVER_S", "SigningKey", "accepted_public_keys", "load_or_create_secret",
-           "load_or_create_signing_key", "load_or_create_token", "load_public_keys", "private_jwk",
+           "load_or_create_signing_key", "load_or_create_token", "load_public_keys", "private_dir",
+           "private_jwk",
            "public_jwk", "public_key_from_jwk", "retired_public_jwks", "retirement_deadlines",
            "rotate_signing_key"]
 
@@ -66,8 +69,26 @@ class SigningKey:
         return public_jwk(self.private_key.public_key(), self.kid)
 
 
+def private_dir(path: Path) -> None:
+    """Create the folder ``path`` and its missing parents owner-only (0700). An existing
+    ``path`` of ours loses any group and other permissions (a data dir from an older version);
+    a parent that exists is left as it is."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
+    if not missing:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077 and path.stat().st_uid == os.getuid():
+            path.chmod(mode & 0o700)
+
+
 def _write_private(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(content)

@@ -1,7 +1,8 @@
 """Database engines: SQLite (WAL, durable commits) by default, PostgreSQL for scale-out; and the
 machinery every component's store is built from.
 
-* ``create_engine`` / ``dispose``: the engines (SQLite pragmas, PostgreSQL pool).
+* ``create_engine`` / ``dispose``: the engines (SQLite pragmas, PostgreSQL pool); a SQLite
+  file and its folder are owner-only (0600, 0700), and so are its -wal and -shm files.
 * ``transaction``: one SQLAlchemy transaction, writes serialised on SQLite (``writer``).
 * ``SqliteWriter``: the hot write transactions on SQLite in plain SQL (decision 0024).
 * ``GroupCommit``: concurrent writes committed together, one transaction for a batch.
@@ -14,19 +15,25 @@ Errors (the driver's error always chained, ``raise ... from exc``):
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import stat
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from einmal.keys import private_dir
+
 __all__ = ["DuplicateKeyError", "GroupCommit", "SqliteWriter", "StoreError", "create_engine",
-           "dispose", "insert_rows", "sqlite_time", "sqlite_writer", "transaction", "writer"]
+           "dispose", "insert_rows", "private_sqlite_file", "sqlite_time", "sqlite_writer",
+           "transaction", "writer"]
 
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 _WRITERS: "weakref.WeakKeyDictionary[Any, SqliteWriter]" = weakref.WeakKeyDictionary()
@@ -64,8 +71,45 @@ def _sqlite_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
         dbapi_connection.rollback()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None in memory (or a ``file:`` URI)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _owner_only(path: Path) -> None:
+    """A file of ours loses any group and other permissions."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(found.st_mode)
+    if mode & 0o077 and found.st_uid == os.getuid():
+        path.chmod(mode & 0o700)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file ``path`` empty and owner-only (0600) before SQLite opens it, in
+    an owner-only folder (einmal.keys.private_dir): SQLite creates the -wal and -shm files with
+    the database file's permissions. An existing file (and its -wal, -shm) of ours loses any
+    group and other permissions (a store from an older version)."""
+    private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for found in (path, path.with_name(f"{path.name}-wal"),
+                      path.with_name(f"{path.name}-shm")):
+            _owner_only(found)
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        path = _sqlite_file(url)
+        if path is not None:
+            # NOTE: the stores hold consents and (sealed) records: nobody else may read them
+            private_sqlite_file(path)
         engine = create_async_engine(url, connect_args={"timeout": 10},
                                      pool_reset_on_return=None)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

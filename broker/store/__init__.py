@@ -2,6 +2,7 @@
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broker.protocol import OutboxSeal
 from broker.store.alchemy import SqlAlchemyBrokerStore
 from broker.store.base import (
     BrokerStore,
@@ -10,6 +11,7 @@ from broker.store.base import (
     ConsentUse,
     IdempotentAnswer,
     PendingTransfer,
+    RetentionCutoffs,
     StoredConsent,
     StoredPreview,
 )
@@ -17,13 +19,14 @@ from broker.store.sqlite import SqliteBrokerStore
 from einmal.store import sqlite_writer
 
 __all__ = ["BrokerStore", "ClaimState", "CollectResult", "ConsentUse", "IdempotentAnswer",
-           "PendingTransfer", "SqlAlchemyBrokerStore", "SqliteBrokerStore", "StoredConsent",
-           "StoredPreview", "open_store"]
+           "PendingTransfer", "RetentionCutoffs", "SqlAlchemyBrokerStore", "SqliteBrokerStore",
+           "StoredConsent", "StoredPreview", "open_store"]
 
 
-def open_store(engine: AsyncEngine) -> BrokerStore:
+def open_store(engine: AsyncEngine, seal: OutboxSeal) -> BrokerStore:
     """The backend for ``engine``, chosen once at start-up: a SQLite file gets the fast path
-    on its writer (decision 0024); PostgreSQL (and SQLite in memory) the SQLAlchemy store."""
+    on its writer (decision 0024); PostgreSQL (and SQLite in memory) the SQLAlchemy store.
+    ``seal`` seals the outbox's records and writes their protocol entries (decision 0031)."""
     if sqlite_writer(engine) is not None:
-        return SqliteBrokerStore(engine)
-    return SqlAlchemyBrokerStore(engine)
+        return SqliteBrokerStore(engine, seal)
+    return SqlAlchemyBrokerStore(engine, seal)

@@ -6,7 +6,9 @@ processes share the outbox. On SQLite (one writer at a time) concurrent commits 
 transaction (``einmal.store.GroupCommit``) and no lock is held during a send.
 
 ``SqliteBrokerStore`` (broker/store/sqlite.py) is this store with the hot write transactions
-moved to plain SQL; the rows <-> values mapping below serves both.
+moved to plain SQL; the rows <-> values mapping below serves both, and so does the outbox's
+sealing (``OutboxSeal``): a record is sealed in the encode step of its commit and opened only
+to be delivered (broker/protocol.py).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -15,32 +17,59 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
+import structlog
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from broker.protocol import OutboxSeal, SealError
 from broker.store.base import (
     ClaimState,
     CollectResult,
     ConsentUse,
     IdempotentAnswer,
     PendingTransfer,
+    RetentionCutoffs,
     StoredConsent,
     StoredPreview,
 )
-from broker.tables import BROKER_TABLES, CONSENT, IDEMPOTENCY, JTI, PREVIEW, TRANSFER, as_utc
+from broker.tables import (
+    BROKER_TABLES,
+    BUCKET,
+    CONSENT,
+    IDEMPOTENCY,
+    JTI,
+    PREVIEW,
+    TRANSFER,
+    as_utc,
+)
 from einmal.domain.transfer import TransferRecord
 from einmal.migrate import ensure_schema
-from einmal.store import DuplicateKeyError, GroupCommit, transaction
+from einmal.store import DuplicateKeyError, GroupCommit, StoreError, transaction
 
-__all__ = ["GROUP_COMMIT_MAX", "SqlAlchemyBrokerStore", "consent_from_row", "encode_record",
-           "preview_from_row"]
+__all__ = ["GROUP_COMMIT_MAX", "SHRED_CHUNK", "SqlAlchemyBrokerStore", "consent_from_row",
+           "open_record", "preview_from_row"]
+
+log = structlog.get_logger()
 
 #: Most records in one group commit.
 GROUP_COMMIT_MAX = 256
-encode_record = msgspec.json.Encoder().encode
+#: Most transfer rows deleted per transaction (a short hold of SQLite's one write lock).
+SHRED_CHUNK = 5000
 _INSERT_TRANSFER = insert(TRANSFER)  # built once; rows given per call
 _OPEN = ("pending", "accepted")
+_decode_record = msgspec.json.Decoder(TransferRecord).decode
 
 
 def consent_from_row(m: Mapping[Any, Any]) -> StoredConsent:
@@ -70,8 +99,21 @@ def preview_from_row(m: Mapping[Any, Any]) -> StoredPreview:
         sealed=bytes(m["sealed"]) if m["sealed"] is not None else None)
 
 
-def _transfer_row(record: TransferRecord) -> dict[str, Any]:
-    return {"id": record.id, "created_at": record.occurred_at, "record": encode_record(record)}
+def _transfer_row(seal: OutboxSeal, record: TransferRecord) -> dict[str, Any]:
+    sealed, protocol = seal.seal(record)
+    return {"id": record.id, "created_at": record.occurred_at, "record": sealed,
+            "protocol": protocol}
+
+
+def open_record(seal: OutboxSeal, transfer_id: str, sealed: bytes) -> bytes:
+    """A pending record's JSON, for delivery; one that does not open is a ``StoreError``
+    (the outbox stops there and the readiness check reports its lag: fail closed)."""
+    try:
+        return seal.open(transfer_id, sealed)
+    except SealError as exc:
+        log.error("outbox.record_unreadable", transfer_id=transfer_id)
+        msg = f"a pending transfer record does not open ({transfer_id}): wrong outbox key?"
+        raise StoreError(msg) from exc
 
 
 def _usable(use: ConsentUse) -> ColumnElement[bool]:
@@ -88,8 +130,9 @@ class _ConsentGone(Exception):
 class SqlAlchemyBrokerStore:
     """``BrokerStore`` (broker/store/base.py) in SQLAlchemy Core."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, seal: OutboxSeal) -> None:
         self._engine = engine
+        self._seal = seal
         sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer: concurrent commits wait for each other anyway, so they share
         # one transaction and one fsync; PostgreSQL commits them side by side.
@@ -200,7 +243,7 @@ class SqlAlchemyBrokerStore:
                 if item.use is not None and not await self._use_consent(conn, item.use):
                     results.append(False)
                     continue
-                rows.append(_transfer_row(item.record))
+                rows.append(_transfer_row(self._seal, item.record))
                 if item.answer is not None:
                     await self._answer(conn, item.answer)
                 results.append(True)
@@ -241,27 +284,28 @@ class SqlAlchemyBrokerStore:
             rows = (await conn.execute(
                 self._pending(limit).with_for_update(skip_locked=True))).all()
             if rows:
-                await send([bytes(row.record) for row in rows])
+                await send([open_record(self._seal, row.id, bytes(row.record))
+                            for row in rows])
                 await conn.execute(update(TRANSFER)
                                    .where(TRANSFER.c.seq.in_([row.seq for row in rows]))
-                                   .values(delivered_at=datetime.now(UTC)))
+                                   .values(delivered_at=datetime.now(UTC), record=None))
         return len(rows)
 
     @staticmethod
-    def _pending(limit: int) -> Select[int, bytes]:
-        return (select(TRANSFER.c.seq, TRANSFER.c.record)
+    def _pending(limit: int) -> Select[int, str, bytes]:
+        return (select(TRANSFER.c.seq, TRANSFER.c.id, TRANSFER.c.record)
                 .where(TRANSFER.c.delivered_at.is_(None))
                 .order_by(TRANSFER.c.seq).limit(limit))
 
     async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(self._pending(limit))).all()
-        return [(row.seq, bytes(row.record)) for row in rows]
+        return [(row.seq, open_record(self._seal, row.id, bytes(row.record))) for row in rows]
 
     async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
         async with self._tx() as conn:
             await conn.execute(update(TRANSFER).where(TRANSFER.c.seq.in_(seqs))
-                               .values(delivered_at=now))
+                               .values(delivered_at=now, record=None))
 
     async def mark_attempt(self, seqs: Sequence[int]) -> None:
         async with self._tx() as conn:
@@ -313,7 +357,7 @@ class SqlAlchemyBrokerStore:
             if result.rowcount != 1:
                 return False
             if record is not None:
-                await conn.execute(insert(TRANSFER).values(**_transfer_row(record)))
+                await conn.execute(insert(TRANSFER).values(**_transfer_row(self._seal, record)))
         return True
 
     async def collect_preview(self, request_id: str, record: TransferRecord,
@@ -329,7 +373,7 @@ class SqlAlchemyBrokerStore:
                     return "gone"
                 if use is not None and not await self._use_consent(conn, use):
                     raise _ConsentGone
-                await conn.execute(insert(TRANSFER).values(**_transfer_row(record)))
+                await conn.execute(insert(TRANSFER).values(**_transfer_row(self._seal, record)))
         except _ConsentGone:
             return "consent"
         return "collected"
@@ -347,3 +391,57 @@ class SqlAlchemyBrokerStore:
                                                      PREVIEW.c.sealed.is_not(None))
                                .values(sealed=None))
             await conn.execute(delete(PREVIEW).where(PREVIEW.c.expires_at < forget_before))
+
+    # -- retention ---------------------------------------------------------------------------
+    async def apply_retention(self, cutoffs: RetentionCutoffs) -> dict[str, int]:
+        deleted = {TRANSFER.name: await self._shred_protocol(cutoffs.protocol_before)}
+        ended = or_(CONSENT.c.revoked_at < cutoffs.consents_before,
+                    CONSENT.c.valid_until < cutoffs.consents_before)
+        for table, statement in (
+                (CONSENT, delete(CONSENT).where(ended)),
+                (IDEMPOTENCY, delete(IDEMPOTENCY).where(IDEMPOTENCY.c.expires_at < cutoffs.now)),
+                (JTI, delete(JTI).where(JTI.c.expires_at < cutoffs.now)),
+                (PREVIEW, delete(PREVIEW).where(PREVIEW.c.state.not_in(_OPEN),
+                                                PREVIEW.c.expires_at < cutoffs.previews_before)),
+                (BUCKET, delete(BUCKET).where(BUCKET.c.updated < cutoffs.buckets_before))):
+            deleted[table.name] = await self._delete(statement)
+        return deleted
+
+    async def _delete(self, statement: Delete) -> int:
+        async with self._tx() as conn:
+            return int((await conn.execute(statement)).rowcount)
+
+    async def _shred_protocol(self, before: datetime) -> int:
+        """Delivered rows delivered before ``before``, oldest first, in chunks (the
+        ``delivered_at`` index finds them; a pending row is never deleted)."""
+        chunk = (select(TRANSFER.c.seq).where(TRANSFER.c.delivered_at < before)
+                 .order_by(TRANSFER.c.delivered_at).limit(SHRED_CHUNK))
+        total = 0
+        while True:
+            count = await self._delete(delete(TRANSFER).where(
+                TRANSFER.c.seq.in_(chunk.scalar_subquery())))
+            total += count
+            if count < SHRED_CHUNK:
+                return total
+
+    async def seal_legacy_transfers(self, limit: int) -> int:
+        query = (select(TRANSFER.c.seq, TRANSFER.c.id, TRANSFER.c.record,
+                        TRANSFER.c.delivered_at)
+                 .where(TRANSFER.c.protocol.is_(None)).order_by(TRANSFER.c.seq).limit(limit))
+        if self._lock_outbox:  # several broker processes may start at once
+            query = query.with_for_update(skip_locked=True)
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).all()
+            for row in rows:
+                plain = bytes(row.record)
+                try:
+                    record = _decode_record(plain)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    msg = f"a transfer row from before migration 0004 is no record ({row.id})"
+                    raise StoreError(msg) from exc
+                protocol = self._seal.protocol(record)
+                sealed = None if row.delivered_at else self._seal.seal_json(row.id, plain)
+                await conn.execute(update(TRANSFER).where(TRANSFER.c.seq == row.seq,
+                                                          TRANSFER.c.protocol.is_(None))
+                                   .values(record=sealed, protocol=protocol))
+        return len(rows)

@@ -8,7 +8,10 @@ Two complete backends implement it, one chosen once at start-up (``broker.store.
   processes share the outbox), and usable on SQLite too.
 
 One conformance suite (tests/integration/test_broker_store.py) runs against both: same rows,
-same answers, same errors. Every failure of the store is a ``StoreError`` (einmal/store.py),
+same answers, same errors. Both keep a transfer record sealed while it waits for delivery and
+only its protocol entry once delivered (broker/protocol.py: ``OutboxSeal``, given to the
+backend at start-up); both apply the retention rules (broker/retention.py) with
+``apply_retention``. Every failure of the store is a ``StoreError`` (einmal/store.py),
 the driver's error chained; the HTTP layer answers it with one 503 ``store-unavailable``.
 """
 
@@ -21,7 +24,7 @@ import msgspec
 from einmal.domain.transfer import TransferRecord
 
 __all__ = ["BrokerStore", "ClaimState", "CollectResult", "ConsentUse", "IdempotentAnswer",
-           "PendingTransfer", "StoredConsent", "StoredPreview"]
+           "PendingTransfer", "RetentionCutoffs", "StoredConsent", "StoredPreview"]
 
 #: An Idempotency-Key claim: new ("claimed"), answered before ("done"), its first request
 #: still running ("in_flight"), or used for another request body ("mismatch").
@@ -87,6 +90,21 @@ class PendingTransfer(msgspec.Struct, frozen=True):
     record: TransferRecord
     use: ConsentUse | None = None
     answer: IdempotentAnswer | None = None
+
+
+class RetentionCutoffs(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``apply_retention`` deletes (broker/retention.py computes these from the rules)."""
+
+    #: Idempotency-Key answers and client-assertion ids that expired before this
+    now: datetime
+    #: delivered transfer rows (protocol entries) delivered before this
+    protocol_before: datetime
+    #: consents that ended (revoked, or valid until) before this
+    consents_before: datetime
+    #: ended previews (not pending or accepted) whose time was up before this
+    previews_before: datetime
+    #: rate-limit buckets untouched since before this (epoch seconds, as the buckets count)
+    buckets_before: float
 
 
 class BrokerStore(Protocol):
@@ -160,10 +178,14 @@ class BrokerStore(Protocol):
         ...
 
     async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
-        """The first ``limit`` undelivered records, (seq, record JSON), in ``seq`` order."""
+        """The first ``limit`` undelivered records, (seq, record JSON), in ``seq`` order: opened
+        from their sealed form (a record that does not open is a ``StoreError``)."""
         ...
 
-    async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None: ...
+    async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
+        """Mark these records delivered and destroy their sealed record, in one statement:
+        the protocol entry is all that stays."""
+        ...
 
     async def mark_attempt(self, seqs: Sequence[int]) -> None:
         """Count a failed delivery attempt for these records."""
@@ -210,4 +232,19 @@ class BrokerStore(Protocol):
     async def purge_previews(self, now: datetime, forget_before: datetime) -> None:
         """Backstop: no sealed content past its expiry, whatever the state; previews that
         expired before ``forget_before`` are deleted."""
+        ...
+
+    # -- retention (broker/retention.py) -------------------------------------------------------
+    async def apply_retention(self, cutoffs: RetentionCutoffs) -> dict[str, int]:
+        """Delete what the retention rules no longer allow to keep; the rows deleted per table
+        (every broker table with rows of its own: ``broker_transfer``, ``broker_consent``,
+        ``broker_idempotency``, ``broker_assertion_jti``, ``broker_preview``,
+        ``broker_bucket``). Transfer rows still waiting for delivery are never deleted, nor
+        open previews (the preview desk ends those, with their transfer record)."""
+        ...
+
+    async def seal_legacy_transfers(self, limit: int) -> int:
+        """Seal up to ``limit`` rows written before migration 0004 (plain record, no protocol
+        entry): a delivered one keeps only its protocol entry, a pending one its sealed record
+        and protocol entry. Returns how many; 0 once none is left."""
         ...

@@ -4,7 +4,9 @@
 tests/integration/test_broker_store.py, requires the same rows and answers of both).
 
 The hot transactions: the group commit (consent uses, Idempotency-Key answers, the records),
-the outbox read (one aggregate row) and the delivery marks.
+the outbox read (one aggregate row) and the delivery marks. A record is sealed on the event loop
+before its transaction (one AES-GCM encryption and the protocol entry) and opened after the
+outbox read; the delivery mark destroys it (broker/protocol.py).
 """
 
 import itertools
@@ -15,11 +17,12 @@ from datetime import datetime
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.store.alchemy import SqlAlchemyBrokerStore, encode_record
+from broker.protocol import OutboxSeal
+from broker.store.alchemy import SqlAlchemyBrokerStore, open_record
 from broker.store.base import PendingTransfer
 from einmal.store import SqliteWriter, insert_rows, sqlite_time, sqlite_writer
 
-__all__ = ["SqliteBrokerStore", "read_pending"]
+__all__ = ["Pending", "SqliteBrokerStore", "read_pending"]
 
 # = alchemy.py: _usable, SqlAlchemyBrokerStore._answer, commit_transfers
 _USE_CONSENT = (
@@ -27,39 +30,46 @@ _USE_CONSENT = (
     "AND valid_until > ? AND (max_uses IS NULL OR uses < max_uses)")
 _ANSWER = ("UPDATE broker_idempotency SET state = 'done', response = ? "
            "WHERE client_id = ? AND key = ?")
-_INSERT_TRANSFER = "INSERT INTO broker_transfer (id, created_at, record, attempts)"
-_MARK_DELIVERED = ("UPDATE broker_transfer SET delivered_at = ? "
+_INSERT_TRANSFER = "INSERT INTO broker_transfer (id, created_at, record, protocol, attempts)"
+_MARK_DELIVERED = ("UPDATE broker_transfer SET delivered_at = ?, record = NULL "
                    "WHERE seq IN (SELECT value FROM json_each(?))")
-_PENDING = ("SELECT seq, record FROM broker_transfer WHERE delivered_at IS NULL "
+_PENDING = ("SELECT seq, id, record FROM broker_transfer WHERE delivered_at IS NULL "
             "ORDER BY seq LIMIT ?")
 # The same rows as ONE result row: fetching N rows steps SQLite N times, and the sqlite3 module
 # gives the GIL back around every step (a wait and a context switch each on a busy loop). A
-# record is JSON, which never holds a raw control character, so ASCII RS separates them.
+# sealed record is binary: it travels as hex, which a comma separates (as it does the ids).
 _PENDING_ONE_ROW = (  # constant SQL (S608 below): the limit is a bound parameter
-    "SELECT json_group_array(seq), group_concat(CAST(record AS TEXT), char(30)) "  # noqa: S608
-    f"FROM ({_PENDING})")
-_Row = tuple[str, str, bytes]
+    "SELECT json_group_array(seq), group_concat(id, ','), "  # noqa: S608
+    f"group_concat(hex(record), ',') FROM ({_PENDING})")
+#: (id, created_at, sealed record, protocol entry)
+_Row = tuple[str, str, bytes, bytes]
+#: (seq, transfer id, sealed record) as the outbox read finds them
+Pending = tuple[int, str, bytes]
 
 
 class SqliteBrokerStore(SqlAlchemyBrokerStore):
     """``BrokerStore`` (broker/store/base.py) on a SQLite file, the hot path on its writer."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, seal: OutboxSeal) -> None:
         found = sqlite_writer(engine)
         if found is None:
             msg = "SqliteBrokerStore needs a SQLite file (not in memory, not another database)"
             raise ValueError(msg)
-        super().__init__(engine)  # SQLite: the group commit, which calls commit_transfers below
+        super().__init__(engine, seal)  # SQLite: the group commit, calling commit_transfers
         self._writer: SqliteWriter = found
 
     async def commit_transfers(self, items: Sequence[PendingTransfer]) -> list[bool]:
-        # the records are encoded here on the event loop: the transaction only runs SQL
-        rows = [(item.record.id, sqlite_time(item.record.occurred_at),
-                 encode_record(item.record)) for item in items]
+        # the records are encoded and sealed here on the event loop: the transaction only
+        # runs SQL
+        seal = self._seal.seal
+        rows = [(item.record.id, sqlite_time(item.record.occurred_at), *seal(item.record))
+                for item in items]
         return await self._writer.run(lambda conn: _commit_transfers(conn, items, rows))
 
     async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
-        return await self._writer.run(lambda conn: read_pending(conn, limit))
+        rows = await self._writer.run(lambda conn: read_pending(conn, limit))
+        return [(seq, open_record(self._seal, transfer_id, sealed))
+                for seq, transfer_id, sealed in rows]
 
     async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
         params = (sqlite_time(now), msgspec.json.encode(list(seqs)))
@@ -69,7 +79,7 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
 def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer],
                       encoded: list[_Row]) -> list[bool]:
     """``commit_transfers`` in one transaction and one insert; ``encoded`` holds each item's
-    row (id, created_at, record)."""
+    row (id, created_at, sealed record, protocol entry)."""
     results: list[bool] = []
     rows: list[_Row] = []
     for item, row in zip(items, encoded, strict=True):
@@ -88,15 +98,19 @@ def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer]
     return results
 
 
-def read_pending(conn: sqlite3.Connection, limit: int) -> list[tuple[int, bytes]]:
-    """The first ``limit`` undelivered records in ``seq`` order, read as one row; the plain
-    query if the aggregate does not come back in order (SQLite does not promise it) or does
-    not split into one record per seq."""
-    seqs_json, joined = conn.execute(_PENDING_ONE_ROW, (limit,)).fetchone()
+def read_pending(conn: sqlite3.Connection, limit: int) -> list[Pending]:
+    """The first ``limit`` undelivered rows (seq, id, sealed record) in ``seq`` order, read as
+    one row; the plain query if the aggregate does not come back in order (SQLite does not
+    promise it) or does not split into one id and one record per seq."""
+    seqs_json, ids, joined = conn.execute(_PENDING_ONE_ROW, (limit,)).fetchone()
     seqs: list[int] = msgspec.json.decode(seqs_json) if seqs_json else []
     if not seqs:
         return []
-    records = joined.encode().split(b"\x1e")
-    if len(records) == len(seqs) and all(a < b for a, b in itertools.pairwise(seqs)):
-        return list(zip(seqs, records, strict=True))
-    return [(seq, bytes(record)) for seq, record in conn.execute(_PENDING, (limit,)).fetchall()]
+    transfer_ids = ids.split(",")
+    records = joined.split(",")
+    if (len(records) == len(transfer_ids) == len(seqs)
+            and all(a < b for a, b in itertools.pairwise(seqs))):
+        return [(seq, transfer_id, bytes.fromhex(record))
+                for seq, transfer_id, record in zip(seqs, transfer_ids, records, strict=True)]
+    return [(seq, transfer_id, bytes(record))
+            for seq, transfer_id, record in conn.execute(_PENDING, (limit,)).fetchall()]
