@@ -25,6 +25,7 @@ from einmal import __version__
 from einmal.citizen import WEB_KEY_NAME, CitizenAuth
 from einmal.demo_keys import demo_private_jwk
 from einmal.ids import uuid4
+from einmal.keys import private_dir
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.openapi import document_problems, problems, schema_not_found_as_problem
 from einmal.ops import OpsAuth, ops_token
@@ -137,7 +138,8 @@ def _citizen_auth(settings: Settings) -> CitizenAuth:
 
 def build_components(settings: Settings) -> list[Any]:
     """Build every configured component (order matters: keys are created on the way)."""
-    settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(settings.data_dir)  # owner-only (0700), as the keys and the SQLite files
+    private_dir(settings.keys_dir)
     citizens = _citizen_auth(settings)
     components: list[Any] = []
     policy_set = None
