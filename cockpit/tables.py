@@ -17,9 +17,10 @@ from sqlmodel import Field, SQLModel
 
 from einmal.shared_state import bucket_table, kv_table
 
-__all__ = ["BUCKET", "CHECKPOINT", "CITIZEN_ENTRY", "CITIZEN_KEY", "COCKPIT_TABLES", "ENTRY", "KV",
-           "LOG_STATE", "RELATION", "TREE_NODE", "CheckpointRow", "CitizenEntryRow",
-           "CitizenKeyRow", "EntryRow", "LogStateRow", "RelationRow", "TreeNodeRow", "as_utc"]
+__all__ = ["BUCKET", "CHECKPOINT", "CITIZEN_ENTRY", "CITIZEN_KEY", "COCKPIT_TABLES", "COSIGNED",
+           "ENTRY", "KV", "LOG_STATE", "RELATION", "TREE_NODE", "CheckpointRow", "CitizenEntryRow",
+           "CitizenKeyRow", "CosignedCheckpointRow", "EntryRow", "LogStateRow", "RelationRow",
+           "TreeNodeRow", "as_utc"]
 
 
 class EntryRow(SQLModel, table=True):
@@ -96,6 +97,19 @@ class CheckpointRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class CosignedCheckpointRow(SQLModel, table=True):
+    """A published checkpoint: the signed note with the witnesses' cosignature lines appended,
+    once a quorum of them cosigned it (decision 0030). The largest is the one published."""
+
+    __tablename__ = "cockpit_cosigned_checkpoint"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    #: how many witnesses' cosignatures the note carries
+    cosignatures: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class LogStateRow(SQLModel, table=True):
     """One row: the integrated tree size. Updating it first is the sequencer's lock."""
 
@@ -114,11 +128,12 @@ CITIZEN_KEY: Table = SQLModel.metadata.tables["cockpit_citizen_key"]
 TREE_NODE: Table = SQLModel.metadata.tables["cockpit_tree_node"]
 CHECKPOINT: Table = SQLModel.metadata.tables["cockpit_checkpoint"]
 LOG_STATE: Table = SQLModel.metadata.tables["cockpit_log_state"]
+COSIGNED: Table = SQLModel.metadata.tables["cockpit_cosigned_checkpoint"]
 #: web sessions and abuse limits shared by every cockpit process (einmal/shared_state.py)
 KV: Table = kv_table(SQLModel.metadata, "cockpit")
 BUCKET: Table = bucket_table(SQLModel.metadata, "cockpit")
 COCKPIT_TABLES = [ENTRY, CITIZEN_ENTRY, RELATION, TREE_NODE, CHECKPOINT, LOG_STATE, CITIZEN_KEY,
-                  KV, BUCKET]
+                  KV, BUCKET, COSIGNED]
 
 
 def as_utc(value: datetime) -> datetime:

@@ -26,6 +26,7 @@ from cockpit.tables import (
     CITIZEN_ENTRY,
     CITIZEN_KEY,
     COCKPIT_TABLES,
+    COSIGNED,
     ENTRY,
     LOG_STATE,
     RELATION,
@@ -299,3 +300,29 @@ class SqlAlchemyCockpitStore:
                 await conn.execute(update(ENTRY).where(ENTRY.c.id.in_(part))
                                    .values(leaf=None, body=None))
         return len(ids)
+
+    async def publish_checkpoint(self, *, tree_size: int, note: str, cosignatures: int,
+                                 now: datetime) -> bool:
+        async with transaction(self._engine) as conn:
+            result = await conn.execute(_insert_ignore(conn, COSIGNED).values(
+                tree_size=tree_size, note=note, cosignatures=cosignatures, created_at=now))
+        return bool(result.rowcount)
+
+    async def published_checkpoint(self) -> tuple[int, str] | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(COSIGNED.c.tree_size, COSIGNED.c.note)
+                                      .order_by(COSIGNED.c.tree_size.desc()).limit(1))).first()
+        return None if row is None else (int(row.tree_size), str(row.note))
+
+    async def readable_entry(self, citizen_ref: str, transfer_id: str, *, since: datetime,
+                             ) -> tuple[int | None, bytes | None] | None:
+        index = CITIZEN_ENTRY.c
+        query = (select(ENTRY.c.log_index, ENTRY.c.leaf).select_from(CITIZEN_ENTRY)
+                 .join(ENTRY, ENTRY.c.id == index.transfer_id)
+                 .where(index.citizen_ref == citizen_ref, index.transfer_id == transfer_id,
+                        index.occurred_at >= since))
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return row.log_index, None if row.leaf is None else bytes(row.leaf)

@@ -168,6 +168,24 @@ class LogStore(Protocol):
         ``before``; the leaf hashes stay (every proof still verifies). Returns the count."""
         ...
 
+    async def publish_checkpoint(self, *, tree_size: int, note: str, cosignatures: int,
+                                 now: datetime) -> bool:
+        """Keep a checkpoint cosigned by a quorum of witnesses (``note``: the signed note with
+        the cosignature lines) as published. The first one kept for a size stays: False if
+        one was kept for ``tree_size`` already."""
+        ...
+
+    async def published_checkpoint(self) -> tuple[int, str] | None:
+        """(tree size, cosigned note) of the largest published checkpoint, if any."""
+        ...
+
+    async def readable_entry(self, citizen_ref: str, transfer_id: str, *, since: datetime,
+                             ) -> tuple[int | None, bytes | None] | None:
+        """(log index or None until integrated, leaf or None once shredded) of an entry the
+        citizen may read - one of their feed (``EntryStore.feed``) that occurred at ``since``
+        or later - else None (no such entry, or not theirs: the same answer)."""
+        ...
+
 
 class CockpitStore(EntryStore, LogStore, Protocol):
     """The cockpit's one store interface."""

@@ -28,6 +28,7 @@ from cockpit.tables import (
     CITIZEN_ENTRY,
     CITIZEN_KEY,
     COCKPIT_TABLES,
+    COSIGNED,
     ENTRY,
     LOG_STATE,
     RELATION,
@@ -182,6 +183,10 @@ class TestFailures:
             "nodes": lambda: store.nodes({(0, 0)}),
             "log_lines": lambda: store.log_lines(after=-1, tree_size=1, limit=1),
             "shred": lambda: store.shred(T0),
+            "publish_checkpoint": lambda: store.publish_checkpoint(
+                tree_size=0, note="n", cosignatures=0, now=T0),
+            "published_checkpoint": store.published_checkpoint,
+            "readable_entry": lambda: store.readable_entry("ref", _id(1), since=T0),
         }
         assert set(calls) == {name for name in dir(CockpitStore) if not name.startswith("_")
                               } - {"create_schema"}  # every operation of the interface
@@ -424,3 +429,44 @@ class TestLog:
         root = tlog.mth([h for _, _, h in lines])
         assert (await cockpit.log.checkpoint())[1].split("\n")[2] == (
             base64.b64encode(root).decode())
+
+
+class TestPublication:
+    """The published (cosigned) checkpoints and the citizen's view of one entry (receipts)."""
+
+    async def test_the_first_checkpoint_published_for_a_size_stays_and_the_largest_is_read(
+            self, cockpit: Cockpit) -> None:
+        assert await cockpit.store.published_checkpoint() is None
+        assert await cockpit.store.publish_checkpoint(tree_size=4, note="four\n",
+                                                      cosignatures=1, now=T0)
+        assert not await cockpit.store.publish_checkpoint(tree_size=4, note="other\n",
+                                                          cosignatures=2, now=T0)
+        assert await cockpit.store.publish_checkpoint(tree_size=2, note="two\n",
+                                                      cosignatures=1, now=T0)
+        assert await cockpit.store.published_checkpoint() == (4, "four\n")
+        assert await _count(cockpit.engine, COSIGNED) == 2
+
+    async def test_a_citizen_reads_only_entries_of_their_feed_since_the_time_given(
+            self, cockpit: Cockpit) -> None:
+        await cockpit.service.ingest([_record(CHILD, 1), _record(CHILD, 2, parents=(PARENT,)),
+                                      _record(OTHER, 3)])
+        child, parent = cockpit.service.pseudonym(CHILD), cockpit.service.pseudonym(PARENT)
+        other = cockpit.service.pseudonym(OTHER)
+        # the parent was named by the second record: not a reader of the first
+        assert await cockpit.store.readable_entry(parent, _id(1), since=T0) is None
+        assert await cockpit.store.readable_entry(other, _id(2), since=T0) is None
+        assert await cockpit.store.readable_entry(child, _id(9), since=T0) is None
+        pending = await cockpit.store.readable_entry(parent, _id(2), since=T0)
+        assert pending is not None
+        assert pending[0] is None  # not integrated yet
+        await _integrate_all(cockpit.log)
+        index, leaf = await cockpit.store.readable_entry(parent, _id(2), since=T0) or (0, b"")
+        assert index == 1
+        assert leaf is not None
+        assert await cockpit.store.leaf_hash_at(1) == tlog.leaf_hash(leaf)
+        late = T0 + timedelta(seconds=3)
+        assert await cockpit.store.readable_entry(child, _id(2), since=late) is None
+        assert await cockpit.store.readable_entry(other, _id(3), since=late) is not None
+        await cockpit.log.shred(T0 + timedelta(seconds=5))
+        assert await cockpit.store.readable_entry(other, _id(3), since=T0) is None
+
