@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import httpx
 import structlog
 from litestar import Router
 
@@ -34,9 +35,11 @@ class CockpitComponent:
     name = "cockpit"
 
     def __init__(self, settings: Settings, *, citizens: CitizenAuth,
-                 policies: Policies, witnesses: WitnessPolicy | None = None) -> None:
+                 policies: Policies, witnesses: WitnessPolicy | None = None,
+                 witness_http: httpx.AsyncClient | None = None) -> None:
         """``witnesses``: who cosigns the log's checkpoints (None: as the settings say,
-        ``log_witnesses`` and ``log_witness_quorum``)."""
+        ``log_witnesses`` and ``log_witness_quorum``); ``witness_http``: the client they are
+        asked with (None: one of the log's own)."""
         if (settings.keys_dir / "cockpit-master.next.key").exists():
             # some citizen keys may be wrapped with the new master key already
             msg = ("a cockpit master key rotation is unfinished: run `einmal keys rotate "
@@ -54,7 +57,7 @@ class CockpitComponent:
                                origin=settings.log_origin_line,
                                retention_days=settings.log_retention_days,
                                retired_keys=retired_public_jwks(settings.keys_dir, "cockpit-log"),
-                               witnesses=witnesses,
+                               witnesses=witnesses, http=witness_http,
                                witness_timeout_s=settings.log_witness_timeout_s)
         self.service = CockpitService(
             store=self.store,
@@ -104,6 +107,7 @@ class CockpitComponent:
     async def start(self) -> None:
         await self.store.create_schema()
         await self.log.initialise()
+        await self.log.first_round()
         self.log.start()
         log.info("cockpit.started", log_origin=self.log.origin)
 

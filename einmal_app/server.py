@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import msgspec
 import structlog
 from litestar import Litestar, Request, Response, Router, get
@@ -15,6 +16,8 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from broker.app import BrokerComponent
 from broker.tables import BUCKET as BROKER_BUCKET
 from cockpit.app import CockpitComponent
+from cockpit.log.checkpoints import CheckpointSigner
+from cockpit.log.witnesses import WitnessEndpoint, WitnessPolicy
 from cockpit.tables import BUCKET as COCKPIT_BUCKET
 from cockpit.web.errors import error_page
 from cockpit.web.security import header_dict
@@ -25,7 +28,7 @@ from einmal import __version__
 from einmal.citizen import WEB_KEY_NAME, CitizenAuth
 from einmal.demo_keys import demo_private_jwk
 from einmal.ids import uuid4
-from einmal.keys import private_dir
+from einmal.keys import load_or_create_signing_key, private_dir, retired_public_jwks
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.openapi import document_problems, problems, schema_not_found_as_problem
 from einmal.ops import OpsAuth, ops_token
@@ -35,11 +38,16 @@ from einmal.settings import Settings
 from einmal.shared_state import SharedRateLimiter
 from einmal_app.demo import DEMO_IDP_KEY, DemoComponent
 from policies import DOCUMENTS_DIR, load_policies
+from witness import WitnessComponent, WitnessConfig
+from witness import create_app as create_witness_app
 
 __all__ = ["Component", "create_app", "default_policies_dir", "freeze_startup_heap"]
 
 log = structlog.get_logger()
 MAX_BODY_BYTES = 64 * 1024
+#: the demo's witness: its name in cosignatures, and where it is routed in this process
+DEMO_WITNESS_NAME = "einmal-demo.example/witness"
+DEMO_WITNESS_PREFIX = "/witness"
 
 
 class Component(Protocol):
@@ -178,9 +186,42 @@ def build_components(settings: Settings) -> list[Any]:
                                           connectors=connectors))
     if "cockpit" in settings.components:
         assert policy_set is not None  # noqa: S101 - loaded above for a cockpit
-        components.append(CockpitComponent(settings, citizens=citizens, policies=policy_set))
+        witnesses, witness_http = None, None  # as the settings say
+        if settings.demo and not settings.log_witnesses:
+            demo_witness = _demo_witness(settings)
+            components.append(demo_witness)
+            witnesses = WitnessPolicy(quorum=1, witnesses=(WitnessEndpoint.of(
+                demo_witness.vkey, f"{_loopback_url(settings)}{DEMO_WITNESS_PREFIX}"),))
+            # HTTP into the witness's own app, in this process: it answers before the port is
+            # bound (the cockpit's first round runs at start-up) and whatever the public URL
+            witness_app = create_witness_app(demo_witness)
+            witness_http = httpx.AsyncClient(transport=httpx.ASGITransport(
+                app=witness_app))  # type: ignore[arg-type]  # ASGI both; Litestar types it narrower
+        components.append(CockpitComponent(settings, citizens=citizens, policies=policy_set,
+                                           witnesses=witnesses, witness_http=witness_http))
     _share_citizen_limit(settings, citizens, components)
     return components
+
+
+def _demo_witness(settings: Settings) -> WitnessComponent:
+    """The demo's witness (issue 16): in this process, with its own key, name and SQLite file
+    in ``<data-dir>/witness``, following the cockpit's log (all its verifier keys). It shows
+    the moving parts; a witness run by the log's operator proves nothing (decision 0030)."""
+    signer = CheckpointSigner(key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"),
+                              origin=settings.log_origin_line,
+                              retired_keys=retired_public_jwks(settings.keys_dir, "cockpit-log"))
+    return WitnessComponent(WitnessConfig(
+        data_dir=settings.data_dir / "witness", name=DEMO_WITNESS_NAME,
+        log_keys=tuple(signer.verifier_keys), prefix=DEMO_WITNESS_PREFIX))
+
+
+def _loopback_url(settings: Settings) -> str:
+    """This process as its cockpit reaches it: its own port, on loopback if bound to all."""
+    wildcard = {"0.0.0.0", "::", ""}  # noqa: S104 - compared with, not bound to
+    host = "127.0.0.1" if settings.host in wildcard else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 def _share_citizen_limit(settings: Settings, citizens: CitizenAuth, components: list[Any],

@@ -1,5 +1,11 @@
-"""Reading the log: the latest checkpoint, a transfer's place, inclusion and consistency proofs
-(RFC 9162 §2.1.3, §2.1.4), computed from the few stored nodes each touches."""
+"""Reading the log: the published checkpoint, a transfer's place, inclusion and consistency
+proofs (RFC 9162 §2.1.3, §2.1.4), computed from the few stored nodes each touches.
+
+What is *published* - the checkpoint every reader gets, and the largest tree proofs are given
+for - depends on the witness policy (decision 0030): with a quorum, the latest checkpoint that
+many witnesses cosigned; without one, the latest signed checkpoint (with the cosignatures
+collected for it on the side, if any).
+"""
 
 import base64
 from collections.abc import Callable
@@ -9,6 +15,7 @@ import msgspec
 
 from cockpit import tree
 from cockpit.errors import NotFoundError, OutOfRangeError, TreeIntegrityError
+from cockpit.log.witnesses import NO_WITNESSES, WitnessPolicy
 from cockpit.store.base import LogStore
 from einmal_client import tlog
 
@@ -46,11 +53,28 @@ def _b64(value: bytes) -> str:
 
 
 class Proofs:
-    def __init__(self, store: LogStore) -> None:
+    def __init__(self, store: LogStore, witnesses: WitnessPolicy = NO_WITNESSES) -> None:
         self._store = store
+        self._witnesses = witnesses
 
     async def checkpoint(self) -> tuple[int, str]:
-        """(tree size, signed note) of the latest checkpoint."""
+        """(tree size, note) of the published checkpoint."""
+        if self._witnesses.quorum:
+            published = await self._store.published_checkpoint()
+            if published is None:
+                msg = ("The log has no checkpoint cosigned by its witnesses yet: publication "
+                       "waits for them.")
+                raise NotFoundError(msg)
+            return published
+        latest = await self.signed()
+        if self._witnesses.enabled:  # quorum 0: cosignatures are collected on the side
+            cosigned = await self._store.published_checkpoint()
+            if cosigned is not None and cosigned[0] == latest[0]:
+                return cosigned
+        return latest
+
+    async def signed(self) -> tuple[int, str]:
+        """(tree size, signed note) of the latest signed checkpoint, published or not."""
         latest = await self._store.latest_checkpoint()
         if latest is None:
             msg = "The log has no checkpoint yet."

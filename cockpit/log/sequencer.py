@@ -35,8 +35,10 @@ SHRED_EVERY = timedelta(hours=1)
 class Sequencer:
     def __init__(self, store: LogStore, signer: CheckpointSigner, retention: Retention, *,
                  batch_size: int = 5000, interval_s: float = 0.5,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_integrated: Callable[[], None] = lambda: None) -> None:
         self._store = store
+        self._on_integrated = on_integrated
         self._signer = signer
         self._retention = retention
         self._batch = batch_size
@@ -58,6 +60,7 @@ class Sequencer:
                                                   now=self._clock())
         if count:
             log.info("log.integrated", count=count, tree_size=size)
+            self._on_integrated()  # a new checkpoint: the cosigner shows it to the witnesses
         return count
 
     async def _step(self) -> None:
