@@ -8,8 +8,9 @@ it). In demo mode it is also written to ``demo-credentials.json`` (never served 
 """
 
 import hmac
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from litestar import Request
 
 from einmal.keys import load_or_create_token
@@ -17,9 +18,25 @@ from einmal.problems import ProblemError
 from einmal.settings import Settings
 from einmal.tokens import bearer_token
 
-__all__ = ["OPS_TOKEN_NAME", "OpsAuth", "ops_token"]
+__all__ = ["OPS_TOKEN_NAME", "Liveness", "OpsAuth", "Readiness", "ops_token"]
 
 OPS_TOKEN_NAME = "ops"  # noqa: S105 - the key file's name, not a secret
+
+
+class Liveness(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``/health/live``."""
+
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``/health/ready`` when every check passes (else a 503 problem)."""
+
+    status: Literal["ok"]
+    #: the components this process runs
+    components: list[str]
+    #: each component's checks: "ok", or a number (outbox lag, log size, ...)
+    checks: dict[str, str | int | float]
 
 
 def ops_token(settings: Settings) -> str:
