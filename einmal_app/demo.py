@@ -11,7 +11,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import jwt
@@ -22,11 +22,18 @@ from litestar.response import Redirect, Template
 from cockpit.web.core import WebView
 from cockpit.web.i18n import load_catalogs
 from cockpit.web.security import csp
+from connectors.simulators.population import DemoCitizen
 from einmal.citizen import CITIZEN_AUDIENCE
 from einmal.demo_keys import demo_private_jwk, demo_public_jwk
 from einmal.domain.idnr import InvalidIdNrError, validate_idnr
 from einmal.keys import load_or_create_signing_key
-from einmal.openapi import inline_schema, problems, with_request_body
+from einmal.openapi import (
+    PrivateJwk,
+    inline_schema,
+    json_body,
+    problems,
+    with_request_body,
+)
 from einmal.ops import ops_token
 from einmal.problems import ProblemError
 from einmal.settings import Settings
@@ -41,6 +48,43 @@ _json = msgspec.json.Encoder()
 
 class _LoginIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     idnr: str
+
+
+# -- what the demo answers (documentation types: the handlers encode dicts) ---------------------
+class CitizenToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A demo citizen's bearer token (``/demo/citizen-token``)."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class DemoService(msgspec.Struct, frozen=True, kw_only=True):
+    client_id: str
+    name: str
+    authority: str
+    private_jwk: PrivateJwk
+
+
+class DemoAuditor(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    private_jwk: PrivateJwk
+
+
+class DemoCredentials(msgspec.Struct, frozen=True, kw_only=True):
+    """``/demo/credentials``: the demo's public keys and people (never the operator token)."""
+
+    note: str
+    base_url: str
+    broker_url: str
+    cockpit_url: str
+    registers_url: str
+    token_endpoint: str
+    jwks_uri: str
+    citizen_token_endpoint: str
+    services: list[DemoService]
+    auditors: list[DemoAuditor]
+    citizens: list[DemoCitizen]
 
 
 class DemoComponent:
@@ -81,7 +125,7 @@ class DemoComponent:
         credentials = _json.encode(self.credentials)
 
         @post("/demo/citizen-token", summary="Demo login (stand-in for eID)", tags=["demo"],
-              status_code=200, responses=problems(404, 422),
+              status_code=200, responses=json_body(CitizenToken) | problems(404, 422),
               operation_class=with_request_body(inline_schema(_LoginIn)))
         async def citizen_token(request: Request[Any, Any, Any]) -> Response[bytes]:
             try:
@@ -96,7 +140,8 @@ class DemoComponent:
             return Response(content=_json.encode(body), media_type="application/json",
                             headers={"cache-control": "no-store"})
 
-        @get("/demo/credentials", summary="Demo credentials (public demo keys)", tags=["demo"])
+        @get("/demo/credentials", summary="Demo credentials (public demo keys)", tags=["demo"],
+             responses=json_body(DemoCredentials))
         async def demo_credentials() -> Response[bytes]:
             return Response(content=credentials, media_type="application/json")
 
