@@ -1,18 +1,25 @@
 """Transfer detail: who received what (categories, never values), from where, when, why, on
-which basis, how long it is kept, where to complain, and its place in the signed log."""
+which basis, how long it is kept, where to complain, and its place in the signed log - with a
+receipt to download (the entry, its inclusion proof and the cosigned checkpoint in one C2SP
+tlog-proof file, decision 0030)."""
 
 import re
 from typing import Any
 
+import httpx
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from cockpit.web.api import ApiError
 from cockpit.web.core import WebView
 from cockpit.web.session import WebSession
 
 __all__ = ["ROUTES", "SUPERVISORY_AUTHORITIES", "supervisory_authority"]
+
+#: a receipt is a few KB; a bigger answer is not one
+_MAX_RECEIPT_BYTES = 256 * 1024
 
 _TRANSFER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
@@ -73,7 +80,36 @@ async def transfer_detail(request: Request[Any, Any, Any], web: NamedDependency[
     return web.page(request, "transfer.html", session=login, item=item,
                     categories=categories, authority=authority, authority_url=authority_url,
                     log_entry_url=f"{web.settings.cockpit_base_url}/v1/log/entries/{item['id']}",
-                    checkpoint_url=f"{web.settings.cockpit_base_url}/v1/log/checkpoint")
+                    checkpoint_url=f"{web.settings.cockpit_base_url}/v1/log/checkpoint",
+                    receipt_url=f"/transfers/{item['id']}/receipt")
 
 
-ROUTES = [transfer_detail]
+@get("/transfers/{transfer_id:str}/receipt", name="transfer_receipt", include_in_schema=False)
+async def transfer_receipt(web: NamedDependency[WebView], login: NamedDependency[WebSession],
+                           transfer_id: FromPath[str]) -> Response[bytes]:
+    """The citizen's receipt, fetched from the cockpit API with the session's token (so it is
+    authorised there, as every page is: only a transfer of the citizen's own list)."""
+    if not _TRANSFER_ID.fullmatch(transfer_id):
+        raise NotFoundException
+    assert login.access_token is not None  # noqa: S101 - the login dependency ensures it
+    url = f"{web.api.cockpit_url}/v1/me/transfers/{transfer_id}/receipt"
+    try:
+        response = await web.api.http.get(
+            url, headers={"authorization": f"Bearer {login.access_token}"})
+    except httpx.HTTPError as exc:
+        raise ApiError(0) from exc
+    if response.status_code != 200 or len(response.content) > _MAX_RECEIPT_BYTES:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        refused = ApiError(response.status_code, problem if isinstance(problem, dict) else None)
+        await web.on_api_error(refused, login)
+        raise refused
+    return Response(content=response.content, media_type="text/plain", headers={
+        "content-disposition": response.headers.get(
+            "content-disposition", 'attachment; filename="einmal-receipt.tlog-proof"'),
+        "cache-control": "no-store"})
+
+
+ROUTES = [transfer_detail, transfer_receipt]
