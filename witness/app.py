@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from litestar import Litestar, Request, Response, Router, get, post
 
+from einmal.openapi import problems, text_body
 from einmal.problems import ProblemError, exception_handlers
 from einmal.store import StoreError, create_engine
 from witness.errors import StaleSizeError, WitnessConfigError, WitnessError
@@ -53,7 +54,11 @@ def create_witness_router(witness: Witness, *, prefix: str = "/",
                           max_body_bytes: int = MAX_BODY_BYTES) -> Router:
     @post("/add-checkpoint", status_code=200, request_max_body_size=max_body_bytes,
           summary="Cosign a checkpoint consistent with the last one (C2SP tlog-witness)",
-          tags=["witness"])
+          tags=["witness"],
+          responses=text_body(description="The cosignature line(s), each ending in a newline")
+          | text_body(SIZE_MEDIA_TYPE, 409, description="The old size is not the latest "
+                      "cosigned one: that size and a newline; a fork: a problem document")
+          | problems(400, 403, 404, 413, 422, 503))
     async def add_checkpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
         try:
             lines = await witness.add_checkpoint(await request.body())
