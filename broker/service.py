@@ -6,7 +6,7 @@ A store failure propagates as ``StoreError`` (the HTTP layer answers 503, broker
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import msgspec
@@ -63,6 +63,9 @@ class ConsentIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     preview: bool = False
 
 
+ConsentStatus = Literal["active", "revoked", "expired", "used_up"]
+
+
 class ConsentOut(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     service_id: str
@@ -74,7 +77,7 @@ class ConsentOut(msgspec.Struct, frozen=True, kw_only=True):
     valid_until: datetime
     max_uses: int | None
     uses: int
-    status: str
+    status: ConsentStatus
     revoked_at: datetime | None
     preview: bool = False
 
@@ -171,6 +174,7 @@ class BrokerService:
     # -- 2. consents --------------------------------------------------------------------------
     def _consent_out(self, consent: StoredConsent) -> ConsentOut:
         now = self._notary.now()
+        status: ConsentStatus
         if consent.revoked_at is not None:
             status = "revoked"
         elif consent.valid_until <= now:
