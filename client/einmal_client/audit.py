@@ -1,8 +1,9 @@
 """Auditors: export a verifiable bundle of the transfer log, and verify it offline.
 
-A bundle is a folder: ``checkpoint`` (the signed note), ``verifier-key``, ``export.json`` (what
-was asked for) and ``entries.ndjson`` (one line per entry, index order). ``verify_bundle`` needs
-nothing but the folder (and, better, the verifier key obtained out of band).
+A bundle is a folder: ``checkpoint`` (the signed note, with the witnesses' cosignatures when
+the log has witnesses), ``verifier-key``, ``export.json`` (what was asked for) and
+``entries.ndjson`` (one line per entry, index order). ``verify_bundle`` needs nothing but the
+folder (and, better, the verifier key and the witnesses' keys obtained out of band).
 """
 
 import base64
@@ -10,7 +11,7 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from einmal_client import tlog
+from einmal_client.cosignature import WitnessKey, parse_witness_vkey, verify_cosignatures
 
 __all__ = ["AuditError", "VerifyReport", "auditor_token", "export_bundle", "verify_bundle"]
 
@@ -135,6 +137,8 @@ class VerifyReport:
     tree_size: int = 0
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the witnesses whose cosignatures on the checkpoint verified (when keys were given)
+    cosigned_by: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -180,15 +184,30 @@ def _leaf_hash_of(index: int, line: _Line, report: VerifyReport) -> bytes | None
     return None
 
 
+def _check_cosignatures(note: str, witness_keys: Sequence[str], quorum: int | None,
+                        report: VerifyReport) -> None:
+    """At least ``quorum`` (None: all) of the witnesses cosigned the checkpoint."""
+    try:
+        keys = [WitnessKey(*parse_witness_vkey(vkey)) for vkey in witness_keys]
+        wanted = len({key.name for key in keys}) if quorum is None else quorum
+        report.cosigned_by = verify_cosignatures(note, keys, wanted)
+    except ValueError as exc:  # a malformed key or note, too few cosignatures, a bad quorum
+        report.problem(f"cosignatures: {exc}")
+
+
 def verify_bundle(folder: Path, *, verifier_key: str | None = None,
-                  previous_checkpoint: Path | None = None) -> VerifyReport:
+                  previous_checkpoint: Path | None = None,
+                  witness_keys: Sequence[str] = (),
+                  witness_quorum: int | None = None) -> VerifyReport:
+    """Verify a bundle offline. ``witness_keys`` (cosignature/v1 vkeys): the checkpoint must
+    carry valid cosignatures of ``witness_quorum`` of them (None: of all)."""
     started = time.perf_counter()
     report = VerifyReport()
     try:
         vkey = verifier_key or (folder / "verifier-key").read_text()
         name, key = tlog.parse_verifier_key(vkey)
-        checkpoint = tlog.parse_checkpoint(tlog.verify_note((folder / "checkpoint").read_text(),
-                                                            name, key))
+        note = (folder / "checkpoint").read_text()
+        checkpoint = tlog.parse_checkpoint(tlog.verify_note(note, name, key))
     except OSError as exc:
         report.problem(f"bundle incomplete: {exc.strerror}: {exc.filename}")
         return report
@@ -198,6 +217,8 @@ def verify_bundle(folder: Path, *, verifier_key: str | None = None,
     if checkpoint.origin != name:
         report.problem(f"checkpoint: origin {checkpoint.origin!r} is not the key's log {name!r}")
     report.tree_size = checkpoint.size
+    if witness_keys:
+        _check_cosignatures(note, witness_keys, witness_quorum, report)
     previous: tlog.Checkpoint | None = None
     if previous_checkpoint is not None:
         try:
