@@ -28,6 +28,7 @@ from einmal.migrate import upgrade
 from einmal.settings import SettingsError, load_settings
 from einmal.store import StoreError, create_engine
 from einmal_app.cli_policies import check
+from einmal_app.cli_receipt import receipt
 from einmal_app.cli_witness import witness
 from einmal_app.scenario import run_scenario
 from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
@@ -150,6 +151,7 @@ def policies() -> None:
 
 policies.add_command(check)
 main.add_command(witness)
+main.add_command(receipt)
 
 
 @main.group()
@@ -205,13 +207,22 @@ def audit_export(base_url: str, out: Path, key_file: Path | None, **filters: str
               default=None, help="An earlier checkpoint: the log must extend it.")
 @click.option("--verifier-key", default=None,
               help="The log's verifier key, obtained out of band [default: the bundle's copy].")
-def audit_verify(folder: Path, previous_checkpoint: Path | None,
-                 verifier_key: str | None) -> None:
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="A witness's vkey (or a file holding it): the checkpoint must carry its "
+                   "cosignature. Repeat for each witness.")
+@click.option("--witness-quorum", type=click.IntRange(min=1), default=None,
+              help="How many of the given witnesses must have cosigned [default: all].")
+def audit_verify(folder: Path, previous_checkpoint: Path | None, verifier_key: str | None,
+                 witness_keys: tuple[str, ...], witness_quorum: int | None) -> None:
     """Verify a bundle offline; one line per problem; exit 0 only if everything holds."""
     if verifier_key and Path(verifier_key).is_file():
         verifier_key = Path(verifier_key).read_text()
+    if witness_quorum is not None and not witness_keys:
+        raise click.UsageError("--witness-quorum needs --witness-key")
+    keys = [Path(k).read_text().strip() if Path(k).is_file() else k for k in witness_keys]
     report = verify_bundle(folder, verifier_key=verifier_key,
-                           previous_checkpoint=previous_checkpoint)
+                           previous_checkpoint=previous_checkpoint, witness_keys=keys,
+                           witness_quorum=witness_quorum)
     for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
         click.echo(f"FAIL {problem}", err=True)
     if len(report.problems) > MAX_PROBLEMS_SHOWN:
@@ -220,8 +231,9 @@ def audit_verify(folder: Path, previous_checkpoint: Path | None,
     if not report.ok:
         raise SystemExit(1)
     rate = report.entries / report.seconds if report.seconds else 0
+    cosigned = f", cosigned by {', '.join(report.cosigned_by)}" if report.cosigned_by else ""
     click.echo(f"OK: {report.entries} entries verified against the signed checkpoint of size "
-               f"{report.tree_size} ({report.seconds:.2f} s, {rate:,.0f} entries/s)")
+               f"{report.tree_size}{cosigned} ({report.seconds:.2f} s, {rate:,.0f} entries/s)")
 
 
 @main.group("log")
