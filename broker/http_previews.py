@@ -10,9 +10,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from broker.http_common import BrokerLimits, decode_body, json_response, proof_answer
+from broker.schemas import PreviewDetail, PreviewList, PreviewRequired, ProofAnswer
 from broker.service import BrokerService
 from einmal.citizen import Citizen
-from einmal.openapi import inline_schema, problems, with_request_body
+from einmal.openapi import inline_schema, json_body, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.tokens import TokenVerifier, bearer_token
 
@@ -35,7 +36,8 @@ def _request_id(value: str, what: str) -> str:
      "citizen's preview; the released proof, once", tags=["online services"],
      description="202 while the citizen has not decided (the body of the 202 from POST "
                  "/v1/proof-requests); 200 with the signed proof once it was released.",
-     responses=problems(401, 403, 404, 410, 429, 503))
+     responses=json_body(ProofAnswer) | json_body(PreviewRequired, 202)
+     | problems(401, 403, 404, 410, 429, 503))
 async def proof_request_status(request_id: FromPath[str], request: Request[Any, Any, Any],
                                broker: NamedDependency[BrokerService],
                                service_tokens: NamedDependency[TokenVerifier],
@@ -47,7 +49,7 @@ async def proof_request_status(request_id: FromPath[str], request: Request[Any, 
 
 
 @get("/v1/me/previews", summary="My proofs waiting for my release (preview)", tags=["citizens"],
-     responses=problems(401, 422, 429, 503))
+     responses=json_body(PreviewList) | problems(401, 422, 429, 503))
 async def list_previews(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     status = request.query_params.get("status")
@@ -55,7 +57,8 @@ async def list_previews(request: Request[Any, Any, Any], broker: NamedDependency
 
 
 @get("/v1/me/previews/{request_id:str}", summary="One preview, with the data the service "
-     "would get", tags=["citizens"], responses=problems(401, 404, 429, 503))
+     "would get", tags=["citizens"],
+     responses=json_body(PreviewDetail) | problems(401, 404, 429, 503))
 async def show_preview(request_id: FromPath[str], broker: NamedDependency[BrokerService],
                        citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return json_response(await broker.previews.show(citizen.idnr,
@@ -64,7 +67,7 @@ async def show_preview(request_id: FromPath[str], broker: NamedDependency[Broker
 
 @post("/v1/me/previews/{request_id:str}", summary="Release (accept) or refuse a preview",
       tags=["citizens"], status_code=200,
-      responses=problems(400, 401, 404, 409, 410, 413, 422, 429, 503),
+      responses=json_body(PreviewDetail) | problems(400, 401, 404, 409, 410, 413, 422, 429, 503),
       operation_class=with_request_body(inline_schema(DecisionIn)))
 async def decide_preview(request_id: FromPath[str], request: Request[Any, Any, Any],
                          broker: NamedDependency[BrokerService],
