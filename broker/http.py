@@ -6,6 +6,9 @@ OpenAPI pattern for every route here (the published schema must be true; tests/f
 - A route that decodes its body by hand (``decode_body``: strict JSON, duplicate members and
   depth refused) declares it with ``operation_class=with_request_body(inline_schema(YourIn))``
   instead of a typed ``data:`` parameter, so the parsing stays ours.
+- Every success answer is declared with the type that describes its bytes:
+  ``responses=json_body(ConsentOut, 201) | problems(...)`` (broker/schemas.py holds the
+  Structs of the answers the handlers build as dicts).
 - Non-JSON answers name their type on the decorator: ``media_type=...``.
 """
 
@@ -27,10 +30,11 @@ from broker.http_common import (
     store_unavailable,
 )
 from broker.http_previews import PREVIEW_HANDLERS
-from broker.service import BrokerService, ConsentIn, ProofRequestIn
+from broker.schemas import AccessToken, ConsentList, PreviewRequired, ProofAnswer
+from broker.service import BrokerService, ConsentIn, ConsentOut, ProofRequestIn
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.contract import PURPOSE_PATTERN
-from einmal.openapi import inline_schema, problems, with_request_body
+from einmal.openapi import Jwks, inline_schema, json_body, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.store import StoreError
 from einmal.tokens import TokenVerifier, bearer_token
@@ -65,7 +69,8 @@ _TOKEN_FORM = {
 
 
 @post("/v1/token", summary="Exchange a signed client assertion for an access token (RFC 7523)",
-      tags=["online services"], status_code=200, responses=problems(400, 401, 413, 429),
+      tags=["online services"], status_code=200,
+      responses=json_body(AccessToken) | problems(400, 401, 413, 429),
       operation_class=with_request_body(_TOKEN_FORM, "application/x-www-form-urlencoded"))
 async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                 limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
@@ -81,7 +86,8 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
 
 @post("/v1/proof-requests", summary="Fetch a proof once-only", tags=["online services"],
       status_code=200,
-      responses=problems(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504),
+      responses=json_body(ProofAnswer) | json_body(PreviewRequired, 202)
+      | problems(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504),
       operation_class=with_request_body(inline_schema(ProofRequestIn)))
 async def proof_request(request: Request[Any, Any, Any],
                         proof_path: NamedDependency[ProofPath]) -> Response[bytes]:
@@ -110,7 +116,7 @@ async def proof_request(request: Request[Any, Any, Any],
 
 
 @post("/v1/consents", summary="Grant a consent", tags=["citizens"],
-      responses=problems(400, 401, 413, 422, 429),
+      responses=json_body(ConsentOut, 201) | problems(400, 401, 413, 422, 429),
       operation_class=with_request_body(inline_schema(ConsentIn)))
 async def grant_consent(request: Request[Any, Any, Any], broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
@@ -118,14 +124,15 @@ async def grant_consent(request: Request[Any, Any, Any], broker: NamedDependency
     return json_response(await broker.grant_consent(citizen.idnr, body), status=201)
 
 
-@get("/v1/consents", summary="List my consents", tags=["citizens"], responses=problems(401, 429))
+@get("/v1/consents", summary="List my consents", tags=["citizens"],
+     responses=json_body(ConsentList) | problems(401, 429))
 async def list_consents(broker: NamedDependency[BrokerService],
                         citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return json_response({"items": await broker.list_consents(citizen.idnr)})
 
 
 @delete("/v1/consents/{consent_id:str}", summary="Revoke a consent", tags=["citizens"],
-        status_code=200, responses=problems(401, 404, 429))
+        status_code=200, responses=json_body(ConsentOut) | problems(401, 404, 429))
 async def revoke_consent(consent_id: FromPath[str], broker: NamedDependency[BrokerService],
                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
     return json_response(await broker.revoke_consent(citizen.idnr, consent_id))
@@ -138,7 +145,7 @@ def create_broker_router(*, broker: BrokerService, service_tokens: TokenVerifier
     proof_path = ProofPath(broker=broker, service_tokens=service_tokens, limits=limits)
 
     @get("/.well-known/jwks.json", summary="The broker's public signing keys",
-         tags=["online services"], status_code=200)
+         tags=["online services"], status_code=200, responses=json_body(Jwks))
     async def jwks_handler() -> Response[bytes]:
         return Response(content=jwks_body, media_type="application/json",
                         headers={"cache-control": "public, max-age=300"})
