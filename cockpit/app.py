@@ -12,6 +12,7 @@ from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
 from cockpit.service import CockpitService
 from cockpit.store import open_store
 from cockpit.tables import KV
+from cockpit.tiles import LogTiles, create_tiles_router
 from cockpit.vault import CitizenVault
 from cockpit.web import WebView, create_web_router
 from einmal.citizen import CitizenAuth
@@ -75,7 +76,9 @@ class CockpitComponent:
             SqlStore(self.engine, KV) if settings.shares_state("cockpit") else None))
         #: the app's template engine (the web view's Jinja2 templates)
         self.template_config = self.web.templates
-        self.router: Router = Router(path="/", route_handlers=[api, create_web_router(self.web)])
+        self.router: Router = Router(path="/", route_handlers=[
+            api, create_web_router(self.web), create_tiles_router(LogTiles(
+                self.store, self.log.checkpoint, verifier_key=self.log.verifier_key))])
 
     def attach_metrics(self, metrics: Any) -> None:
         async def refresh(m: Any) -> None:
