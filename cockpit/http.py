@@ -25,11 +25,12 @@ from cockpit.errors import (
     TreeIntegrityError,
 )
 from cockpit.log import TransferLog
-from cockpit.service import VISIBLE_FOR, CockpitService
+from cockpit.log.proofs import ConsistencyProof, EntryPosition, InclusionProof
+from cockpit.service import VISIBLE_FOR, CockpitService, IngestResult, TransferPage
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
 from einmal.keys import load_public_keys, retirement_deadlines
-from einmal.openapi import inline_schema, problems, with_request_body
+from einmal.openapi import inline_schema, json_body, problems, text_body, with_request_body
 from einmal.problems import ProblemError, problem_response
 from einmal.store import StoreError
 from einmal.tokens import TokenVerifier, bearer_token
@@ -187,7 +188,7 @@ async def verifier_keys(transfer_log: NamedDependency[TransferLog]) -> Response[
 
 
 @get("/v1/log/proof/inclusion", summary="Inclusion proof (RFC 9162 §2.1.3.1)",
-     tags=["transfer log"], responses=problems(400, 404))
+     tags=["transfer log"], responses=json_body(InclusionProof) | problems(400, 404))
 async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: FromQuery[int],
                           tree_size: FromQuery[int]) -> Response[bytes]:
     return Response(content=_json.encode(await transfer_log.inclusion(index, tree_size)),
@@ -195,7 +196,7 @@ async def inclusion_proof(transfer_log: NamedDependency[TransferLog], index: Fro
 
 
 @get("/v1/log/entries/{transfer_id:str}", summary="A transfer's place in the log",
-     tags=["transfer log"], responses=problems(404))
+     tags=["transfer log"], responses=json_body(EntryPosition) | problems(404))
 async def log_entry(transfer_log: NamedDependency[TransferLog],
                     transfer_id: FromPath[str]) -> Response[bytes]:
     return Response(content=_json.encode(await transfer_log.entry_of(transfer_id)),
@@ -203,7 +204,7 @@ async def log_entry(transfer_log: NamedDependency[TransferLog],
 
 
 @get("/v1/log/proof/consistency", summary="Consistency proof (RFC 9162 §2.1.4.1)",
-     tags=["transfer log"], responses=problems(400, 404))
+     tags=["transfer log"], responses=json_body(ConsistencyProof) | problems(400, 404))
 async def consistency_proof(transfer_log: NamedDependency[TransferLog],
                             first: Annotated[int, QueryParameter(name="from")],
                             second: Annotated[int, QueryParameter(name="to")]) -> Response[bytes]:
@@ -220,7 +221,10 @@ async def witnesses(transfer_log: NamedDependency[TransferLog]) -> WitnessList:
 
 
 @get("/v1/audit/export", summary="Export the log for offline verification (NDJSON)",
-     tags=["auditors"], media_type=_NDJSON, responses=problems(400, 401))
+     tags=["auditors"], media_type=_NDJSON,
+     responses=text_body(_NDJSON, description="One JSON object per line: the log's entries "
+                         "in index order (einmal_client.audit reads and verifies them)")
+     | problems(400, 401))
 async def audit_export(request: Request[Any, Any, Any],
                        transfer_log: NamedDependency[TransferLog],
                        auditors: NamedDependency[AuditorAuth],
@@ -242,7 +246,8 @@ async def audit_export(request: Request[Any, Any, Any],
 
 @post("/v1/transfer-records", summary="Accept transfer records (broker channel only)",
       tags=["broker channel"], status_code=200,
-      request_max_body_size=INGEST_MAX_BODY_BYTES, responses=problems(401, 413, 422),
+      request_max_body_size=INGEST_MAX_BODY_BYTES,
+      responses=json_body(IngestResult) | problems(401, 413, 422),
       operation_class=with_request_body(inline_schema(TransferBatch)))
 async def ingest(request: Request[Any, Any, Any], cockpit: NamedDependency[CockpitService],
                  channel: NamedDependency[ChannelAuth]) -> Response[bytes]:
@@ -256,7 +261,7 @@ async def ingest(request: Request[Any, Any, Any], cockpit: NamedDependency[Cockp
 
 
 @get("/v1/me/transfers", summary="Transfers about me and my children", tags=["citizens"],
-     responses=problems(400, 401, 422, 429))
+     responses=json_body(TransferPage) | problems(400, 401, 422, 429))
 async def my_transfers(cockpit: NamedDependency[CockpitService],
                        citizen: NamedDependency[Citizen], limit: FromQuery[int] = 50,
                        cursor: FromQuery[str | None] = None) -> Response[bytes]:
