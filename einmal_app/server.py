@@ -30,8 +30,8 @@ from einmal.demo_keys import demo_private_jwk
 from einmal.ids import uuid4
 from einmal.keys import load_or_create_signing_key, private_dir, retired_public_jwks
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
-from einmal.openapi import document_problems, problems, schema_not_found_as_problem
-from einmal.ops import OpsAuth, ops_token
+from einmal.openapi import document_problems, json_body, problems, schema_not_found_as_problem
+from einmal.ops import Liveness, OpsAuth, Readiness, ops_token
 from einmal.problems import ProblemError, exception_handlers
 from einmal.ratelimit import RateLimiter
 from einmal.settings import Settings
@@ -277,14 +277,14 @@ def create_app(settings: Settings, components: list[Any] | None = None) -> Lites
         if hasattr(component, "attach_metrics"):
             component.attach_metrics(metrics)
 
-    @get("/health/live", summary="Liveness", tags=["operations"])
+    @get("/health/live", summary="Liveness", tags=["operations"], responses=json_body(Liveness))
     async def live() -> Response[bytes]:
         return Response(content=b'{"status":"ok"}', media_type="application/json")
 
     ops = OpsAuth(ops_token(settings))  # F5: operator endpoints need the operator token
 
     @get("/health/ready", summary="Readiness: stores, outbox lag, log (operator token)",
-         tags=["operations"], responses=problems(401, 503))
+         tags=["operations"], responses=json_body(Readiness) | problems(401, 503))
     async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
         ops.check(request)
         checks: dict[str, Any] = {}
