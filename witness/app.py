@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from litestar import Litestar, Request, Response, Router, get, post
 
-from einmal.openapi import problems, text_body
+from einmal.openapi import problems, text_body, with_request_body
 from einmal.problems import ProblemError, exception_handlers
 from einmal.store import StoreError, create_engine
 from witness.errors import StaleSizeError, WitnessConfigError, WitnessError
@@ -50,6 +50,10 @@ class WitnessConfig:
     max_body_bytes: int = MAX_BODY_BYTES
 
 
+_REQUEST = ("'old <size>', the consistency proof (one base64 hash a line), an empty line, "
+            "then the checkpoint note signed by the log")
+
+
 def create_witness_router(witness: Witness, *, prefix: str = "/",
                           max_body_bytes: int = MAX_BODY_BYTES) -> Router:
     @post("/add-checkpoint", status_code=200, request_max_body_size=max_body_bytes,
@@ -58,7 +62,9 @@ def create_witness_router(witness: Witness, *, prefix: str = "/",
           responses=text_body(description="The cosignature line(s), each ending in a newline")
           | text_body(SIZE_MEDIA_TYPE, 409, description="The old size is not the latest "
                       "cosigned one: that size and a newline; a fork: a problem document")
-          | problems(400, 403, 404, 413, 422, 503))
+          | problems(400, 403, 404, 413, 422, 503),
+          operation_class=with_request_body({"type": "string", "description": _REQUEST},
+                                            "text/plain"))
     async def add_checkpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
         try:
             lines = await witness.add_checkpoint(await request.body())
