@@ -5,6 +5,8 @@ SQLAlchemy backend, both on a SQLite file; the SQLAlchemy backend also on Postgr
 EINMAL_TEST_DATABASE_URL is set; and the in-memory fake the unit tests use
 (tests/unit/broker/fakes.py), so the fake answers as the real stores do. Same answers, same
 errors for every operation; the two SQLite-file backends must also leave the same rows.
+What is at rest (decision 0031) is checked on the real backends: a pending record sealed, a
+delivered one reduced to its protocol entry, rows from before migration 0004 sealed later.
 Below them: the SQLite backend's own parts and the writer (einmal/store.py: SqliteWriter).
 """
 
@@ -18,14 +20,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broker.protocol import OutboxSeal, ProtocolEntry, Pseudonyms
 from broker.store import (
     BrokerStore,
     ConsentUse,
     IdempotentAnswer,
     PendingTransfer,
+    RetentionCutoffs,
     SqlAlchemyBrokerStore,
     SqliteBrokerStore,
     StoredConsent,
@@ -33,7 +37,7 @@ from broker.store import (
     open_store,
 )
 from broker.store.sqlite import read_pending
-from broker.tables import BROKER_TABLES, TRANSFER
+from broker.tables import BROKER_TABLES, BUCKET, TRANSFER
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.store import (
     DuplicateKeyError,
@@ -50,6 +54,8 @@ CHILD, OTHER = "86095742719", "60478593182"
 T0 = datetime(2026, 11, 29, 7, 0, 0, 120, tzinfo=UTC)
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
 DATABASES = ["sqlite", "sqlalchemy", *(["postgresql"] if TEST_DATABASE_URL else [])]
+PSEUDONYMS = Pseudonyms(b"p" * 32)
+SEAL = OutboxSeal(key=b"o" * 32, pseudonyms=PSEUDONYMS)
 
 
 def _record(n: int, *, subject: str = CHILD, at: datetime | None = None) -> TransferRecord:
@@ -85,7 +91,8 @@ def _use(consent_id: str = "c1", at: datetime = T0 + MINUTE) -> ConsentUse:
     return ConsentUse(consent_id=consent_id, now=at)
 
 
-async def _open(kind: str, tmp_path: Path) -> tuple[BrokerStore, AsyncEngine | None]:
+async def _open(kind: str, tmp_path: Path, seal: OutboxSeal = SEAL,
+                ) -> tuple[BrokerStore, AsyncEngine | None]:
     if kind == "fake":
         return FakeBrokerStore(), None
     if kind == "postgresql":
@@ -95,7 +102,8 @@ async def _open(kind: str, tmp_path: Path) -> tuple[BrokerStore, AsyncEngine | N
                                                          "postgresql+asyncpg://", 1))
     else:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / f'{kind}.db'}")
-    store = SqliteBrokerStore(engine) if kind == "sqlite" else SqlAlchemyBrokerStore(engine)
+    store = (SqliteBrokerStore(engine, seal) if kind == "sqlite"
+             else SqlAlchemyBrokerStore(engine, seal))
     await store.create_schema()
     return store, engine
 
@@ -306,6 +314,247 @@ class TestOutbox:
         assert await _pending_ids(store) == [_record(2).id, _record(3).id]
 
 
+@pytest.fixture(name="db", params=DATABASES)
+async def fx_db(request: pytest.FixtureRequest, tmp_path: Path,
+                ) -> AsyncIterator[tuple[BrokerStore, AsyncEngine]]:
+    """A real backend and its engine: for what is at rest in its tables."""
+    store, engine = await _open(request.param, tmp_path)
+    assert engine is not None
+    try:
+        yield store, engine
+    finally:
+        await store.aclose()
+        await dispose(engine)
+
+
+async def _rows(engine: AsyncEngine) -> dict[str, tuple[bytes | None, bytes | None, bool]]:
+    """Each transfer row at rest: {id: (record, protocol, delivered)}."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(TRANSFER.c.id, TRANSFER.c.record, TRANSFER.c.protocol,
+                                          TRANSFER.c.delivered_at))).all()
+    return {row.id: (None if row.record is None else bytes(row.record),
+                     None if row.protocol is None else bytes(row.protocol),
+                     row.delivered_at is not None) for row in rows}
+
+
+def _parent_record(n: int) -> TransferRecord:
+    """A delivered birth record naming the child and a parent: two IdNrs."""
+    return msgspec.structs.replace(_record(n), concerned=(
+        Concerned(idnr=CHILD, relation="self"), Concerned(idnr=OTHER, relation="concerned")))
+
+
+class TestAtRest:
+    """Decision 0031: no IdNr in plain in a transfer row, pending or delivered. Failures
+    first."""
+
+    async def test_a_record_moved_to_another_row_does_not_open(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        store, engine = db
+        await store.commit_transfer(_record(1))
+        await store.commit_transfer(_record(2))
+        async with engine.begin() as conn:  # the AAD binds the transfer id: a moved one fails
+            second = (await conn.execute(select(TRANSFER.c.record).where(
+                TRANSFER.c.id == _record(2).id))).scalar_one()
+            await conn.execute(TRANSFER.update().where(TRANSFER.c.id == _record(1).id)
+                               .values(record=second))
+        sent: list[bytes] = []
+
+        async def send(records: list[bytes]) -> None:
+            sent.extend(records)
+
+        with pytest.raises(StoreError, match="does not open"):
+            await store.pending_transfers(10)
+        with pytest.raises(StoreError, match="does not open"):
+            await store.deliver_pending(10, send)
+        assert sent == []
+        assert (await store.outbox_status())[0] == 2  # nothing was marked delivered
+
+    async def test_a_record_sealed_under_another_key_does_not_open(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        store, engine = db
+        await store.commit_transfer(_record(1))
+        other_key = OutboxSeal(key=b"x" * 32, pseudonyms=PSEUDONYMS)
+        other = (SqliteBrokerStore(engine, other_key) if type(store) is SqliteBrokerStore
+                 else SqlAlchemyBrokerStore(engine, other_key))
+        with pytest.raises(StoreError, match="wrong outbox key"):
+            await other.pending_transfers(10)
+
+    async def test_a_row_from_before_0004_that_is_no_record_is_a_store_error(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        store, engine = db
+        async with engine.begin() as conn:
+            await conn.execute(insert(TRANSFER).values(
+                id="x", created_at=T0, record=b"not json", attempts=0))
+        with pytest.raises(StoreError, match="before migration 0004"):
+            await store.seal_legacy_transfers(10)
+
+    async def test_a_pending_record_is_sealed_and_opens_only_for_delivery(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        store, engine = db
+        assert await store.commit_transfers([PendingTransfer(_parent_record(1))]) == [True]
+        assert await store.commit_transfer(_parent_record(2))
+        rows = await _rows(engine)
+        assert len(rows) == 2
+        for sealed, protocol, delivered in rows.values():
+            assert sealed is not None and protocol is not None and not delivered
+            for idnr in (CHILD, OTHER):
+                assert idnr.encode() not in sealed
+                assert idnr.encode() not in protocol
+            assert b"birth" not in sealed  # not even the proof type: all of it is sealed
+        assert [msgspec.json.decode(raw, type=TransferRecord)
+                for _, raw in await store.pending_transfers(10)] == [_parent_record(1),
+                                                                     _parent_record(2)]
+
+    async def test_delivery_keeps_only_the_protocol_entry(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        store, engine = db
+        for n in (1, 2, 3):
+            await store.commit_transfer(_parent_record(n))
+        sent: list[bytes] = []
+
+        async def send(records: list[bytes]) -> None:
+            sent.extend(records)
+
+        assert await store.deliver_pending(2, send) == 2  # the batch path
+        pending = await store.pending_transfers(10)
+        await store.mark_delivered([seq for seq, _ in pending], T0 + DAY)  # the plain marks
+        assert [msgspec.json.decode(r, type=TransferRecord) for r in sent] == [
+            _parent_record(1), _parent_record(2)]
+        rows = await _rows(engine)
+        assert len(rows) == 3
+        for n in (1, 2, 3):
+            record = _parent_record(n)
+            sealed, protocol, delivered = rows[record.id]
+            assert delivered and sealed is None and protocol is not None
+            assert CHILD.encode() not in protocol and OTHER.encode() not in protocol
+            entry = msgspec.json.decode(protocol, type=ProtocolEntry)
+            assert (entry.id, entry.service, entry.register, entry.proof_type, entry.purpose,
+                    entry.occurred_at, entry.outcome, entry.legal_basis, entry.consent_id,
+                    entry.data_categories, entry.retention_until) == (
+                record.id, record.service, record.register, record.proof_type,
+                record.purpose, record.occurred_at, record.outcome.value, record.legal_basis,
+                record.consent_id, record.data_categories, record.retention_until)
+            assert entry.subject == PSEUDONYMS(CHILD)
+            assert [(c.ref, c.relation) for c in entry.concerned] == [
+                (PSEUDONYMS(CHILD), "self"), (PSEUDONYMS(OTHER), "concerned")]
+
+    async def test_rows_from_before_0004_are_sealed_later(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        """The migration cannot seal (it has no keys): the broker does, oldest first - a
+        delivered row to its protocol entry alone, a pending one to its sealed record."""
+        store, engine = db
+        plain = {n: msgspec.json.encode(_parent_record(n)) for n in (1, 2, 3)}
+        async with engine.begin() as conn:
+            await conn.execute(insert(TRANSFER), [
+                {"id": _record(n).id, "created_at": _record(n).occurred_at, "record": raw,
+                 "delivered_at": T0 + DAY if n < 3 else None, "attempts": 0}
+                for n, raw in plain.items()])
+        assert await store.seal_legacy_transfers(2) == 2
+        assert await store.seal_legacy_transfers(2) == 1
+        assert await store.seal_legacy_transfers(2) == 0
+        rows = await _rows(engine)
+        for n in (1, 2):
+            sealed, protocol, delivered = rows[_record(n).id]
+            assert delivered and sealed is None and protocol is not None
+            assert msgspec.json.decode(protocol, type=ProtocolEntry).subject == PSEUDONYMS(CHILD)
+        sealed, protocol, delivered = rows[_record(3).id]
+        assert not delivered and sealed is not None and protocol is not None
+        assert CHILD.encode() not in sealed
+        assert await store.pending_transfers(10) == [(3, plain[3])]  # the same bytes
+
+
+def _cutoffs(now: datetime, *, keep: timedelta = 30 * DAY) -> RetentionCutoffs:
+    return RetentionCutoffs(now=now, protocol_before=now - keep, consents_before=now - keep,
+                            previews_before=now - DAY, buckets_before=now.timestamp() - 3600)
+
+
+class TestRetention:
+    async def test_nothing_is_deleted_before_its_time(self, store: BrokerStore) -> None:
+        await store.add_consent(_consent(valid_until=T0 + DAY))
+        await store.commit_transfer(_record(1))
+        await store.mark_delivered([seq for seq, _ in await store.pending_transfers(1)], T0)
+        await store.remember_jti("svc", "j", T0 + MINUTE, T0)
+        await store.claim_idempotency("svc", "k", "h", T0, T0 + DAY)
+        await store.add_preview(_preview("p"))
+        await store.finish_preview("p", ["pending"], "refused", T0, None)
+        deleted = await store.apply_retention(_cutoffs(T0 + MINUTE))
+        assert deleted == dict.fromkeys(["broker_transfer", "broker_consent",
+                                         "broker_idempotency", "broker_assertion_jti",
+                                         "broker_preview", "broker_bucket"], 0)
+        assert await store.consent("c1") is not None
+        assert await store.preview("p") is not None
+        assert (await store.claim_idempotency("svc", "k", "h", T0, T0 + DAY))[0] == "in_flight"
+        assert not await store.remember_jti("svc", "j", T0 + MINUTE, T0)
+
+    async def test_each_table_loses_exactly_what_its_rule_no_longer_keeps(
+            self, store: BrokerStore) -> None:
+        now = T0 + 100 * DAY  # protocol and ended consents are kept 30 days here (_cutoffs)
+        for n in (1, 2, 3, 4):
+            await store.commit_transfer(_record(n))
+        seqs = [seq for seq, _ in await store.pending_transfers(10)]
+        await store.mark_delivered(seqs[:2], now - 31 * DAY)  # past the protocol's time
+        await store.mark_delivered(seqs[2:3], now - 29 * DAY)  # within it; seqs[3] pending
+        await store.add_consent(_consent("expired-long-ago", valid_until=now - 31 * DAY))
+        await store.add_consent(_consent("revoked-long-ago", valid_until=now + DAY))
+        await store.revoke_consent("revoked-long-ago", "citizen", now - 31 * DAY)
+        await store.add_consent(_consent("expired-lately", valid_until=now - 29 * DAY))
+        await store.add_consent(_consent("revoked-lately", valid_until=now + DAY))
+        await store.revoke_consent("revoked-lately", "citizen", now - 29 * DAY)
+        await store.add_consent(_consent("active", valid_until=now + DAY))
+        await store.remember_jti("svc", "old", now - MINUTE, T0)
+        await store.remember_jti("svc", "new", now + MINUTE, T0)
+        await store.claim_idempotency("svc", "old", "h", T0, now - MINUTE)
+        await store.claim_idempotency("svc", "new", "h", T0, now + MINUTE)
+        await store.add_preview(_preview("ended-long-ago", ttl=MINUTE))
+        await store.finish_preview("ended-long-ago", ["pending"], "expired", T0, None)
+        await store.add_preview(_preview("ended-lately", created_at=now - 2 * MINUTE,
+                                         ttl=MINUTE))
+        await store.finish_preview("ended-lately", ["pending"], "refused", now, None)
+        await store.add_preview(_preview("open-but-overdue", ttl=MINUTE))  # the desk ends it
+
+        deleted = await store.apply_retention(_cutoffs(now))
+
+        assert deleted == {"broker_transfer": 2, "broker_consent": 2, "broker_idempotency": 1,
+                           "broker_assertion_jti": 1, "broker_preview": 1, "broker_bucket": 0}
+        assert await _pending_ids(store) == [_record(4).id]  # an undelivered row stays
+        assert (await store.outbox_status())[0] == 1
+        assert {c.id for c in await store.consents_of("citizen")} == {
+            "expired-lately", "revoked-lately", "active"}
+        assert await store.remember_jti("svc", "old", now + MINUTE, now)  # forgotten
+        assert not await store.remember_jti("svc", "new", now + MINUTE, now)
+        assert (await store.claim_idempotency("svc", "new", "h", now, now + DAY))[0] == (
+            "in_flight")
+        assert await store.preview("ended-long-ago") is None
+        assert await store.preview("ended-lately") is not None
+        assert await store.preview("open-but-overdue") is not None
+        assert await store.apply_retention(_cutoffs(now)) == dict.fromkeys(deleted, 0)
+
+    async def test_protocol_rows_are_deleted_in_chunks(
+            self, db: tuple[BrokerStore, AsyncEngine], monkeypatch: pytest.MonkeyPatch) -> None:
+        store, engine = db
+        monkeypatch.setattr("broker.store.alchemy.SHRED_CHUNK", 2)
+        await store.commit_transfers([PendingTransfer(_record(n)) for n in range(1, 6)])
+        await store.mark_delivered([seq for seq, _ in await store.pending_transfers(10)], T0)
+        deleted = await store.apply_retention(_cutoffs(T0 + 100 * DAY))
+        assert deleted["broker_transfer"] == 5
+        assert await _rows(engine) == {}
+
+    async def test_idle_rate_limit_buckets_are_forgotten(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        store, engine = db
+        now = T0 + DAY
+        async with engine.begin() as conn:
+            await conn.execute(insert(BUCKET), [
+                {"key": "service:old", "tokens": 1.0, "updated": now.timestamp() - 3601,
+                 "allowed": True},
+                {"key": "service:new", "tokens": 1.0, "updated": now.timestamp() - 3599,
+                 "allowed": True}])
+        assert (await store.apply_retention(_cutoffs(now)))["broker_bucket"] == 1
+        async with engine.connect() as conn:
+            keys = (await conn.execute(select(BUCKET.c.key))).scalars().all()
+        assert keys == ["service:new"]
+
+
 class TestPreviews:
     async def test_accepting_needs_a_pending_preview_in_time(self, store: BrokerStore) -> None:
         await store.add_preview(_preview("late"))
@@ -433,6 +682,8 @@ _OPERATIONS: dict[str, Callable[[BrokerStore], Awaitable[Any]]] = {
     "collect_preview": lambda s: s.collect_preview("r1", _record(1), None),
     "due_previews": lambda s: s.due_previews(T0, 10),
     "purge_previews": lambda s: s.purge_previews(T0, T0),
+    "apply_retention": lambda s: s.apply_retention(_cutoffs(T0)),
+    "seal_legacy_transfers": lambda s: s.seal_legacy_transfers(10),
 }
 
 
@@ -486,13 +737,26 @@ async def _scenario(store: BrokerStore) -> None:
     await store.mark_attempt([pending[2][0]])
     await store.revoke_consent("c2", "citizen", T0 + 3 * MINUTE)
     await store.purge_previews(T0 + 3 * MINUTE, T0 - DAY)
+    await store.add_consent(_consent("c3", valid_until=T0 + MINUTE))
+    await store.apply_retention(RetentionCutoffs(
+        now=T0 + 2 * MINUTE, protocol_before=T0 + 2 * DAY, consents_before=T0 + 2 * MINUTE,
+        previews_before=T0 + DAY, buckets_before=T0.timestamp()))
 
 
 def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every broker table's rows; a sealed record opened (its nonce is random)."""
     with sqlite3.connect(path) as conn:
-        return {table.name: conn.execute(
+        dump = {table.name: conn.execute(
                     f"SELECT * FROM {table.name} ORDER BY 1, 2").fetchall()  # noqa: S608 - our tables
                 for table in BROKER_TABLES}
+        dump["broker_transfer"] = [
+            (seq, transfer_id, created_at,
+             None if record is None else SEAL.open(transfer_id, record),
+             protocol, delivered_at, attempts)
+            for seq, transfer_id, created_at, record, protocol, delivered_at, attempts
+            in conn.execute("SELECT seq, id, created_at, record, protocol, delivered_at, "
+                            "attempts FROM broker_transfer ORDER BY seq")]
+    return dump
 
 
 async def test_both_sqlite_file_backends_leave_the_same_rows(tmp_path: Path) -> None:
@@ -508,8 +772,10 @@ async def test_both_sqlite_file_backends_leave_the_same_rows(tmp_path: Path) -> 
         dumps[kind] = _dump(tmp_path / f"{kind}.db")
     assert dumps["sqlite"] == dumps["sqlalchemy"]
     rows = dumps["sqlite"]
-    assert len(rows["broker_transfer"]) == 5  # record 2 was refused (c1 used up)
-    assert rows["broker_transfer"][0][2] == sqlite_time(_record(1).occurred_at)
+    # record 2 was refused (c1 used up); the two delivered (1 and 3) are past the retention
+    assert [row[1] for row in rows["broker_transfer"]] == [_record(n).id for n in (4, 5, 6)]
+    assert rows["broker_transfer"][0][2] == sqlite_time(_record(4).occurred_at)
+    assert [row[0] for row in rows["broker_consent"]] == ["c1", "c2"]  # c3 ended long ago
     assert [r[:3] for r in rows["broker_idempotency"]] == [("svc", "k1", "h"),
                                                             ("svc", "k2", "h")]
 
@@ -522,31 +788,36 @@ class TestTheSqliteBackend:
         in_memory = create_engine("sqlite+aiosqlite:///:memory:")
         postgres = create_engine("postgresql+asyncpg://u@127.0.0.1/x")
         try:
-            assert type(open_store(on_file)) is SqliteBrokerStore
-            assert type(open_store(in_memory)) is SqlAlchemyBrokerStore
-            assert type(open_store(postgres)) is SqlAlchemyBrokerStore
+            assert type(open_store(on_file, SEAL)) is SqliteBrokerStore
+            assert type(open_store(in_memory, SEAL)) is SqlAlchemyBrokerStore
+            assert type(open_store(postgres, SEAL)) is SqlAlchemyBrokerStore
             with pytest.raises(ValueError, match="SQLite file"):
-                SqliteBrokerStore(in_memory)
+                SqliteBrokerStore(in_memory, SEAL)
         finally:
             for engine in (on_file, in_memory, postgres):
                 await dispose(engine)
 
-    async def test_the_outbox_read_falls_back_to_the_plain_query(self, tmp_path: Path) -> None:
-        """A record holding the separator (never in JSON, but the fallback must hold) does not
-        split into one record per seq: the plain query answers instead, with the same rows."""
+    async def test_the_outbox_read_carries_any_bytes_and_falls_back_to_the_plain_query(
+            self, tmp_path: Path) -> None:
+        """Sealed records are binary (NUL, the old separator RS, commas, bytes no UTF-8 holds):
+        the one-row read carries them as hex, byte for byte. An id holding the id separator
+        (never in a UUID, but the fallback must hold) does not split into one id per seq: the
+        plain query answers instead, with the same rows."""
         path = tmp_path / "sqlite.db"
         store, engine = await _open("sqlite", tmp_path)  # the schema
         assert engine is not None
         await store.aclose()
         await dispose(engine)
-        odd = b'{"id":"x\x1e"}'
+        odd = bytes(range(256))
+        rows = [(1, "a", b"\x00\x1e,"), (2, "b", odd), (3, "c", b"")]
         with sqlite3.connect(path) as conn:
             conn.executemany("INSERT INTO broker_transfer (id, created_at, record, attempts) "
-                             "VALUES (?, ?, ?, 0)", [("a", sqlite_time(T0), b'{"id":"a"}'),
-                                                     ("b", sqlite_time(T0), odd),
-                                                     ("c", sqlite_time(T0), b'{"id":"c"}')])
-            assert read_pending(conn, 10) == [(1, b'{"id":"a"}'), (2, odd), (3, b'{"id":"c"}')]
-            assert read_pending(conn, 2) == [(1, b'{"id":"a"}'), (2, odd)]
+                             "VALUES (?, ?, ?, 0)",
+                             [(i, sqlite_time(T0), r) for _, i, r in rows])
+            assert read_pending(conn, 10) == rows
+            assert read_pending(conn, 2) == rows[:2]
+            conn.execute("UPDATE broker_transfer SET id = 'x,y' WHERE seq = 2")
+            assert read_pending(conn, 10) == [rows[0], (2, "x,y", odd), rows[2]]
             conn.execute("UPDATE broker_transfer SET delivered_at = ?", (sqlite_time(T0),))
             assert read_pending(conn, 10) == []
 

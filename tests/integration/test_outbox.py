@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from broker.protocol import OutboxSeal, Pseudonyms
 from broker.store import SqlAlchemyBrokerStore
 from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
 from einmal.store import create_engine
@@ -22,7 +23,8 @@ async def test_two_brokers_never_send_the_same_record_at_the_same_time() -> None
     reset_database(PG)
     url = PG.replace("postgresql://", "postgresql+asyncpg://", 1)
     engines = [create_engine(url), create_engine(url)]
-    repos = [SqlAlchemyBrokerStore(e) for e in engines]
+    seal = OutboxSeal(key=b"o" * 32, pseudonyms=Pseudonyms(b"p" * 32))  # the processes share keys
+    repos = [SqlAlchemyBrokerStore(e, seal) for e in engines]
     await repos[0].create_schema()
     ids = []
     for n in range(60):

@@ -16,6 +16,7 @@ from broker.store import (
     ConsentUse,
     IdempotentAnswer,
     PendingTransfer,
+    RetentionCutoffs,
     StoredConsent,
     StoredPreview,
 )
@@ -31,6 +32,9 @@ _encode = msgspec.json.Encoder().encode
 
 @dataclass
 class _Transfer:
+    """A transfer row; in memory the record stays readable after delivery (``records``),
+    where the real stores keep only the protocol entry: nothing here is at rest."""
+
     seq: int
     record: TransferRecord
     delivered_at: datetime | None = None
@@ -47,7 +51,9 @@ class _Claim:
 
 @dataclass
 class FakeBrokerStore:
-    """``BrokerStore`` in memory. ``failure``: every operation raises it (the store is down)."""
+    """``BrokerStore`` in memory. ``failure``: every operation raises it (the store is down).
+    It has no rate-limit buckets (those live in the SQL stores' table only) and no rows from
+    before migration 0004."""
 
     consents: dict[str, StoredConsent] = field(default_factory=dict)
     transfers: list[_Transfer] = field(default_factory=list)
@@ -55,6 +61,7 @@ class FakeBrokerStore:
     claims: dict[tuple[str, str], _Claim] = field(default_factory=dict)
     previews: dict[str, StoredPreview] = field(default_factory=dict)
     failure: StoreError | None = None
+    last_seq: int = 0
 
     @property
     def records(self) -> list[TransferRecord]:
@@ -154,7 +161,8 @@ class FakeBrokerStore:
         self.consents[use.consent_id] = msgspec.structs.replace(consent, uses=consent.uses + 1)
 
     def _insert(self, record: TransferRecord) -> None:
-        self.transfers.append(_Transfer(len(self.transfers) + 1, record))
+        self.last_seq += 1  # never reused, also after retention deleted rows
+        self.transfers.append(_Transfer(self.last_seq, record))
 
     def _check_new(self, records: Sequence[TransferRecord]) -> None:
         ids = [t.record.id for t in self.transfers] + [r.id for r in records]
@@ -293,6 +301,32 @@ class FakeBrokerStore:
                 del self.previews[key]
             elif row.expires_at <= now and row.sealed is not None:
                 self.previews[key] = msgspec.structs.replace(row, sealed=None)
+
+    # -- retention -------------------------------------------------------------------------
+    async def apply_retention(self, cutoffs: RetentionCutoffs) -> dict[str, int]:
+        self._check()
+        kept = [t for t in self.transfers
+                if t.delivered_at is None or t.delivered_at >= cutoffs.protocol_before]
+        before = cutoffs.consents_before
+        consents = {k: c for k, c in self.consents.items()
+                    if c.valid_until >= before and (c.revoked_at is None or c.revoked_at >= before)}
+        claims = {k: v for k, v in self.claims.items() if v.expires_at >= cutoffs.now}
+        jtis = {k: v for k, v in self.jtis.items() if v >= cutoffs.now}
+        previews = {k: p for k, p in self.previews.items()
+                    if p.state in _OPEN or p.expires_at >= cutoffs.previews_before}
+        deleted = {"broker_transfer": len(self.transfers) - len(kept),
+                   "broker_consent": len(self.consents) - len(consents),
+                   "broker_idempotency": len(self.claims) - len(claims),
+                   "broker_assertion_jti": len(self.jtis) - len(jtis),
+                   "broker_preview": len(self.previews) - len(previews),
+                   "broker_bucket": 0}
+        self.transfers, self.consents, self.claims, self.jtis, self.previews = (
+            kept, consents, claims, jtis, previews)
+        return deleted
+
+    async def seal_legacy_transfers(self, limit: int) -> int:
+        self._check()
+        return 0
 
 
 class Clock:

@@ -1,7 +1,7 @@
 """The broker's HTTP layer over the fake store: a store failure anywhere is one answer,
 503 ``store-unavailable`` with ``Retry-After`` (never a 500 with a stack trace)."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +21,8 @@ from tests.unit.broker.conftest import Broker
 class _NoCitizens:
     """Citizen routes are not under test here: every citizen is unauthenticated."""
 
-    def dependency(self) -> Callable[[Request[Any, Any, Any]], Citizen]:
-        def citizen(request: Request[Any, Any, Any]) -> Citizen:
+    def dependency(self) -> Callable[[Request[Any, Any, Any]], Awaitable[Citizen]]:
+        async def citizen(request: Request[Any, Any, Any]) -> Citizen:
             raise ProblemError("unauthenticated", "No citizen here.")
         return citizen
 
