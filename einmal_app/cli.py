@@ -27,6 +27,7 @@ from einmal.logging import configure_logging
 from einmal.migrate import upgrade
 from einmal.settings import SettingsError, load_settings
 from einmal.store import StoreError, create_engine
+from einmal_app.cli_log_tiles import log_monitor, log_publish
 from einmal_app.cli_policies import check
 from einmal_app.cli_receipt import receipt
 from einmal_app.cli_witness import witness
@@ -238,7 +239,10 @@ def audit_verify(folder: Path, previous_checkpoint: Path | None, verifier_key: s
 
 @main.group("log")
 def log_group() -> None:
-    """The cockpit's transfer log (retention)."""
+    """The cockpit's transfer log (retention, tiles, monitoring)."""
+
+log_group.add_command(log_publish)
+log_group.add_command(log_monitor)
 
 @log_group.command("shred")
 @click.option("--before", required=True, help="Shred entries that occurred before this date "
