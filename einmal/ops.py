@@ -35,8 +35,9 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok"]
     #: the components this process runs
     components: list[str]
-    #: each component's checks: "ok", or a number (outbox lag, log size, ...)
-    checks: dict[str, str | int | float]
+    #: each component's checks: "ok", or a number (outbox lag, log size, ...). Not
+    #: ``int | float``: Litestar writes a union as ``oneOf``, and an integer is both.
+    checks: dict[str, str | float]
 
 
 def ops_token(settings: Settings) -> str:
