@@ -29,7 +29,7 @@ from einmal.store import StoreError
 from einmal.worker import BackgroundWorker
 
 __all__ = ["BUCKET_IDLE", "LEGACY_BATCH", "PROTOCOL_YEARS", "Retention", "RetentionError",
-           "retention_sweeper", "years_before"]
+           "retention_cutoffs", "retention_sweeper", "years_before"]
 
 log = structlog.get_logger()
 
@@ -53,6 +53,22 @@ def years_before(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year - years, day=28)
 
 
+def retention_cutoffs(now: datetime, *, before: datetime | None = None) -> RetentionCutoffs:
+    """The cut-offs of the rules at ``now``. ``before`` shreds protocol entries and ended
+    consents up to that time instead of two years back: only earlier (an operator who keeps
+    the protocol longer for a documented reason, § 9 (3) sentence 2 IDNrG), never later -
+    ``RetentionError``."""
+    two_years = years_before(now, PROTOCOL_YEARS)
+    if before is not None and before > two_years:
+        msg = (f"protocol data is kept two years (§ 9 (3) IDNrG): the date must be on or "
+               f"before {two_years.isoformat(timespec='seconds')}")
+        raise RetentionError(msg)
+    keep_from = two_years if before is None else before
+    return RetentionCutoffs(now=now, protocol_before=keep_from, consents_before=keep_from,
+                            previews_before=now - KEEP_DECIDED,
+                            buckets_before=(now - BUCKET_IDLE).timestamp())
+
+
 class Retention:
     """The broker's retention rules over its store (module docstring)."""
 
@@ -64,19 +80,8 @@ class Retention:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def cutoffs(self, *, before: datetime | None = None) -> RetentionCutoffs:
-        """The cut-offs at the clock's now. ``before`` shreds protocol entries and ended
-        consents up to that time instead of two years back: only earlier (an operator who keeps
-        the protocol longer for a documented reason, § 9 (3) sentence 2 IDNrG), never later."""
-        now = self.now()
-        two_years = years_before(now, PROTOCOL_YEARS)
-        if before is not None and before > two_years:
-            msg = (f"protocol data is kept two years (§ 9 (3) IDNrG): the date must be on or "
-                   f"before {two_years.isoformat(timespec='seconds')}")
-            raise RetentionError(msg)
-        keep_from = two_years if before is None else before
-        return RetentionCutoffs(now=now, protocol_before=keep_from, consents_before=keep_from,
-                                previews_before=now - KEEP_DECIDED,
-                                buckets_before=(now - BUCKET_IDLE).timestamp())
+        """The cut-offs at the clock's now (``retention_cutoffs``)."""
+        return retention_cutoffs(self.now(), before=before)
 
     async def seal_legacy(self) -> int:
         """Seal every transfer row from before migration 0004 (broker/protocol.py); before the
