@@ -30,6 +30,7 @@ from einmal.store import StoreError, create_engine
 from einmal_app.cli_log_tiles import log_monitor, log_publish
 from einmal_app.cli_policies import check
 from einmal_app.cli_receipt import receipt
+from einmal_app.cli_retention import broker
 from einmal_app.cli_witness import witness
 from einmal_app.scenario import run_scenario
 from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
@@ -153,6 +154,7 @@ def policies() -> None:
 policies.add_command(check)
 main.add_command(witness)
 main.add_command(receipt)
+main.add_command(broker)
 
 
 @main.group()
