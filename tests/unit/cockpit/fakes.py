@@ -1,14 +1,19 @@
-"""An in-memory ``EntryStore`` for the service's unit tests: the interface's contract, kept in
-dicts (who reads an entry is decided by ``cockpit.readers``, as in every backend)."""
+"""In-memory stores for unit tests: an ``EntryStore`` for the service (the interface's
+contract, kept in dicts; who reads an entry is decided by ``cockpit.readers``, as in every
+backend), and the ``LogStore`` reads and writes the cosigner uses (a tree grown in memory,
+checkpoints signed as the sequencer signs them)."""
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from cockpit import tree
+from cockpit.errors import TreeIntegrityError
 from cockpit.readers import readers
-from cockpit.store.base import CitizenKeys, FeedRow, NewEntry
+from cockpit.store.base import CitizenKeys, FeedRow, NewEntry, Sign
 from einmal.store import StoreError
+from einmal_client import tlog
 
-__all__ = ["FakeEntryStore"]
+__all__ = ["FakeEntryStore", "FakeLogStore"]
 
 
 class FakeEntryStore:
@@ -79,3 +84,65 @@ class FakeEntryStore:
         for transfer_id in transfer_ids:
             entry, _ = self.entries[transfer_id]
             self.entries[transfer_id] = (entry, None)
+
+
+
+class FakeLogStore:
+    """The log's tree in memory: ``grow`` appends leaves and signs a checkpoint with ``sign``;
+    published checkpoints kept as a store keeps them (the first for a size stays)."""
+
+    def __init__(self, sign: Sign) -> None:
+        self.sign = sign
+        self.leaves: list[bytes] = []
+        self.checkpoints: dict[int, str] = {0: sign(0, tlog.EMPTY_ROOT)}
+        self.published: dict[int, tuple[str, int]] = {}  # size -> (note, cosignatures)
+        #: set to make every call fail as a broken store does
+        self.failure: StoreError | None = None
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def grow(self, count: int) -> tuple[int, str]:
+        """Integrate ``count`` more entries: the new (size, signed note)."""
+        self.leaves += [tlog.leaf_hash(f"entry {len(self.leaves) + n}".encode())
+                        for n in range(count)]
+        size = len(self.leaves)
+        self.checkpoints[size] = self.sign(size, tlog.mth(self.leaves))
+        return size, self.checkpoints[size]
+
+    async def latest_checkpoint(self) -> tuple[int, str] | None:
+        self._check()
+        size = max(self.checkpoints)
+        return size, self.checkpoints[size]
+
+    async def published_checkpoint(self) -> tuple[int, str] | None:
+        self._check()
+        if not self.published:
+            return None
+        size = max(self.published)
+        return size, self.published[size][0]
+
+    async def publish_checkpoint(self, *, tree_size: int, note: str, cosignatures: int,
+                                 now: datetime) -> bool:
+        self._check()
+        if tree_size in self.published:
+            return False
+        self.published[tree_size] = (note, cosignatures)
+        return True
+
+    async def log_status(self) -> tuple[int, int]:
+        self._check()
+        return len(self.leaves), 0
+
+    async def nodes(self, wanted: Iterable[tree.Node]) -> dict[tree.Node, bytes]:
+        self._check()
+        found: dict[tree.Node, bytes] = {}
+        for level, idx in wanted:
+            start, end = idx << level, (idx + 1) << level
+            if end > len(self.leaves):
+                msg = "the stored tree is missing nodes"
+                raise TreeIntegrityError(msg)
+            found[(level, idx)] = tlog.mth(self.leaves[start:end])
+        return found
+
