@@ -14,11 +14,13 @@ from connectors import xpersonenstand as messages
 from connectors._http import RegisterClient, raise_for_client_error
 from connectors._params import is_idnr_shaped, is_iso_date, reject_unknown
 from connectors.directory import Directory
+from connectors.protocol.headers import requester_headers
 from einmal.domain.proofs import ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,
+    Requester,
     RoutingError,
 )
 
@@ -62,7 +64,8 @@ class BirthConnector:
             msg = f"family_name: optional, 1-{_MAX_NAME} characters"
             raise InvalidParametersError(msg)
 
-    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> ProofData:
+    async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
+                    requester: Requester | None = None) -> ProofData:
         self.check_parameters(parameters)
         ags: str = parameters["place_of_birth"]
         route = self._directory.standesamt(ags)
@@ -76,7 +79,8 @@ class BirthConnector:
         # NOTE: a POST, but a read-only retrieval: RegisterClient retries it like a GET.
         response = await self._client.request(
             "POST", url, register=register, content=body,
-            headers={"content-type": "application/xml", "accept": "application/xml"})
+            headers={"content-type": "application/xml", "accept": "application/xml",
+                     **requester_headers(requester)})
         raise_for_client_error(response, register)
         data, concerned = _parse(response.content, subject, ags, parameters["birth_date"])
         return ProofData(proof_type=self.proof_type, issuer=register,

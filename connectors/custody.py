@@ -16,11 +16,13 @@ import msgspec
 from connectors._http import RegisterClient, raise_for_client_error
 from connectors._params import is_idnr_shaped, is_iso_date, reject_unknown
 from connectors.directory import LAND_NAMES, Directory
+from connectors.protocol.headers import requester_headers
 from einmal.domain.proofs import ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
     InvalidRegisterAnswerError,
     ProofData,
+    Requester,
     RoutingError,
 )
 
@@ -77,7 +79,8 @@ class CustodyConnector:
             msg = "as_of: optional date YYYY-MM-DD (default: today)"
             raise InvalidParametersError(msg)
 
-    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> ProofData:
+    async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
+                    requester: Requester | None = None) -> ProofData:
         self.check_parameters(parameters)
         as_of: str = parameters.get("as_of") or self._clock().isoformat()
         land: str = parameters["land"]
@@ -93,7 +96,7 @@ class CustodyConnector:
             asked.add(land)
             response = await self._client.request(
                 "GET", f"{base}/records/{subject}", params={"as_of": as_of}, register=register,
-                headers={"accept": "application/json"})
+                headers={"accept": "application/json", **requester_headers(requester)})
             raise_for_client_error(response, register)
             try:
                 answer = _decode(response.content)

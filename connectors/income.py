@@ -17,6 +17,7 @@ import msgspec
 from connectors._http import RegisterClient
 from connectors._params import reject_unknown
 from connectors.directory import Directory
+from connectors.protocol.headers import requester_headers
 from einmal.domain.proofs import ProofType
 from einmal.domain.registers import (
     InvalidParametersError,
@@ -24,6 +25,7 @@ from einmal.domain.registers import (
     ProofData,
     RecordNotFoundError,
     RegisterRejectedError,
+    Requester,
 )
 
 __all__ = ["MAX_MONTHS", "REGISTER", "IncomeConnector"]
@@ -87,12 +89,14 @@ class IncomeConnector:
             msg = f"from, to: from must not be after to, and the period at most {MAX_MONTHS} months"
             raise InvalidParametersError(msg)
 
-    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> ProofData:
+    async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
+                    requester: Requester | None = None) -> ProofData:
         self.check_parameters(parameters)
         first, last = parameters["from"], parameters["to"]
         response = await self._client.request(
             "GET", f"{self._base}/persons/{subject}/months", params={"from": first, "to": last},
-            register=REGISTER, headers={"accept": "application/json"})
+            register=REGISTER,
+            headers={"accept": "application/json", **requester_headers(requester)})
         if response.status_code == _NOT_FOUND:
             if _status_of(response.content) == "not_held":
                 msg = ("the income register does not hold income data for this person "

@@ -4,14 +4,19 @@
 * ``GET  /registers/sorge/{land}/records/{idnr}?as_of=``   JSON, one Sorgeregister per Land
 * ``GET  /registers/income/persons/{idnr}/months?from=&to=`` JSON, the income register
 * ``GET|PUT /registers/_knobs``                           latency and failure rate per register
+* ``/registers/{standesamt/{ags},sorge/{land},income}/dsc/...`` each register's source interface
+  for the Datenschutzcockpit (connectors/protocol/source.py)
 
 Every register handler first applies its knobs: ``latency_ms`` of added delay, then a 503 with
-probability ``failure_rate`` (seeded, so a run is repeatable).
+probability ``failure_rate`` (seeded, so a run is repeatable). Every answered query is logged
+in the registers' protocol (connectors/protocol: one store, a ``register`` column) before the
+answer leaves; a register that cannot log it answers 503 instead.
 """
 
 import asyncio
 import random
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,10 +26,22 @@ from litestar.params import FromPath, FromQuery
 
 from connectors import xpersonenstand as messages
 from connectors.directory import LAND_NAMES, MUNICIPALITIES
+from connectors.income import REGISTER as INCOME_REGISTER
+from connectors.protocol import (
+    ProtocolConfig,
+    RegisterProtocol,
+    Source,
+    requester_from_headers,
+    source_handlers,
+)
 from connectors.simulators.population import Child, Family, Population, generate_population
+from einmal.domain.proofs import PROOF_FIELDS, ProofType
+from einmal.problems import ProblemError, problem_response
+from einmal.store import StoreError
+from einmal_client.sources import ContentGroup, content_groups
 
-__all__ = ["KINDS", "Knobs", "RegisterKind", "SimulatorSettings", "create_registers_app",
-           "create_registers_router"]
+__all__ = ["KINDS", "Knobs", "RegisterKind", "RegistersComponent", "SimulatorSettings",
+           "create_registers_app", "create_registers_router"]
 
 RegisterKind = Literal["standesamt", "sorge", "income"]
 KINDS: tuple[RegisterKind, ...] = ("standesamt", "sorge", "income")
@@ -36,6 +53,8 @@ class SimulatorSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     ``today`` is the Sorgeregister's default ``as_of`` when a query names none
     (None: the UTC date at request time; the connectors always send ``as_of``).
+    ``protocol``: where the registers keep their protocol (None: in memory, random keys, and
+    a source interface that answers nobody).
     """
 
     seed: int = 1
@@ -43,6 +62,7 @@ class SimulatorSettings(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: int = 0
     failure_rate: float = 0.0
     today: date | None = None
+    protocol: ProtocolConfig | None = None
 
 
 class KnobsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,6 +107,31 @@ def _xml(content: bytes, status: int = 200) -> Response[bytes]:
     return Response(content=content, status_code=status, media_type="application/xml")
 
 
+_INCOME_NAME = "Einkommensregister (Rentenversicherung)"
+_SEX = {"d": "divers", "m": "männlich", "w": "weiblich", "x": "ohne Angabe"}
+_CUSTODY = {"joint": "gemeinsame Sorge", "sole": "alleinige Sorge", "none": "keine Sorge"}
+_BASIS = {"marriage_at_birth": "Ehe bei Geburt", "declaration": "Sorgeerklärung",
+          "marriage": "Eheschließung nach der Geburt", "court": "gerichtliche Entscheidung",
+          "law": "Gesetz"}
+_EMPLOYMENT = {"employee": "Beschäftigung", "part_time": "Teilzeit", "minijob": "Minijob"}
+_UNLOGGED = Response(content=b'{"status":"unavailable","detail":"protocol unavailable"}',
+                     status_code=503, media_type="application/json")
+
+
+async def _logged(protocol: RegisterProtocol, request: Request[Any, Any, Any], *,
+                  register: str, name: str, subject: str, concerned: tuple[str, ...],
+                  proof: ProofType, content: tuple[ContentGroup, ...]) -> bool:
+    """Log the answer about to be sent (§ 9 IDNrG); False if it could not be logged."""
+    try:
+        await protocol.record(register=register, source_name=name, subject=subject,
+                              concerned=concerned, content=content,
+                              requester=requester_from_headers(request.headers),
+                              data_categories=sorted(PROOF_FIELDS[proof]))
+    except StoreError:
+        return False
+    return True
+
+
 def _custody_as_of(family: Family, child: Child, as_of: date) -> dict[str, Any]:
     """The custody in force on ``as_of`` (the history: marriage after birth, court orders)."""
     if as_of < child.birth_date:
@@ -109,7 +154,8 @@ class _Sorgeregister:
         self.records = population.children
 
 
-def _standesamt_handler(population: Population, knobs: Knobs) -> Any:
+def _standesamt_handler(population: Population, knobs: Knobs,
+                        protocol: RegisterProtocol) -> Any:
     @post("/standesamt/{ags:str}/geburt", include_in_schema=False, status_code=200)
     async def standesamt(ags: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
         author = f"standesamt:{ags}"
@@ -139,6 +185,23 @@ def _standesamt_handler(population: Population, knobs: Knobs) -> Any:
             return _xml(messages.build_error(author=author, code="nicht-gefunden",
                                              text="Kein Geburtseintrag gefunden."), 404)
         family, child = found
+        place = f"{municipality.name} ({ags})"
+        content = content_groups({
+            "Geburtseintrag": {"Registernummer": child.register_number,
+                               "Standesamt": f"Standesamt {municipality.name}"},
+            "Lebensdaten": {"Identifikationsnummer": child.idnr, "Vornamen": child.given_names,
+                            "Familienname": child.family_name,
+                            "Geschlecht": _SEX.get(child.sex, child.sex),
+                            "Geburtsdatum": child.birth_date, "Geburtsort": place},
+            "Eltern": {"Elternteil": [{"Identifikationsnummer": p.idnr,
+                                       "Vornamen": p.given_names,
+                                       "Familienname": p.family_name}
+                                      for p in family.parents]}})
+        if not await _logged(protocol, request, register=author,
+                             name=f"Standesamt {municipality.name}", subject=idnr,
+                             concerned=tuple(p.idnr for p in family.parents),
+                             proof=ProofType.BIRTH, content=content):
+            return _UNLOGGED
         return _xml(messages.build_answer(
             author=author, register_number=child.register_number,
             child={"idnr": child.idnr, "vornamen": child.given_names,
@@ -151,9 +214,11 @@ def _standesamt_handler(population: Population, knobs: Knobs) -> Any:
     return standesamt
 
 
-def _sorge_handler(register: _Sorgeregister, knobs: Knobs, settings: SimulatorSettings) -> Any:
+def _sorge_handler(register: _Sorgeregister, knobs: Knobs, settings: SimulatorSettings,
+                   protocol: RegisterProtocol) -> Any:
     @get("/sorge/{land:str}/records/{idnr:str}", include_in_schema=False)
     async def sorgeregister(land: FromPath[str], idnr: FromPath[str],
+                            request: Request[Any, Any, Any],
                             as_of: FromQuery[str | None] = None) -> Response[bytes]:
         if (failure := await knobs.apply("sorge")) is not None:
             return failure
@@ -170,13 +235,29 @@ def _sorge_handler(register: _Sorgeregister, knobs: Knobs, settings: SimulatorSe
         if holder != land:  # this Land's index of the other Länder's holdings
             return _json({"status": "held_elsewhere", "land": holder})
         family, child = register.records[idnr]
+        record = _custody_as_of(family, child, when)
+        content = content_groups({
+            "Sorgerecht": {"Stichtag": when, "Sorge": _CUSTODY[record["custody"]],
+                           "Grundlage": _BASIS.get(record["basis"], record["basis"]),
+                           "Seit": record["since"],
+                           "Register": f"Sorgeregister {LAND_NAMES[land]}"},
+            "Kind": {"Identifikationsnummer": idnr},
+            "Sorgeberechtigte": {"Person": [
+                {"Identifikationsnummer": h["idnr"], "Vornamen": h["given_names"],
+                 "Familienname": h["family_name"], "Rolle": h["role"]}
+                for h in record["holders"]]}})
+        if not await _logged(protocol, request, register=f"sorgeregister:{land}",
+                             name=f"Sorgeregister {LAND_NAMES[land]}", subject=idnr,
+                             concerned=tuple(h["idnr"] for h in record["holders"]),
+                             proof=ProofType.CUSTODY, content=content):
+            return _UNLOGGED
         return _json({"status": "found", "land": land, "idnr": idnr, "as_of": when.isoformat(),
-                      **_custody_as_of(family, child, when)})
+                      **record})
 
     return sorgeregister
 
 
-def _income_handler(population: Population, knobs: Knobs) -> Any:
+def _income_handler(population: Population, knobs: Knobs, protocol: RegisterProtocol) -> Any:
     @get("/income/persons/{idnr:str}/months", include_in_schema=False)
     async def income(idnr: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
         if (failure := await knobs.apply("income")) is not None:
@@ -195,6 +276,15 @@ def _income_handler(population: Population, knobs: Knobs) -> Any:
                                     "dieses Register nicht."}, 404)
         months = [{"month": month, "gross_eur": eur, "employment": kind}
                   for month, (eur, kind) in sorted(parent.income.items()) if first <= month <= last]
+        content = content_groups({
+            "Zeitraum": {"Identifikationsnummer": idnr, "Von": first, "Bis": last},
+            "Monatsverdienste": {"Monat": [
+                {"Monat": m["month"], "Bruttoentgelt (EUR)": m["gross_eur"],
+                 "Art": _EMPLOYMENT.get(m["employment"], m["employment"])} for m in months]}})
+        if not await _logged(protocol, request, register=INCOME_REGISTER, name=_INCOME_NAME,
+                             subject=idnr, concerned=(), proof=ProofType.INCOME,
+                             content=content):
+            return _UNLOGGED
         return _json({"status": "found", "idnr": idnr, "months": months})
 
     return income
@@ -217,19 +307,70 @@ def _knob_handlers(knobs: Knobs) -> list[Any]:
     return [read_knobs, set_knobs]
 
 
+def _standesamt_source(params: Mapping[str, Any]) -> Source | None:
+    municipality = MUNICIPALITIES.get(str(params.get("ags")))
+    if municipality is None:
+        return None
+    return Source(id=f"standesamt:{municipality.ags}", name=f"Standesamt {municipality.name}")
+
+
+def _sorge_source(params: Mapping[str, Any]) -> Source | None:
+    land = str(params.get("land"))
+    if land not in LAND_NAMES:
+        return None
+    return Source(id=f"sorgeregister:{land}", name=f"Sorgeregister {LAND_NAMES[land]}")
+
+
+def _income_source(_params: Mapping[str, Any]) -> Source | None:
+    return Source(id=INCOME_REGISTER, name=_INCOME_NAME)
+
+
+def _problem(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, ProblemError)  # noqa: S101 - registered for ProblemError only
+    return problem_response(exc, request)
+
+
 def create_registers_router(settings: SimulatorSettings,
-                            population: Population | None = None) -> Router:
-    """All simulated registers under ``/registers``, sharing one population and one knob set."""
+                            population: Population | None = None,
+                            protocol: RegisterProtocol | None = None) -> Router:
+    """All simulated registers under ``/registers``, sharing one population, one knob set and
+    one protocol (``protocol``, or one made from ``settings.protocol``), each with its source
+    interface under ``<register>/dsc``."""
     people = population or generate_population(settings.seed, settings.families)
     knobs = Knobs(settings)
-    handlers = [_standesamt_handler(people, knobs),
-                _sorge_handler(_Sorgeregister(people), knobs, settings),
-                _income_handler(people, knobs), *_knob_handlers(knobs)]
-    return Router(path="/registers", route_handlers=handlers)
+    log = protocol or RegisterProtocol(settings.protocol)
+    handlers = [_standesamt_handler(people, knobs, log),
+                _sorge_handler(_Sorgeregister(people), knobs, settings, log),
+                _income_handler(people, knobs, log), *_knob_handlers(knobs),
+                *source_handlers(log, "/standesamt/{ags:str}/dsc", _standesamt_source),
+                *source_handlers(log, "/sorge/{land:str}/dsc", _sorge_source),
+                *source_handlers(log, "/income/dsc", _income_source)]
+    return Router(path="/registers", route_handlers=handlers,
+                  exception_handlers={ProblemError: _problem})
+
+
+class RegistersComponent:
+    """The simulated registers as a component of the process (``einmal_app``): the router,
+    and the protocol's start (tables, retention sweeper) and stop."""
+
+    name = "registers"
+
+    def __init__(self, settings: SimulatorSettings, population: Population | None = None,
+                 protocol: RegisterProtocol | None = None) -> None:
+        self.protocol = protocol or RegisterProtocol(settings.protocol)
+        self.router = create_registers_router(settings, population, self.protocol)
+
+    async def start(self) -> None:
+        await self.protocol.start()
+
+    async def stop(self) -> None:
+        await self.protocol.stop()
 
 
 def create_registers_app(settings: SimulatorSettings | None = None,
-                         population: Population | None = None) -> Litestar:
+                         population: Population | None = None,
+                         protocol: RegisterProtocol | None = None) -> Litestar:
     """The registers alone (tests, or ``uvicorn --factory`` style standalone use)."""
-    return Litestar([create_registers_router(settings or SimulatorSettings(), population)],
-                    logging_config=None, openapi_config=None)
+    component = RegistersComponent(settings or SimulatorSettings(), population, protocol)
+    return Litestar([component.router], logging_config=None, openapi_config=None,
+                    on_startup=[component.start], on_shutdown=[component.stop])

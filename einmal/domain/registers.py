@@ -33,6 +33,7 @@ __all__ = [
     "RegisterRejectedError",
     "RegisterTimeoutError",
     "RegisterUnavailableError",
+    "Requester",
     "RoutingError",
 ]
 
@@ -109,6 +110,20 @@ class ProofData(msgspec.Struct, frozen=True, kw_only=True):
     route: tuple[str, ...] = ()  # registers asked, in order (index hops for custody)
 
 
+class Requester(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks a register, as the broker states it with every query (request headers,
+    connectors/protocol/headers.py): the register keeps it in its own protocol (§ 9 IDNrG).
+    ``intermediary`` is the body that relays the query (the broker)."""
+
+    service_id: str
+    service_name: str = ""
+    authority: str
+    purpose: str
+    legal_basis: str = ""
+    consent_id: str | None = None
+    intermediary: str = "einmal-broker"
+
+
 class Connector(Protocol):
     """One client per register kind. Created once at start-up; owns one httpx.AsyncClient."""
 
@@ -118,8 +133,10 @@ class Connector(Protocol):
         """Raise InvalidParametersError unless ``parameters`` suit this register. No I/O."""
         ...
 
-    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> ProofData:
-        """Fetch the proof for ``subject`` (IdNr). Raises ConnectorError subclasses only."""
+    async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
+                    requester: Requester | None = None) -> ProofData:
+        """Fetch the proof for ``subject`` (IdNr). Raises ConnectorError subclasses only.
+        ``requester``: who asks, sent to the register for its protocol (None: not stated)."""
         ...
 
     async def aclose(self) -> None:

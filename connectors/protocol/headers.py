@@ -1,0 +1,66 @@
+"""Who asks a register, in request headers: the connector sends them with every query, the
+register's protocol reads them (§ 9 IDNrG: the register logs who asked, for what, on which
+basis).
+
+Values are UTF-8, percent-encoded (an authority's name has umlauts; header values are
+Latin-1 on the wire): ``X-Einmal-Authority: Elterngeldstelle%20Bremen``. A header that is absent
+is not stated; a register refuses nothing for it (the query is still logged, with what it said).
+
+NOTE: a register can trust these only as far as it trusts the caller (the broker, over mTLS in
+production): the headers state, they do not prove.
+"""
+
+from collections.abc import Mapping
+from urllib.parse import quote, unquote
+
+from einmal.domain.registers import Requester
+
+__all__ = ["HEADERS", "requester_from_headers", "requester_headers"]
+
+#: header -> Requester field
+HEADERS: dict[str, str] = {
+    "x-einmal-service": "service_id",
+    "x-einmal-service-name": "service_name",
+    "x-einmal-authority": "authority",
+    "x-einmal-purpose": "purpose",
+    "x-einmal-legal-basis": "legal_basis",
+    "x-einmal-consent": "consent_id",
+    "x-einmal-intermediary": "intermediary",
+}
+_MAX_VALUE = 500
+
+
+def requester_headers(requester: Requester | None) -> dict[str, str]:
+    """The headers that state ``requester`` (none for None)."""
+    if requester is None:
+        return {}
+    headers = {}
+    for header, name in HEADERS.items():
+        value = getattr(requester, name)
+        if value:
+            headers[header] = quote(str(value)[:_MAX_VALUE], safe=":/.-_")
+    return headers
+
+
+def requester_from_headers(headers: Mapping[str, str]) -> Requester | None:
+    """The requester a query states; None without ``X-Einmal-Service``. Values are cut to 500
+    characters and must decode as UTF-8 (else left out)."""
+    values: dict[str, str] = {}
+    for header, name in HEADERS.items():
+        raw = headers.get(header)
+        if not raw:
+            continue
+        try:
+            text = unquote(raw[:3 * _MAX_VALUE], errors="strict")[:_MAX_VALUE]
+        except UnicodeDecodeError:
+            continue
+        if text.isprintable():
+            values[name] = text
+    if "service_id" not in values:
+        return None
+    return Requester(service_id=values["service_id"],
+                     service_name=values.get("service_name", ""),
+                     authority=values.get("authority", ""), purpose=values.get("purpose", ""),
+                     legal_basis=values.get("legal_basis", ""),
+                     consent_id=values.get("consent_id"),
+                     intermediary=values.get("intermediary", ""))
