@@ -16,10 +16,13 @@ Method, per variant (one server start, ``repeats`` measurements):
    sequencing - is *included*), read the counters, subtract the idle rate over the elapsed
    time and divide by the number of requests answered.
 
+A server's figure covers its process and every process below it (worker processes).
+
 Counters tick every 10 ms (``SC_CLK_TCK`` = 100): a measurement spans >= 2 s of CPU time,
 so the resolution is better than 1 %.
 """
 
+import os
 import statistics
 import time
 from typing import Any
@@ -27,14 +30,41 @@ from typing import Any
 _TICK = 100.0
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except OSError:  # the process has ended
+        return None
+
+
 def _ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    fields = _stat(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's worker processes: granian and uvicorn
+    with workers run the app in children of the process started)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))):
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def tree_ticks(pid: int) -> int:
+    """CPU ticks (user + system) of ``pid`` and its descendants."""
+    return sum(_ticks(p) for p in descendants(pid))
 
 
 def ticks(pids: list[int]) -> dict[int, int]:
-    return {pid: _ticks(pid) for pid in pids}
+    return {pid: tree_ticks(pid) for pid in pids}
 
 
 def wait_idle(pids: list[int], idle_rate: float = 0.0, window_s: float = 1.0,

@@ -14,6 +14,8 @@ import resource
 import sys
 from typing import Any
 
+from bench.cpu import tree_ticks
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,10 +58,9 @@ class Connection:
 
 
 def _cpu_ticks(pid: int) -> int | None:
+    """utime + stime of the server process and its worker processes."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        return tree_ticks(pid)
     except (OSError, IndexError, ValueError):
         return None
 

@@ -10,6 +10,13 @@ fresh temporary data dir and ``--demo``; the load generator (``bench.load``) is 
   b2  proof request, ``einmal serve --demo`` (registers in the same process, over loopback HTTP)
   c   proof request, registers in a separate process (``einmal serve --components registers``,
       broker+cockpit with ``--registers-url``)
+  cs  as c, but broker and cockpit each in a process of its own (all three apart: production)
+  cpgN  as c on PostgreSQL, broker+cockpit with ``--workers N`` (e.g. cpg1, cpg2; needs
+      ``--postgres``; a database ``einmal_bench_cpgN`` is created afresh beside the URL's)
+
+A variant may name its HTTP server: ``a@uvicorn``, ``c@granian`` (``--server`` otherwise):
+granian (shipped default), uvicorn (uvloop + httptools), uvicorn-h11 (asyncio + h11, the
+server before decision 0029; echo and b only).
 
 Part 2 - citizen query latency (``GET /v1/me/transfers?limit=50``) with many entries seeded
 straight into the cockpit tables (``bench.query``), on SQLite and (``--postgres URL``) PostgreSQL.
@@ -18,6 +25,7 @@ Results: ``bench/results/latest.json``; a Markdown summary is printed at the end
 """
 
 import argparse
+import asyncio
 import contextlib
 import importlib.util
 import json
@@ -36,6 +44,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import litestar
@@ -45,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench import cpu
 from bench.profile import summarise
 from bench.query import run_queries
+from bench.servers import SERVERS
 from einmal.keys import _unb64u
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,84 +194,156 @@ VARIANTS = {
     "bs": "as b, but the cockpit (ingest, sealing, log) runs in its own process",
     "b2": "proof request, registers in the same process over loopback HTTP (einmal serve --demo)",
     "c": "proof request, registers in a separate process over HTTP",
+    "cs": "as c, with broker and cockpit in processes of their own",
+    "cpg": "as c on PostgreSQL, broker+cockpit with N worker processes",
 }
 
 
-def start_variant(variant: str, workdir: Path) -> tuple[list[Server], Server]:
+def split_variant(spec: str, default_server: str) -> tuple[str, str, int]:
+    """``c@granian`` -> ("c", "granian", 1); ``cpg2`` -> ("cpg", server, 2)."""
+    name, _, server = spec.partition("@")
+    server = server or default_server
+    if server not in SERVERS:
+        msg = f"unknown server {server!r} in {spec!r} (choose from {', '.join(SERVERS)})"
+        raise SystemExit(msg)
+    workers = 1
+    if name.startswith("cpg"):
+        workers = int(name[3:] or "1")
+        name = "cpg"
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {spec!r}")
+    if server == "uvicorn-h11" and name not in {"a", "b"}:
+        raise SystemExit(f"{spec}: uvicorn-h11 only for a and b (einmal serve has no h11)")
+    return name, server, workers
+
+
+def fresh_database(url: str, name: str) -> str:
+    """Drop and create the database ``name`` beside the one in ``url``; returns its URL."""
+    base, _, _db = url.rpartition("/")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{base}/{name}"
+
+
+def _chain(*servers: Server) -> None:
+    """Wait for each server in turn; stop them all if one does not come up."""
+    try:
+        for server in servers:
+            server.wait_ready()
+    except BaseException:
+        for server in reversed(servers):
+            server.stop()
+        raise
+
+
+def start_variant(spec: str, workdir: Path, args: argparse.Namespace,
+                  ) -> tuple[list[Server], Server]:
     """Start the servers of one variant; returns (all servers, the one under load)."""
+    variant, server_kind, workers = split_variant(spec, args.server)
+    tag = spec.replace("@", "-")
     port = free_port()
-    data = workdir / f"data-{variant}"
+    data = workdir / f"data-{tag}"
     data.mkdir()
+    bench = [PYTHON, "-m", "bench.servers"]
+    serve = [EINMAL, "serve", "--server", server_kind]
     if variant == "a":
-        server = Server("echo", [PYTHON, "-m", "bench.servers", "echo", "--port", str(port)],
-                        port, workdir / "server-a.log")
+        server = Server("echo", [*bench, "echo", "--port", str(port), "--server", server_kind],
+                        port, workdir / f"server-{tag}.log")
         return [server], server
     if variant == "b":
-        server = Server("einmal-memory", [PYTHON, "-m", "bench.servers", "einmal-memory",
-                                          "--port", str(port), "--data-dir", str(data)],
-                        port, workdir / "server-b.log")
+        server = Server("einmal-memory", [*bench, "einmal-memory", "--port", str(port),
+                                          "--data-dir", str(data), "--server", server_kind],
+                        port, workdir / f"server-{tag}.log")
         return [server], server
     if variant == "bs":
         cockpit_port = free_port()
         server = Server("einmal-memory-broker", [
-            PYTHON, "-m", "bench.servers", "einmal-memory", "--port", str(port), "--data-dir",
-            str(data), "--components", "broker", "--cockpit-url",
-            f"http://127.0.0.1:{cockpit_port}"], port, workdir / "server-bs.log")
+            *bench, "einmal-memory", "--port", str(port), "--data-dir", str(data),
+            "--components", "broker", "--cockpit-url", f"http://127.0.0.1:{cockpit_port}",
+            "--server", server_kind], port, workdir / f"server-{tag}.log")
+        _chain(server)  # creates the broker's channel key the cockpit reads
+        cockpit = Server("einmal-cockpit", [
+            *serve, "--demo", "--components", "cockpit", "--port", str(cockpit_port),
+            "--data-dir", str(data), "--broker-url", server.base_url],
+            cockpit_port, workdir / f"server-{tag}-cockpit.log")
         try:
-            server.wait_ready()  # creates the broker's channel key the cockpit reads
-            cockpit = Server("einmal-cockpit", [
-                EINMAL, "serve", "--demo", "--components", "cockpit", "--port",
-                str(cockpit_port), "--data-dir", str(data), "--broker-url", server.base_url],
-                cockpit_port, workdir / "server-bs-cockpit.log")
+            _chain(cockpit)
         except BaseException:
-            server.stop()
-            raise
-        try:
-            cockpit.wait_ready()
-        except BaseException:
-            cockpit.stop()
             server.stop()
             raise
         return [server, cockpit], server
     if variant == "b2":
-        server = Server("einmal", [EINMAL, "serve", "--demo", "--port", str(port),
-                                   "--data-dir", str(data)], port, workdir / "server-b2.log")
+        server = Server("einmal", [*serve, "--demo", "--port", str(port),
+                                   "--data-dir", str(data)], port, workdir / f"server-{tag}.log")
         return [server], server
     reg_port = free_port()
-    reg_data = workdir / "data-c-registers"
+    reg_data = workdir / f"data-{tag}-registers"
     reg_data.mkdir()
-    registers = Server("registers", [EINMAL, "serve", "--demo", "--components", "registers",
+    registers = Server("registers", [*serve, "--demo", "--components", "registers",
                                      "--port", str(reg_port), "--data-dir", str(reg_data)],
-                       reg_port, workdir / "server-c-registers.log")
-    try:
-        registers.wait_ready()
-    except BaseException:
-        registers.stop()
-        raise
+                       reg_port, workdir / f"server-{tag}-registers.log")
+    _chain(registers)
+    registers_url = f"{registers.base_url}/registers"
+    if variant == "cs":
+        cockpit_port = free_port()
+        broker = Server("einmal-broker", [
+            *serve, "--demo", "--components", "broker", "--port", str(port), "--data-dir",
+            str(data), "--registers-url", registers_url, "--cockpit-url",
+            f"http://127.0.0.1:{cockpit_port}"], port, workdir / f"server-{tag}.log")
+        try:
+            _chain(broker)  # creates the broker's channel key the cockpit reads
+            cockpit = Server("einmal-cockpit", [
+                *serve, "--demo", "--components", "cockpit", "--port", str(cockpit_port),
+                "--data-dir", str(data), "--broker-url", broker.base_url],
+                cockpit_port, workdir / f"server-{tag}-cockpit.log")
+            _chain(cockpit)
+        except BaseException:
+            broker.stop()
+            registers.stop()
+            raise
+        return [registers, broker, cockpit], broker
+    extra: list[str] = []
+    if variant == "cpg":
+        if not args.postgres:
+            registers.stop()
+            raise SystemExit("cpgN needs --postgres URL")
+        extra = ["--database-url", fresh_database(args.postgres, f"einmal_bench_{tag}"),
+                 "--workers", str(workers)]
     server = Server("einmal-broker-cockpit", [
-        EINMAL, "serve", "--demo", "--components", "broker,cockpit", "--port", str(port),
-        "--data-dir", str(data), "--registers-url", f"{registers.base_url}/registers"],
-        port, workdir / "server-c.log")
+        *serve, "--demo", "--components", "broker,cockpit", "--port", str(port),
+        "--data-dir", str(data), "--registers-url", registers_url, *extra],
+        port, workdir / f"server-{tag}.log")
     return [registers, server], server
 
 
 class Running:
     """A started variant: its servers, the one under load, and the request it gets."""
 
-    def __init__(self, variant: str, workdir: Path, echo_request: bytes) -> None:
-        self.variant = variant
-        self.servers, self.server = start_variant(variant, workdir)
+    def __init__(self, spec: str, workdir: Path, echo_request: bytes,
+                 args: argparse.Namespace) -> None:
+        self.variant = spec
+        kind = split_variant(spec, args.server)[0]
+        self.servers, self.server = start_variant(spec, workdir, args)
         try:
             for s in self.servers:
                 s.wait_ready()
-            if variant == "a":
+            if kind == "a":
                 self.request = echo_request.replace(
                     b"host: 127.0.0.1:0", f"host: 127.0.0.1:{self.server.port}".encode())
             else:
-                demo = self.servers[-1].base_url if variant == "bs" else None
+                # the demo credentials come from the process with the demo (cockpit) part
+                demo = self.servers[-1].base_url if kind in {"bs", "cs"} else None
                 self.request, _ = proof_request_bytes(self.server.base_url, self.server.port,
                                                       demo)
-            sanity_check(self.server.base_url, self.request, expect_proof=variant != "a")
+            sanity_check(self.server.base_url, self.request, expect_proof=kind != "a")
         except BaseException:
             self.stop()
             raise
@@ -297,8 +379,10 @@ def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, work
     time.sleep(1.5)
     # --gil: only samples of the thread holding the GIL, i.e. Python work on the CPU (not
     # threads waiting in sqlite's fsync or in select).
+    # --subprocesses: granian (and uvicorn with workers) serve from child processes
     spy = subprocess.run([str(pyspy), "record", "-p", str(server.proc.pid), "-d", str(int(seconds)),
-                          "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking", "--gil"],
+                          "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking", "--gil",
+                          "--subprocesses"],
                          capture_output=True, text=True, check=False)
     load.wait()
     if spy.returncode != 0 or not raw.exists():
@@ -332,13 +416,15 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    # uvicorn picks these optional speed-ups when they are installed
+    # the servers name their loop and parser (bench/servers.py, einmal_app/run.py); these say
+    # whether uvicorn's optional speed-ups are installed
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
             "platform": platform.platform(), "litestar": litestar.__version__
             if hasattr(litestar, "__version__") else _dist_version("litestar"),
-            "uvicorn": uvicorn.__version__, "uvicorn_loop": loop, "uvicorn_http": http}
+            "uvicorn": uvicorn.__version__, "uvicorn_loop": loop, "uvicorn_http": http,
+            "granian": _dist_version("granian"), "aiohttp": _dist_version("aiohttp")}
 
 
 def _dist_version(name: str) -> str:
@@ -365,7 +451,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float)
     parser.add_argument("--entries", type=int, help="log entries seeded for the citizen query")
     parser.add_argument("--profile", type=float, default=None,
-                        help="seconds of py-spy on server b (default 15, 0 = off, off in --quick)")
+                        help="seconds of py-spy per profiled variant (default 15, 0 = off, "
+                             "off in --quick)")
+    parser.add_argument("--profile-variants", default=None,
+                        help="variants to profile, e.g. cs,b2 (default: b and bs if run)")
+    parser.add_argument("--server", choices=SERVERS, default="granian",
+                        help="HTTP server of variants that name none (default granian)")
+    parser.add_argument("--half-peak", default=None,
+                        help="variants run open-loop at half their peak (default: every proof "
+                             "variant; '' = none)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
@@ -381,8 +475,9 @@ def main() -> None:
         "command": " ".join([Path(PYTHON).name, "-m", "bench.run", *sys.argv[1:]]),
         "machine": machine(),
         "settings": {
-            "server": "uvicorn.run, 1 worker, log_level=warning, access_log=False; "
-                      "EINMAL_LOG_LEVEL=warning; fresh temp data dir, --demo, SQLite",
+            "server": f"{args.server} unless a variant names its own (variant@server); "
+                      "1 worker unless cpgN; no access log; EINMAL_LOG_LEVEL=warning; fresh "
+                      "temp data dir, --demo, SQLite unless cpgN",
             "load_generator": "bench.load: raw asyncio streams, HTTP/1.1 keep-alive, own process",
             "concurrency": args.concurrency, "warmup_s": args.warmup,
             "duration_s": args.duration, "quick": args.quick,
@@ -409,6 +504,9 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     round (a, b, ..., a, b, ...) so that a change in the machine's other load hits every
     variant alike, and each round gives its own ratio."""
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    kinds = {v: split_variant(v, args.server)[0] for v in variants}
+    echoes = [v for v in variants if kinds[v] == "a"]
+    proofs = [v for v in variants if kinds[v] != "a"]
     # A stand-in for the echo alone; with a proof variant in the run the echo gets that
     # variant's exact request bytes (token included), see below.
     echo_request = build_request(0, "x" * 300, {
@@ -418,16 +516,17 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         for variant in variants:
             print(f"[{variant}] starting ...", flush=True)
-            running[variant] = Running(variant, workdir, echo_request)
-            results[variant] = {"variant": variant, "what": VARIANTS[variant],
+            running[variant] = Running(variant, workdir, echo_request, args)
+            results[variant] = {"variant": variant, "what": VARIANTS[kinds[variant]],
                                 "server_pids": running[variant].pids, "closed_runs": []}
-        proof_variant = next((v for v in variants if v != "a"), None)
-        if "a" in running and proof_variant is not None:
+        if echoes and proofs:
             # The echo gets the very bytes the broker gets (its real access token, ~450
             # characters, not a stand-in of another length), only the Host port differs.
-            running["a"].request = running[proof_variant].request.replace(
-                f"host: 127.0.0.1:{running[proof_variant].server.port}".encode(),
-                f"host: 127.0.0.1:{running['a'].server.port}".encode())
+            first = running[proofs[0]]
+            for echo in echoes:
+                running[echo].request = first.request.replace(
+                    f"host: 127.0.0.1:{first.server.port}".encode(),
+                    f"host: 127.0.0.1:{running[echo].server.port}".encode())
         for round_no in range(args.repeats):
             for variant in variants:
                 print(f"[{variant}] closed loop, {args.concurrency} connections, round "
@@ -444,23 +543,29 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             rps = [r["rps"] for r in runs]
             results[variant]["rps_runs"] = rps
             results[variant]["rps_median"] = statistics.median(rps)
-        for variant in variants:
-            if variant in ({"b", "bs"} if args.quick else {"b", "bs", "b2", "c"}):
-                rate = max(1.0, round(results[variant]["rps_median"] / 2))
-                print(f"[{variant}] open loop at {rate} req/s (half of peak) ...", flush=True)
-                cpu.wait_idle(running[variant].pids)
-                results[variant]["half_peak"] = run_load(running[variant].spec(
-                    args, mode="open", rate=rate), workdir)
-                _print(variant, results[variant]["half_peak"])
-        if "a" in running and "b" in results and "half_peak" in results["b"]:
-            # Control: the echo at b's half-peak rate - the open-loop latency this machine and
-            # load generator give a trivial handler at the same arrival rate.
-            rate = results["b"]["half_peak"]["settings"]["rate"]
-            print(f"[a] open loop at {rate} req/s (b's half peak; control) ...", flush=True)
-            cpu.wait_idle(running["a"].pids)
-            results["a"]["at_b_half_peak"] = run_load(running["a"].spec(
+        half = ([v.strip() for v in args.half_peak.split(",") if v.strip()]
+                if args.half_peak is not None else proofs)
+        for variant in half:
+            if variant not in results:
+                continue
+            rate = max(1.0, round(results[variant]["rps_median"] / 2))
+            print(f"[{variant}] open loop at {rate} req/s (half of peak) ...", flush=True)
+            cpu.wait_idle(running[variant].pids)
+            results[variant]["half_peak"] = run_load(running[variant].spec(
                 args, mode="open", rate=rate), workdir)
-            _print("a", results["a"]["at_b_half_peak"])
+            _print(variant, results[variant]["half_peak"])
+        control = next((v for v in half if v in results and "half_peak" in results[v]), None)
+        if echoes and control:
+            # Control: the echo at that variant's half-peak rate - the open-loop latency this
+            # machine and load generator give a trivial handler at the same arrival rate.
+            echo = echoes[0]
+            rate = results[control]["half_peak"]["settings"]["rate"]
+            print(f"[{echo}] open loop at {rate} req/s ({control}'s half peak; control) ...",
+                  flush=True)
+            cpu.wait_idle(running[echo].pids)
+            results[echo]["control"] = {"of": control, **run_load(running[echo].spec(
+                args, mode="open", rate=rate), workdir)}
+            _print(echo, results[echo]["control"])
         if args.cpu_repeats:
             for variant in variants:
                 print(f"[{variant}] server CPU time per request ({args.cpu_repeats} x "
@@ -470,41 +575,74 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     r.pids, lambda o, r=r: run_load(r.spec(args, **o), workdir),
                     args.cpu_seconds, args.cpu_repeats)
                 c = results[variant]["cpu"]
-                by_pid = c["repeats"][0]["cpu_us_per_request_by_pid"]
+                by_server = {s.name: c["repeats"][0]["cpu_us_per_request_by_pid"][str(pid)]
+                             for s, pid in zip(r.servers, r.pids, strict=True)}
+                c["by_server_first_repeat"] = by_server
+                c["by_server_median"] = {
+                    s.name: statistics.median(x["cpu_us_per_request_by_pid"][str(pid)]
+                                              for x in c["repeats"])
+                    for s, pid in zip(r.servers, r.pids, strict=True)}
                 print(f"    {variant}: {c['median_us']} CPU-us/request (min {c['min_us']}, "
-                      f"max {c['max_us']}; by process {by_pid})", flush=True)
+                      f"max {c['max_us']}; by process, median: {c['by_server_median']})",
+                      flush=True)
+        profiled = ([v.strip() for v in args.profile_variants.split(",") if v.strip()]
+                    if args.profile_variants else [v for v in ("b", "bs") if v in running])
         if args.profile:
-            for variant in ("b", "bs"):
+            for variant in profiled:
                 if variant in running:
                     r = running[variant]
-                    results[variant]["profile"] = profile(r.server, r.spec(args), args, workdir,
-                                                          args.profile, name=variant)
+                    results[variant]["profile"] = profile(
+                        r.server, r.spec(args), args, workdir, args.profile,
+                        name=variant.replace("@", "-"))
     finally:
         for r in running.values():
             r.stop()
-    ratios: dict[str, Any] = {}
-    a = results.get("a")
-    for variant in ("b", "bs", "b2", "c"):
-        v = results.get(variant)
-        if not a or not v:
-            continue
-        per_round = [round(x["rps"] / y["rps"], 3)
-                     for x, y in zip(v["closed_runs"], a["closed_runs"], strict=True) if y["rps"]]
-        ratios[f"{variant}/a"] = round(statistics.median(per_round), 3)
-        ratios[f"{variant}/a per round"] = per_round
-        if "cpu" in v and "cpu" in a and v["cpu"]["median_us"]:
-            ratios[f"{variant}/a by CPU time"] = round(a["cpu"]["median_us"]
-                                                       / v["cpu"]["median_us"], 3)
-    results["ratios"] = ratios
-    b_half = results.get("b", {}).get("half_peak")
-    results["targets"] = {
-        "b/a >= 0.35": ratios.get("b/a") is not None and ratios["b/a"] >= 0.35,
-        "b/a >= 0.35 by CPU time": ratios.get("b/a by CPU time") is not None
-        and ratios["b/a by CPU time"] >= 0.35,
-        "p99 <= 20 ms at half peak (b)": bool(b_half) and b_half["p99_ms"] is not None
-        and b_half["p99_ms"] <= 20,
-    }
+    results["ratios"] = ratios(results, echoes, proofs)
+    results["targets"] = targets(results, echoes, kinds)
     return results
+
+
+def ratios(results: dict[str, Any], echoes: list[str], proofs: list[str]) -> dict[str, Any]:
+    """Each proof variant against each echo: per round (same run), and by CPU time."""
+    out: dict[str, Any] = {}
+    for variant in proofs:
+        v = results[variant]
+        for echo in echoes:
+            a = results[echo]
+            per_round = [round(x["rps"] / y["rps"], 3) for x, y in
+                         zip(v["closed_runs"], a["closed_runs"], strict=True) if y["rps"]]
+            out[f"{variant}/{echo}"] = round(statistics.median(per_round), 3)
+            out[f"{variant}/{echo} per round"] = per_round
+            if "cpu" in v and "cpu" in a and v["cpu"]["median_us"]:
+                out[f"{variant}/{echo} by CPU time"] = round(a["cpu"]["median_us"]
+                                                              / v["cpu"]["median_us"], 3)
+    return out
+
+
+def targets(results: dict[str, Any], echoes: list[str], kinds: dict[str, str],
+            ) -> dict[str, Any]:
+    """Issue 14's targets, against the ceiling: the echo with the highest median req/s."""
+    if not echoes:
+        return {}
+    ceiling = max(echoes, key=lambda e: results[e]["rps_median"])
+    a = results[ceiling]
+    out: dict[str, Any] = {"ceiling": ceiling}
+    for variant, kind in kinds.items():
+        v = results[variant]
+        ratio = statistics.median(x["rps"] / y["rps"] for x, y in
+                                  zip(v["closed_runs"], a["closed_runs"], strict=True))
+        if kind in {"c", "cs"}:
+            out[f"{variant}/{ceiling} >= 0.30"] = [round(ratio, 3), ratio >= 0.30]
+            h = v.get("half_peak")
+            if h and h["p99_ms"] is not None:
+                out[f"{variant} p99 at half peak <= 25 ms"] = [h["p99_ms"], h["p99_ms"] <= 25]
+            if "cpu" in v and "cpu" in a:
+                broker = next(n for n in v["cpu"]["by_server_median"] if n.startswith("einmal-b"))
+                times = v["cpu"]["by_server_median"][broker] / a["cpu"]["median_us"]
+                out[f"{variant} {broker} CPU <= 3x echo"] = [round(times, 2), times <= 3]
+        if kind == "b2":
+            out[f"{variant}/{ceiling} >= 0.20"] = [round(ratio, 3), ratio >= 0.20]
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -512,28 +650,25 @@ def markdown(report: dict[str, Any]) -> str:
              f"({report['machine']['cpu']}), Python {report['machine']['python']}", ""]
     http = report.get("http")
     if http:
-        lines += [("| variant | req/s | p50 ms | p99 ms | errors | half-peak rate | p50 ms "
-                   "| p99 ms | errors |"), "|---|---|---|---|---|---|---|---|---|"]
-        for variant in ("a", "b", "bs", "b2", "c"):
-            r = http.get(variant)
-            if not r:
+        lines += [("| variant | req/s (median; rounds) | p50 ms | p99 ms | errors "
+                   "| half-peak rate | p50 ms | p99 ms | CPU-us/req (min-max) | by process |"),
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for variant, r in http.items():
+            if not isinstance(r, dict) or "closed" not in r:
                 continue
             c, h = r["closed"], r.get("half_peak")
-            half = (f"{h['settings']['rate']} | {h['p50_ms']} | {h['p99_ms']} | {h['errors']}"
-                    if h else "- | - | - | -")
-            lines.append(f"| {variant}: {r['what']} | {c['rps']} | {c['p50_ms']} | {c['p99_ms']} "
-                         f"| {c['errors']} | {half} |")
-        cpu_lines = [(f"| {v} | {http[v]['cpu']['median_us']} | {http[v]['cpu']['min_us']}"
-                      f"-{http[v]['cpu']['max_us']} | "
-                      f"{', '.join(str(x) for x in http[v]['rps_runs'])} |")
-                     for v in ("a", "b", "bs", "b2", "c") if v in http and "cpu" in http[v]]
-        if cpu_lines:
-            lines += ["",
-                      "| variant | server CPU-us/request (median) | min-max | req/s per round |",
-                      "|---|---|---|---|", *cpu_lines]
-        lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in http["ratios"].items()),
-                  "targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
-                                          for k, v in http["targets"].items()), ""]
+            half = (f"{h['settings']['rate']} | {h['p50_ms']} | {h['p99_ms']}"
+                    if h else "- | - | -")
+            cpu_ = r.get("cpu")
+            cpu_text = (f"{cpu_['median_us']} ({cpu_['min_us']}-{cpu_['max_us']}) | "
+                        + ", ".join(f"{k} {v}" for k, v in cpu_["by_server_median"].items())
+                        if cpu_ else "- | -")
+            lines.append(f"| {variant} | {r['rps_median']:,.0f} "
+                         f"({', '.join(f'{x:,.0f}' for x in r['rps_runs'])}) | {c['p50_ms']} "
+                         f"| {c['p99_ms']} | {c['errors']} | {half} | {cpu_text} |")
+        lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in http["ratios"].items()
+                                              if "per round" not in k),
+                  "targets: " + ", ".join(f"{k}: {v}" for k, v in http["targets"].items()), ""]
     query = report.get("citizen_query")
     if query:
         lines += ["| store | entries | index rows | citizen's entries | seeding s | p50 ms "

@@ -7,12 +7,16 @@
   fetch returned once at start-up (fetched from the register simulator through an in-process
   ASGI transport, before the server starts).
 
-Both run exactly like ``einmal serve``: ``uvicorn.run`` with one worker, ``log_level="warning"``,
-``access_log=False``; the application log level is ``warning``.
+Both run like ``einmal serve`` (einmal_app/run.py), on the server named by ``--server``:
+``granian`` (as ``einmal serve`` ships it: one worker process below a supervisor, uvloop),
+``uvicorn`` (uvloop + httptools, in this process) or ``uvicorn-h11`` (the stdlib asyncio loop and
+h11: how ``einmal serve`` ran before decision 0029). One worker, no access log; the application
+log level is ``warning``.
 """
 
 import argparse
 import asyncio
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +25,9 @@ from typing import Any
 import httpx
 import msgspec
 import uvicorn
+from granian.constants import HTTPModes, Interfaces, Loops
+from granian.log import LogLevels
+from granian.server import Server as Granian
 from litestar import Litestar, get, post
 
 from connectors.factory import build_connectors
@@ -34,6 +41,9 @@ from einmal_app.server import build_components, create_app, freeze_startup_heap
 
 UVICORN_OPTIONS: dict[str, Any] = {"log_level": "warning", "access_log": False,
                                    "timeout_graceful_shutdown": 10}
+SERVERS = ("granian", "uvicorn", "uvicorn-h11")
+#: the factory's arguments, for a worker process (granian)
+_ARGS_ENV = "EINMAL_BENCH_SERVER_ARGS"
 
 
 class EchoIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -114,11 +124,30 @@ def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
                                      families=settings.simulator_families)
     child = next(msgspec.to_builtins(c) for c in population.demo_citizens()
                  if c.family == "elfe" and c.role == "child")
-    proof = asyncio.run(_capture_birth_proof(settings, child))
+    # a loop of its own, not asyncio.run: in a granian worker the serving loop is already set
+    loop = asyncio.new_event_loop()
+    try:
+        proof = loop.run_until_complete(_capture_birth_proof(settings, child))
+    finally:
+        loop.close()
     real = broker.connectors[ProofType.BIRTH]
     broker.use_connector(ProofType.BIRTH, InMemoryBirthConnector(real, {child["idnr"]: proof}))
     assert broker.service.connectors[ProofType.BIRTH] is not real  # noqa: S101 - swapped in
     return create_app(settings, components)
+
+
+def build(args: dict[str, Any]) -> Any:
+    if args["kind"] == "echo":
+        return echo_app()
+    return einmal_memory_app(args["port"], Path(args["data_dir"]), args["components"],
+                             args["cockpit_url"])
+
+
+def worker_app() -> Any:
+    """The app of a granian worker process (factory): built from the parent's arguments."""
+    app = build(json.loads(os.environ[_ARGS_ENV]))
+    freeze_startup_heap()  # as `einmal serve` does
+    return app
 
 
 def main() -> None:
@@ -128,13 +157,22 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--components", help="e.g. broker (default: the demo composition)")
     parser.add_argument("--cockpit-url", help="the cockpit's base URL when it runs elsewhere")
+    parser.add_argument("--server", choices=SERVERS, default="granian")
     args = parser.parse_args()
-    if args.kind == "echo":
-        app = echo_app()
-    else:
-        app = einmal_memory_app(args.port, args.data_dir, args.components, args.cockpit_url)
+    spec = {"kind": args.kind, "port": args.port, "components": args.components,
+            "cockpit_url": args.cockpit_url,
+            "data_dir": str(args.data_dir) if args.data_dir else None}
+    if args.server == "granian":
+        os.environ[_ARGS_ENV] = json.dumps(spec)
+        Granian("bench.servers:worker_app", factory=True, address="127.0.0.1", port=args.port,
+                interface=Interfaces.ASGI, workers=1, loop=Loops.uvloop, http=HTTPModes.http1,
+                websockets=False, log_level=LogLevels.warning, log_access=False).serve()
+        return
+    app = build(spec)
     freeze_startup_heap()  # as `einmal serve` does
-    uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)
+    fast = args.server == "uvicorn"
+    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop" if fast else "asyncio",
+                http="httptools" if fast else "h11", **UVICORN_OPTIONS)
 
 
 if __name__ == "__main__":

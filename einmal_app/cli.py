@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,8 +31,10 @@ from einmal_app.cli_policies import check
 from einmal_app.cli_receipt import receipt
 from einmal_app.cli_retention import broker
 from einmal_app.cli_witness import witness
+from einmal_app.run import SERVERS, check_workers, default_workers
+from einmal_app.run import serve as serve_with
 from einmal_app.scenario import run_scenario
-from einmal_app.server import build_components, create_app, freeze_startup_heap, prepare_stores
+from einmal_app.server import build_components, create_app, prepare_stores
 from einmal_client.audit import MAX_PROBLEMS_SHOWN, AuditError, export_bundle, verify_bundle
 
 __all__ = ["main"]
@@ -66,7 +67,13 @@ def main() -> None:
 @click.option("--families", "simulator_families", type=int, default=None,
               help="Synthetic families in the register simulators [default: 300].")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default=None)
-def serve(**options: Any) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes sharing the port [default: the number of cores on "
+                   "PostgreSQL; 1 on SQLite, where one process is the rule and more are "
+                   "refused].")
+@click.option("--server", type=click.Choice(SERVERS), default="granian", show_default=True,
+              help="The HTTP server (decision 0029).")
+def serve(workers: int | None, server: str, **options: Any) -> None:
     """Start broker, cockpit and register simulators (all in one process by default).
 
     Every option can also be set as an environment variable EINMAL_<OPTION>, e.g.
@@ -76,24 +83,28 @@ def serve(**options: Any) -> None:
         settings = load_settings(os.environ, **options)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    workers = workers if workers is not None else default_workers(settings)
+    warnings = check_workers(settings, workers)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     try:
         components = build_components(settings)
         asyncio.run(prepare_stores(components))
     except Exception as exc:  # policy, key, store or schema problems: one line, no traceback
         raise click.ClickException(f"cannot start: {exc}") from exc
-    app = create_app(settings, components)
-    _print_welcome(settings)
-    freeze_startup_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=10)
+    # uvicorn with one worker serves this very app; otherwise every worker builds its own
+    app = create_app(settings, components) if server == "uvicorn" and workers == 1 else None
+    _print_welcome(settings, server, workers)
+    for warning in warnings:
+        click.echo(warning, err=True)
+    serve_with(settings, options, server=server, workers=workers, app=app)
 
 
-def _print_welcome(settings: Any) -> None:
+def _print_welcome(settings: Any, server: str, workers: int) -> None:
     base = settings.base_url
     token_at = "EINMAL_OPS_TOKEN" if settings.ops_token else settings.keys_dir / "ops.token"
     lines = [f"Einmal {', '.join(sorted(settings.components))} on {base}"
              f"{'  (DEMO MODE: synthetic data, public demo keys)' if settings.demo else ''}",
+             f"  server:   {server}, {workers} worker process{'es' if workers > 1 else ''}",
              f"  data:     {settings.data_dir.resolve()}"
              f"  store: {settings.database_url or 'SQLite'}",
              f"  API docs: {base}/schema   health: {base}/health/live",

@@ -1,0 +1,105 @@
+"""How ``einmal serve`` serves: the HTTP server and its worker processes (decision 0029).
+
+* **Server**: granian (default: a Rust HTTP/1.1 server; the application runs on an asyncio
+  event loop - uvloop - in each worker) or uvicorn (uvloop + httptools). Chosen by measurement:
+  docs/benchmarks.md, "2026-12-04".
+* **Workers**: ``workers`` processes share the listening socket; the kernel spreads the
+  connections. Each worker builds its own app from the same settings (handed over in the
+  environment as ``EINMAL_SERVE_OPTIONS``) and runs its own background workers: the outbox
+  delivery on PostgreSQL locks its batch ``FOR UPDATE SKIP LOCKED`` (several deliverers are
+  allowed), the log's sequencer locks the log's state row (one integrates at a time), web
+  sessions and rate limits live in the database (einmal/shared_state.py).
+  On SQLite one process is the rule: its writes go through one in-process writer
+  (einmal/store.py: SqliteWriter, a per-process lock), so ``workers > 1`` is refused there.
+
+The parent checks the settings and prepares the stores (schemas, keys) once before any worker
+starts, so N workers never race to create them.
+"""
+
+import json
+import os
+from typing import Any
+
+import click
+import uvicorn
+from granian.constants import HTTPModes, Interfaces, Loops
+from granian.log import LogLevels
+from granian.server import Server as Granian
+from litestar import Litestar
+
+from einmal.logging import configure_logging
+from einmal.settings import Settings, load_settings
+from einmal_app.server import build_components, create_app, freeze_startup_heap
+
+__all__ = ["SERVERS", "default_workers", "serve", "worker_app"]
+
+SERVERS = ("granian", "uvicorn")
+#: the CLI options of ``einmal serve`` (JSON), read by each worker process
+OPTIONS_ENV = "EINMAL_SERVE_OPTIONS"
+_FACTORY = "einmal_app.run:worker_app"
+#: seconds a worker gets to finish its requests and stop its components on shutdown
+GRACE_S = 10
+
+
+def on_sqlite(settings: Settings) -> bool:
+    """Does any component of this process keep its store in SQLite?"""
+    return any(settings.database_url_for(c).startswith("sqlite")
+               for c in settings.components & {"broker", "cockpit"})
+
+
+def default_workers(settings: Settings) -> int:
+    """One per core on PostgreSQL; one on SQLite (and for a process with no store)."""
+    if on_sqlite(settings) or not settings.components & {"broker", "cockpit"}:
+        return 1
+    return os.cpu_count() or 1
+
+
+def check_workers(settings: Settings, workers: int) -> list[str]:
+    """Refuses what cannot work; returns the warnings to print."""
+    if workers < 1:
+        raise click.BadParameter("at least 1", param_hint="--workers")
+    if workers > 1 and on_sqlite(settings):
+        msg = (f"--workers {workers}: on SQLite one process serves (its writes go through one "
+               "in-process writer). Use --workers 1, or --database-url postgresql://... for "
+               "several worker processes.")
+        raise click.ClickException(msg)
+    warnings = []
+    if workers > 1 and settings.demo and "cockpit" in settings.components:
+        warnings.append(f"note: --workers {workers} in demo mode: the demo identity provider "
+                        "keeps its login codes in the process that issued them, so a demo "
+                        "login may have to be repeated. Use --workers 1 to try the web view.")
+    return warnings
+
+
+def worker_app() -> Litestar:
+    """The app of one worker process: built from the options its parent handed over."""
+    options = json.loads(os.environ.get(OPTIONS_ENV, "{}"))
+    settings = load_settings(os.environ, **options)
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    app = create_app(settings, build_components(settings))
+    freeze_startup_heap()  # the worker serves from here on
+    return app
+
+
+def serve(settings: Settings, options: dict[str, Any], *, server: str, workers: int,
+          app: Litestar | None = None) -> None:
+    """Serve until interrupted. ``app``: one already built in this process (uvicorn with one
+    worker serves it here); otherwise each worker builds its own from ``options``."""
+    if server == "uvicorn" and workers == 1 and app is not None:
+        freeze_startup_heap()
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                    access_log=False, timeout_graceful_shutdown=GRACE_S, loop="uvloop",
+                    http="httptools")
+        return
+    os.environ[OPTIONS_ENV] = json.dumps(
+        {k: str(v) if not isinstance(v, bool | int) else v
+         for k, v in options.items() if v is not None})
+    if server == "uvicorn":
+        uvicorn.run(_FACTORY, factory=True, host=settings.host, port=settings.port,
+                    workers=workers, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=GRACE_S, loop="uvloop", http="httptools")
+        return
+    Granian(_FACTORY, factory=True, address=settings.host, port=settings.port,
+            interface=Interfaces.ASGI, workers=workers, loop=Loops.uvloop,
+            http=HTTPModes.http1, websockets=False, log_level=LogLevels.warning,
+            log_access=False, workers_kill_timeout=GRACE_S + 5).serve()
