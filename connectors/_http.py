@@ -122,7 +122,10 @@ class RegisterClient:
         if slots is None:
             slots = self._slots.setdefault(register, asyncio.Semaphore(self._max_concurrency))
         try:
-            async with asyncio.timeout(self._queue_timeout):
+            if slots.locked():  # saturated: wait for a slot, but not forever
+                async with asyncio.timeout(self._queue_timeout):
+                    await slots.acquire()
+            else:  # a free slot is taken at once (no timer armed per call)
                 await slots.acquire()
         except TimeoutError as exc:
             msg = (f"{register} is busy: {self._max_concurrency} calls in flight, no slot "
