@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cockpit.errors import CockpitError
 from cockpit.log import TransferLog
+from cockpit.log.witnesses import WitnessConfigError, load_witness_policy
 from cockpit.store import open_store
 from cockpit.tiles import LogTiles, PublishError, PublishReport, publish
 from einmal.keys import load_or_create_signing_key
@@ -68,15 +69,34 @@ def log_publish(out: Path, data_dir: Path | None, database_url: str | None) -> N
     if not (settings.keys_dir / "cockpit-log.jwk.json").exists():
         raise click.ClickException(f"no cockpit data in {settings.data_dir} (no log key)")
 
+    try:
+        witnesses = load_witness_policy(settings.log_witnesses, settings.log_witness_quorum)
+    except WitnessConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     async def run(progress: Callable[[int, int], None]) -> PublishReport:
         engine = create_engine(settings.database_url_for("cockpit"))
         try:
             store = open_store(engine)
+            # The log's name as its checkpoints have it (the default origin is derived from
+            # the cockpit's URL, which this command need not know); publish verifies the
+            # checkpoint with this key under that name.
+            latest = await store.latest_checkpoint()
+            if latest is None:
+                msg = "the log has no checkpoint yet"
+                raise PublishError(msg)
             transfer_log = TransferLog(
-                store=store, origin=settings.log_origin_line,
+                store=store, origin=latest[1].split("\n", 1)[0], witnesses=witnesses,
                 key=load_or_create_signing_key(settings.keys_dir, "cockpit-log"))
-            tiles = LogTiles(store, transfer_log.checkpoint,
-                             verifier_key=transfer_log.verifier_key)
+
+            async def published() -> tuple[int, str]:
+                # NOTE: settings without witnesses, a store with cosigned checkpoints (the
+                # demo's in-process witness; a cockpit configured apart from this command):
+                # the latest cosigned one - never publish a checkpoint no witness has seen.
+                cosigned = None if witnesses.enabled else await store.published_checkpoint()
+                return cosigned or await transfer_log.checkpoint()
+
+            tiles = LogTiles(store, published, verifier_key=transfer_log.verifier_key)
             return await publish(tiles, out, progress=progress)
         finally:
             await engine.dispose()

@@ -91,7 +91,12 @@ async def publish(tiles: LogTiles, out: Path, *,
                   ) -> PublishReport:
     """Write (or bring up to date) the tiles of the latest checkpoint in ``out``."""
     size, note = await tiles.checkpoint()
-    checkpoint = tlog.parse_checkpoint(_text(note))
+    try:
+        checkpoint = tlog.parse_checkpoint(tlog.verify_note(
+            note, *tlog.parse_verifier_key(tiles.verifier_key)))
+    except tlog.NoteError as exc:
+        msg = f"the log's checkpoint does not verify with its verifier key: {exc}"
+        raise PublishError(msg) from exc
     if size and await tiles.root(size) != checkpoint.root:
         msg = "the stored tree does not match its latest checkpoint: nothing published"
         raise PublishError(msg)

@@ -322,6 +322,15 @@ class TestPublish:
         with pytest.raises(PublishError, match=r"other\.example/log"):
             await publish(_tiles(FakeLog(LEAVES)), tmp_path)
 
+    async def test_a_checkpoint_that_does_not_verify_publishes_nothing(
+            self, tmp_path: Path) -> None:
+        log = FakeLog(LEAVES)
+        other_name = tlog.verifier_key("other.example/log", KEY.public_key())
+        tiles_ = LogTiles(log, log.checkpoint, verifier_key=other_name)  # type: ignore[arg-type]  # the reads used
+        with pytest.raises(PublishError, match="does not verify"):
+            await publish(tiles_, tmp_path)
+        assert list(tmp_path.iterdir()) == []
+
     async def test_a_store_that_does_not_match_its_checkpoint_publishes_nothing(
             self, tmp_path: Path) -> None:
         log = FakeLog(LEAVES)
