@@ -219,7 +219,7 @@ class TestWitnessProcesses:
             assert await cockpit.published() == 9
             _, note = await cockpit.log.checkpoint()
             assert verify_cosignatures(note, [witness.vkey], 1) == [witness.name]
-            assert (await cockpit.log.witness_status()).startswith("ok: 1 of 1")
+            assert str(await cockpit.log.witness_status()).startswith("ok: 1 of 1")
 
     async def test_a_witness_that_saw_a_fork_never_cosigns_this_history(
             self, tmp_path: Path, witnesses: list[Witness]) -> None:
@@ -238,7 +238,7 @@ class TestWitnessProcesses:
             assert refused[0]["old_size"] == 3
             with pytest.raises(Exception, match="cosigned by its witnesses"):
                 await cockpit.log.checkpoint()  # nothing published: not even the empty log
-            assert (await cockpit.log.witness_status()).startswith("error: 0 of 1 cosigned")
+            assert str(await cockpit.log.witness_status()).startswith("error: 0 of 1 cosigned")
             assert await cockpit.log.status() == (5, 0)  # entries accepted all the same
 
     async def test_a_cosignature_by_another_key_than_the_configured_one_does_not_count(
