@@ -18,6 +18,7 @@ from broker.protocol import OutboxSeal, Pseudonyms
 from broker.retention import PROTOCOL_YEARS, Retention, RetentionError, retention_cutoffs
 from broker.store import open_store
 from einmal.keys import load_or_create_secret
+from einmal.logging import configure_logging
 from einmal.migrate import SchemaError
 from einmal.settings import Settings, SettingsError, load_settings
 from einmal.store import StoreError, create_engine, dispose
@@ -77,6 +78,7 @@ def shred(before: str | None, data_dir: Path | None, database_url: str | None,
     table. Protocol data is kept two years (§ 9 (3) IDNrG); a record still waiting for
     delivery is never deleted."""
     when = _date(before)
+    configure_logging(level="warning")  # the report is the lines below; problems on stderr
     try:
         settings = load_settings(os.environ, data_dir=data_dir, database_url=database_url)
     except SettingsError as exc:
