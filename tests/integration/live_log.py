@@ -1,10 +1,17 @@
-"""A live cockpit's transfer log filled quickly for tile tests: records ingested straight into
+"""A live cockpit's transfer log filled quickly for tile tests (records ingested straight into
 the cockpit's service on the server's own event loop, then waited for until a published
-checkpoint holds them."""
+checkpoint holds them), the arguments of ``einmal log publish`` for it, and a plain static web
+server (``python -m http.server``'s handler) for a published folder."""
 
 import asyncio
+import functools
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,3 +50,30 @@ def fill(live: Any, count: int) -> int:
                                          live.loop).result(timeout=60)
     return wait_until(lambda: (size := checkpoint_size(live.base_url)) >= before + count
                       and size, what=f"a checkpoint of {before + count} entries", timeout=30)
+
+
+def publish_args(live: Any, out: Path) -> list[str]:
+    args = ["log", "publish", "--out", str(out), "--data-dir", str(live.data_dir)]
+    if live.settings.database_url:
+        args += ["--database-url", live.settings.database_url]
+    return args
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def static_server(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` as ``python -m http.server`` does; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -4,10 +4,7 @@ bad paths are 4xx problems, and ``einmal log publish`` writes the same tree to a
 plain static web server (``python -m http.server``) serves."""
 
 import base64
-import functools
-import threading
-from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from einmal_app.cli import main
 from einmal_client import tiles, tlog
 from einmal_client.tiles import Tile, TileClient
 from tests.conftest import TEST_DATABASE_URL, free_port, start_server
-from tests.integration.live_log import fill
+from tests.integration.live_log import fill, publish_args, static_server
 from tests.tiled_log import tile_files
 
 COUNT = 600
@@ -130,36 +127,13 @@ class TestRefused:
         assert response.headers["cache-control"] == "no-store"
 
 
-@functools.cache
-def _quiet_handler(directory: str) -> Callable[..., SimpleHTTPRequestHandler]:
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return functools.partial(Quiet, directory=directory)
-
-
 @pytest.fixture(name="static")
 def fx_static(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder and the URL a plain static web server (http.server's) serves it at."""
     folder = tmp_path / "published"
     folder.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _quiet_handler(str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def publish_args(server: Any, out: Path) -> list[str]:
-    args = ["log", "publish", "--out", str(out), "--data-dir", str(server.data_dir)]
-    if server.settings.database_url:
-        args += ["--database-url", server.settings.database_url]
-    return args
+    with static_server(folder) as url:
+        yield folder, url
 
 
 class TestPublished:
