@@ -69,10 +69,11 @@ class SigningKey:
         return public_jwk(self.private_key.public_key(), self.kid)
 
 
-def private_dir(path: Path) -> None:
-    """Create the folder ``path`` and its missing parents owner-only (0700). An existing
-    ``path`` of ours loses any group and other permissions (a data dir from an older version);
-    a parent that exists is left as it is."""
+def private_dir(path: Path, *, tighten: bool = True) -> None:
+    """Create the folder ``path`` and its missing parents owner-only (0700). ``tighten``: an
+    existing ``path`` of ours loses any group and other permissions (a data dir from an older
+    version) - unless it is a shared folder like /tmp (sticky bit). A parent that exists is
+    left as it is."""
     missing: list[Path] = []
     current = path
     while not current.exists():
@@ -81,9 +82,10 @@ def private_dir(path: Path) -> None:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another process made it meanwhile
             folder.mkdir(mode=0o700)
-    if not missing:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077 and path.stat().st_uid == os.getuid():
+    if tighten and not missing:
+        found = path.stat()
+        mode = stat.S_IMODE(found.st_mode)
+        if mode & 0o077 and not mode & stat.S_ISVTX and found.st_uid == os.getuid():
             path.chmod(mode & 0o700)
 
 

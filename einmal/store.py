@@ -97,8 +97,9 @@ def private_sqlite_file(path: Path) -> None:
     """Create the SQLite file ``path`` empty and owner-only (0600) before SQLite opens it, in
     an owner-only folder (einmal.keys.private_dir): SQLite creates the -wal and -shm files with
     the database file's permissions. An existing file (and its -wal, -shm) of ours loses any
-    group and other permissions (a store from an older version)."""
-    private_dir(path.parent)
+    group and other permissions (a store from an older version); an existing folder is left as
+    it is (it may be anyone's: the data dir is made private where the server starts)."""
+    private_dir(path.parent, tighten=False)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:

@@ -12,6 +12,7 @@ Below them: the SQLite backend's own parts and the writer (einmal/store.py: Sqli
 
 import asyncio
 import sqlite3
+import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from broker.store import (
 from broker.store.sqlite import read_pending
 from broker.tables import BROKER_TABLES, BUCKET, TRANSFER
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
+from einmal.keys import private_dir
 from einmal.store import (
     DuplicateKeyError,
     StoreError,
@@ -838,6 +840,68 @@ class TestTheSqliteBackend:
 
 
 # -- the writer (einmal/store.py: SqliteWriter, GroupCommit) ---------------------------------------
+class TestOwnerOnlyFiles:
+    """einmal/store.py: create_engine makes a SQLite file and its folders owner-only."""
+
+    async def test_a_new_store_is_0600_in_0700_folders_and_so_are_its_wal_and_shm(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "new" / "deeper" / "broker.db"
+        store, engine = await _open_at(path)
+        try:
+            assert await store.commit_transfer(_record(1))  # the writer's connection too
+            files = {p.name: _mode(p) for p in path.parent.iterdir()}
+            assert files == {"broker.db": 0o600, "broker.db-wal": 0o600,
+                             "broker.db-shm": 0o600}
+            assert _mode(path.parent) == _mode(path.parent.parent) == 0o700
+        finally:
+            await store.aclose()
+            await dispose(engine)
+
+    async def test_an_existing_store_of_ours_loses_group_and_other_permissions(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "broker.db"
+        store, engine = await _open_at(path)
+        await store.commit_transfer(_record(1))
+        await store.aclose()
+        await dispose(engine)
+        path.chmod(0o644)  # as an older version left it
+        tmp_path.chmod(0o755)
+        store, engine = await _open_at(path)
+        try:
+            assert _mode(path) == 0o600
+            assert _mode(tmp_path) == 0o755  # a folder that exists is not ours to change
+            assert await _pending_ids(store) == [_record(1).id]
+        finally:
+            await store.aclose()
+            await dispose(engine)
+
+
+    def test_the_data_dir_is_tightened_but_a_shared_sticky_folder_never(
+            self, tmp_path: Path) -> None:
+        """einmal.keys.private_dir as the server calls it for its data and keys dirs."""
+        data_dir, shared = tmp_path / "data", tmp_path / "shared"
+        data_dir.mkdir(mode=0o755)
+        shared.mkdir()
+        data_dir.chmod(0o755)
+        shared.chmod(0o1777)  # like /tmp
+        private_dir(data_dir)
+        private_dir(shared)
+        private_dir(data_dir / "keys")
+        assert _mode(data_dir) == _mode(data_dir / "keys") == 0o700
+        assert _mode(shared) == 0o1777
+
+
+async def _open_at(path: Path) -> tuple[BrokerStore, AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    store = SqliteBrokerStore(engine, SEAL)
+    await store.create_schema()
+    return store, engine
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 class TestTheWriter:
     def test_only_a_sqlite_file_gets_a_writer(self) -> None:
         assert sqlite_writer(create_engine("sqlite+aiosqlite:///:memory:")) is None
