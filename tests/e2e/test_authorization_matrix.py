@@ -160,6 +160,15 @@ def _income(ctx: Context, actor: str) -> dict[str, Any]:
             "params": {"from": "2025-01", "to": "2025-12"}}
 
 
+def _receipt(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "GET", "url": f"/v1/me/transfers/{ctx.transfer_id}/receipt"}
+
+
+def _add_checkpoint(ctx: Context, actor: str) -> dict[str, Any]:
+    return {"method": "POST", "url": "/witness/add-checkpoint", "content": b"old 0\n\nnot a note",
+            "headers": {"content-type": "text/plain"}}
+
+
 def _knobs_put(ctx: Context, actor: str) -> dict[str, Any]:
     return {"method": "PUT", "url": "/registers/_knobs", "json": {}}
 
@@ -198,6 +207,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     # -- cockpit
     ("POST", "/v1/transfer-records"): Row(_ingest, {"channel": 200}),
     ("GET", "/v1/me/transfers"): Row(_get("/v1/me/transfers"), _CITIZENS_OK),
+    ("GET", "/v1/me/transfers/{transfer_id:str}/receipt"): Row(
+        _receipt, {"citizen-a": 200, "parent-of-child": 200, "citizen-b": 404},
+        note="a birth proof about the elfe child: both parents see it; another citizen gets "
+             "the unknown-id 404"),
     ("GET", "/v1/audit/export"): Row(_get("/v1/audit/export"), {"auditor": 200}),
     ("GET", "/v1/log/checkpoint"): Row(_get("/v1/log/checkpoint"), _all(200)),
     ("GET", "/v1/log/verifier-key"): Row(_get("/v1/log/verifier-key"), _all(200)),
@@ -209,6 +222,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         _get("/v1/log/proof/inclusion", index=0, tree_size=1), _all(200)),
     ("GET", "/v1/log/proof/consistency"): Row(
         _get("/v1/log/proof/consistency", **{"from": 1, "to": 1}), _all(200)),
+    ("GET", "/v1/log/witnesses"): Row(_get("/v1/log/witnesses"), _all(200)),
+    # -- the demo's witness (demo mode only; C2SP tlog-witness, public by design)
+    ("POST", "/witness/add-checkpoint"): Row(_add_checkpoint, _all(400),
+                                             note="public like any witness; a malformed "
+                                                  "request is refused"),
     # -- demo identity provider (routed in demo mode only: tests/e2e/test_proof_requests.py)
     ("POST", "/demo/citizen-token"): Row(_login, _all(200), note="demo login, demo mode only"),
     ("GET", "/demo/credentials"): Row(_get("/demo/credentials"), _all(200),
@@ -262,6 +280,9 @@ WEB_ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/logout"): Row(_form("/logout"), _all(303), note=_HTML),
     ("GET", "/transfers/{transfer_id:str}"): Row(
         lambda ctx, actor: {"method": "GET", "url": f"/transfers/{ctx.transfer_id}"},
+        _all(303), note=_HTML),
+    ("GET", "/transfers/{transfer_id:str}/receipt"): Row(
+        lambda ctx, actor: {"method": "GET", "url": f"/transfers/{ctx.transfer_id}/receipt"},
         _all(303), note=_HTML),
     ("GET", "/consents"): Row(_get("/consents"), _all(303), note=_HTML),
     ("GET", "/consents/new"): Row(_get("/consents/new"), _all(400),
@@ -377,4 +398,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 11
-    assert len(MATRIX) == 39 + len(WEB_ROWS)
+    assert len(MATRIX) == 42 + len(WEB_ROWS)
