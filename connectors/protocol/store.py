@@ -113,17 +113,22 @@ class ProtocolStore(Protocol):
 
 class MemoryProtocolStore:
     """The protocol in this process's memory (a register without a database: tests, a
-    simulator started without a data dir). Gone at exit."""
+    simulator started without a data dir). Gone at exit, and bounded: beyond ``max_entries``
+    the oldest entries go (a long load test must not fill the memory) - a register that
+    must keep its protocol for two years needs a database."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_entries: int = 100_000) -> None:
         self._rows: dict[str, ProtocolRow] = {}
         self._jtis: dict[str, datetime] = {}
+        self._max = max_entries
 
     async def prepare(self) -> None:
         return None
 
     async def add(self, row: ProtocolRow) -> None:
         self._rows[row.id] = row
+        while len(self._rows) > self._max:
+            del self._rows[next(iter(self._rows))]  # the oldest (insertion order)
 
     def _found(self, register: str, subject_ref: str, since: datetime, now: datetime,
                ) -> list[StoredEntry]:

@@ -16,11 +16,13 @@ from connectors.protocol import (
     requester_from_headers,
     requester_headers,
 )
-from connectors.protocol.store import ENTRIES
+from connectors.protocol.store import ENTRIES, METADATA, MemoryProtocolStore
 from einmal.domain.registers import Requester
-from einmal.store import transaction
+from einmal.store import create_engine, dispose, transaction
 from einmal_client.sources import content_groups
+from tests.conftest import TEST_DATABASE_URL
 
+BACKENDS = ["memory", "sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
 MIA, ANNA, CLARA = "84953625010", "81709656328", "67965208344"
 BREMEN = "standesamt:04011000"
 T0 = datetime(2026, 10, 20, 9, 30, tzinfo=UTC)
@@ -44,15 +46,23 @@ def fx_clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(name="make", params=["memory", "sqlite"])
+@pytest.fixture(name="make", params=BACKENDS)
 async def fx_make(request: pytest.FixtureRequest, tmp_path: Path,
                   ) -> AsyncIterator[Callable[[Clock], RegisterProtocol]]:
-    """A factory of protocols on each backend (all made by one test share its database)."""
+    """A factory of protocols on each backend (all made by one test share its database;
+    PostgreSQL: EINMAL_TEST_DATABASE_URL, the protocol's tables dropped first)."""
     made: list[RegisterProtocol] = []
+    urls = {"memory": None, "sqlite": f"sqlite+aiosqlite:///{tmp_path / 'protocol.sqlite'}",
+            "postgresql": (TEST_DATABASE_URL or "").replace("postgresql://",
+                                                            "postgresql+asyncpg://", 1)}
+    if request.param == "postgresql":
+        engine = create_engine(urls["postgresql"])
+        async with engine.begin() as conn:
+            await conn.run_sync(METADATA.drop_all)
+        await dispose(engine)
 
     def make(clock: Clock) -> RegisterProtocol:
-        url = (None if request.param == "memory"
-               else f"sqlite+aiosqlite:///{tmp_path / 'protocol.sqlite'}")
+        url = urls[request.param]
         protocol = RegisterProtocol(ProtocolConfig(database_url=url, keys_dir=tmp_path / "keys"),
                                     clock=clock)
         made.append(protocol)
@@ -240,3 +250,12 @@ class TestRequesterHeaders:
     def test_values_are_bounded(self) -> None:
         found = requester_from_headers({"x-einmal-service": "s" * 5000})
         assert found is not None and len(found.service_id) == 500
+
+
+class TestMemoryStore:
+    async def test_the_memory_store_is_bounded_dropping_the_oldest(self, clock) -> None:
+        protocol = RegisterProtocol(clock=clock)
+        protocol.store = MemoryProtocolStore(max_entries=3)
+        ids = [await _record(protocol) for _ in range(5)]
+        assert await protocol.store.count() == 3
+        assert {e.id for e in await protocol.entries(BREMEN, MIA)} == set(ids[2:])
