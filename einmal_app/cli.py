@@ -31,7 +31,7 @@ from einmal_app.cli_policies import check
 from einmal_app.cli_receipt import receipt
 from einmal_app.cli_retention import broker
 from einmal_app.cli_witness import witness
-from einmal_app.run import SERVERS, check_workers, default_workers
+from einmal_app.run import SERVERS, before_workers, check_workers, default_workers
 from einmal_app.run import serve as serve_with
 from einmal_app.scenario import run_scenario
 from einmal_app.server import build_components, create_app, prepare_stores
@@ -89,6 +89,8 @@ def serve(workers: int | None, server: str, **options: Any) -> None:
     try:
         components = build_components(settings)
         asyncio.run(prepare_stores(components))
+        if workers > 1:
+            asyncio.run(before_workers(components))
     except Exception as exc:  # policy, key, store or schema problems: one line, no traceback
         raise click.ClickException(f"cannot start: {exc}") from exc
     # uvicorn with one worker serves this very app; otherwise every worker builds its own

@@ -13,7 +13,9 @@
   (einmal/store.py: SqliteWriter, a per-process lock), so ``workers > 1`` is refused there.
 
 The parent checks the settings and prepares the stores (schemas, keys) once before any worker
-starts, so N workers never race to create them.
+starts, so N workers never race to create them; with several workers it also creates the
+transfer log's first state (``before_workers``): the cockpit creates it on its first start
+with a check-then-insert, which two workers starting together on a fresh database raced on.
 """
 
 import json
@@ -31,7 +33,8 @@ from einmal.logging import configure_logging
 from einmal.settings import Settings, load_settings
 from einmal_app.server import build_components, create_app, freeze_startup_heap
 
-__all__ = ["SERVERS", "default_workers", "serve", "worker_app"]
+__all__ = ["SERVERS", "before_workers", "check_workers", "default_workers", "serve",
+           "worker_app"]
 
 SERVERS = ("granian", "uvicorn")
 #: the CLI options of ``einmal serve`` (JSON), read by each worker process
@@ -69,6 +72,20 @@ def check_workers(settings: Settings, workers: int) -> list[str]:
                         "keeps its login codes in the process that issued them, so a demo "
                         "login may have to be repeated. Use --workers 1 to try the web view.")
     return warnings
+
+
+async def before_workers(components: list[Any]) -> None:
+    """In the parent, once, before several workers start (own event loop): the transfer log's
+    first state and signed empty checkpoint, which each worker's cockpit would otherwise try to
+    create at the same moment (a unique-key race on a fresh database)."""
+    for component in components:
+        transfer_log = getattr(component, "log", None)
+        if transfer_log is None or not hasattr(transfer_log, "initialise"):
+            continue
+        try:
+            await transfer_log.initialise()
+        finally:
+            await component.engine.dispose()  # the pool only: the workers have their own
 
 
 def worker_app() -> Litestar:
