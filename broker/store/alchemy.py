@@ -105,11 +105,12 @@ def _transfer_row(seal: OutboxSeal, record: TransferRecord) -> dict[str, Any]:
             "protocol": protocol}
 
 
-def open_record(seal: OutboxSeal, transfer_id: str, sealed: bytes) -> bytes:
-    """A pending record's JSON, for delivery; one that does not open is a ``StoreError``
-    (the outbox stops there and the readiness check reports its lag: fail closed)."""
+def open_record(seal: OutboxSeal, transfer_id: str, sealed: bytes | None) -> bytes:
+    """A pending record's JSON, for delivery; one that does not open (or is gone) is a
+    ``StoreError`` (the outbox stops there and the readiness check reports its lag: fail
+    closed)."""
     try:
-        return seal.open(transfer_id, sealed)
+        return seal.open(transfer_id, bytes(sealed or b""))
     except SealError as exc:
         log.error("outbox.record_unreadable", transfer_id=transfer_id)
         msg = f"a pending transfer record does not open ({transfer_id}): wrong outbox key?"
@@ -284,8 +285,7 @@ class SqlAlchemyBrokerStore:
             rows = (await conn.execute(
                 self._pending(limit).with_for_update(skip_locked=True))).all()
             if rows:
-                await send([open_record(self._seal, row.id, bytes(row.record))
-                            for row in rows])
+                await send([open_record(self._seal, row.id, row.record) for row in rows])
                 await conn.execute(update(TRANSFER)
                                    .where(TRANSFER.c.seq.in_([row.seq for row in rows]))
                                    .values(delivered_at=datetime.now(UTC), record=None))
@@ -300,7 +300,7 @@ class SqlAlchemyBrokerStore:
     async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(self._pending(limit))).all()
-        return [(row.seq, open_record(self._seal, row.id, bytes(row.record))) for row in rows]
+        return [(row.seq, open_record(self._seal, row.id, row.record)) for row in rows]
 
     async def mark_delivered(self, seqs: Sequence[int], now: datetime) -> None:
         async with self._tx() as conn:

@@ -112,5 +112,5 @@ def read_pending(conn: sqlite3.Connection, limit: int) -> list[Pending]:
             and all(a < b for a, b in itertools.pairwise(seqs))):
         return [(seq, transfer_id, bytes.fromhex(record))
                 for seq, transfer_id, record in zip(seqs, transfer_ids, records, strict=True)]
-    return [(seq, transfer_id, bytes(record))
+    return [(seq, transfer_id, bytes(record or b""))  # a record gone does not open
             for seq, transfer_id, record in conn.execute(_PENDING, (limit,)).fetchall()]

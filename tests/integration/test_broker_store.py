@@ -371,6 +371,17 @@ class TestAtRest:
         assert sent == []
         assert (await store.outbox_status())[0] == 2  # nothing was marked delivered
 
+    async def test_a_delivered_row_made_pending_again_has_nothing_to_send(
+            self, db: tuple[BrokerStore, AsyncEngine]) -> None:
+        """Its record is gone: a StoreError (the outbox stops, its lag shows), not a crash."""
+        store, engine = db
+        await store.commit_transfer(_record(1))
+        await store.mark_delivered([seq for seq, _ in await store.pending_transfers(1)], T0)
+        async with engine.begin() as conn:
+            await conn.execute(TRANSFER.update().values(delivered_at=None))
+        with pytest.raises(StoreError, match="does not open"):
+            await store.pending_transfers(10)
+
     async def test_a_record_sealed_under_another_key_does_not_open(
             self, db: tuple[BrokerStore, AsyncEngine]) -> None:
         store, engine = db
