@@ -22,7 +22,7 @@ from broker.store import (
 )
 from einmal.domain.policy import Permission, PolicyDocument
 from einmal.domain.proofs import ProofType
-from einmal.domain.registers import ConnectorError, ProofData
+from einmal.domain.registers import ConnectorError, ProofData, Requester
 from einmal.domain.transfer import TransferRecord
 from einmal.store import DuplicateKeyError, StoreError
 
@@ -387,7 +387,8 @@ class FakeConnector:
     def check_parameters(self, parameters: Mapping[str, Any]) -> None:
         pass
 
-    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> ProofData:
+    async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
+                    requester: Requester | None = None) -> ProofData:
         self.fetched.append(subject)
         if self.before_fetch is not None:
             await self.before_fetch()
