@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from litestar.testing import AsyncTestClient
 
+from connectors import xpersonenstand as messages
 from connectors.protocol import (
     ProtocolConfig,
     ProtocolSealError,
@@ -17,8 +19,10 @@ from connectors.protocol import (
     requester_headers,
 )
 from connectors.protocol.store import ENTRIES, METADATA, MemoryProtocolStore
+from connectors.simulators.app import SimulatorSettings, create_registers_app
+from connectors.simulators.population import Population, generate_population
 from einmal.domain.registers import Requester
-from einmal.store import create_engine, dispose, transaction
+from einmal.store import StoreError, create_engine, dispose, transaction
 from einmal_client.sources import content_groups
 from tests.conftest import TEST_DATABASE_URL
 
@@ -259,3 +263,58 @@ class TestMemoryStore:
         ids = [await _record(protocol) for _ in range(5)]
         assert await protocol.store.count() == 3
         assert {e.id for e in await protocol.entries(BREMEN, MIA)} == set(ids[2:])
+
+
+@pytest.fixture(name="population", scope="module")
+def fx_population() -> Population:
+    return generate_population(1, 10)
+
+
+class _BrokenStore(MemoryProtocolStore):
+    async def add(self, row) -> None:
+        msg = "disk full"
+        raise StoreError(msg)
+
+
+class TestRegistersLogBeforeTheyAnswer:
+    """The simulators embed the protocol: an answer leaves only once it is logged."""
+
+    async def _ask_birth(self, protocol: RegisterProtocol, population: Population):
+        mia = next(c for c in population.demo_citizens()
+                   if c.family == "elfe" and c.role == "child")
+        body = messages.build_request(idnr=mia.idnr, birth_date="2026-10-12",
+                                      family_name=None, reader="test")
+        app = create_registers_app(SimulatorSettings(families=10), population, protocol)
+        async with AsyncTestClient(app) as client:
+            return await client.post("/registers/standesamt/04011000/geburt", content=body,
+                                     headers={"content-type": "application/xml",
+                                              **requester_headers(ASKER)}), mia.idnr
+
+    async def test_an_answer_is_logged_with_who_asked(self, population, clock) -> None:
+        protocol = RegisterProtocol(clock=clock)
+        response, idnr = await self._ask_birth(protocol, population)
+        assert response.status_code == 200
+        [entry] = await protocol.entries(BREMEN, idnr)
+        assert entry.recipient is not None and entry.recipient.service_id == "elfe-bremen"
+
+    async def test_a_register_that_cannot_log_does_not_answer(self, population,
+                                                              clock) -> None:
+        protocol = RegisterProtocol(clock=clock)
+        protocol.store = _BrokenStore()
+        response, idnr = await self._ask_birth(protocol, population)
+        assert response.status_code == 503
+        assert idnr.encode() not in response.content and b"Mia" not in response.content
+
+    async def test_without_a_cockpit_key_the_source_answers_nobody(self) -> None:
+        app = create_registers_app(SimulatorSettings(families=10))
+        async with AsyncTestClient(app) as client:
+            response = await client.get("/registers/income/dsc/status",
+                                        headers={"authorization": "Bearer x.y.z"})
+        assert response.status_code == 401
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+    async def test_an_unknown_source_is_not_found(self) -> None:
+        app = create_registers_app(SimulatorSettings(families=10))
+        async with AsyncTestClient(app) as client:
+            response = await client.get("/registers/standesamt/09999999/dsc/status")
+        assert response.status_code == 404
