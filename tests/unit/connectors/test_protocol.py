@@ -56,11 +56,11 @@ async def fx_make(request: pytest.FixtureRequest, tmp_path: Path,
     """A factory of protocols on each backend (all made by one test share its database;
     PostgreSQL: EINMAL_TEST_DATABASE_URL, the protocol's tables dropped first)."""
     made: list[RegisterProtocol] = []
+    postgresql = (TEST_DATABASE_URL or "").replace("postgresql://", "postgresql+asyncpg://", 1)
     urls = {"memory": None, "sqlite": f"sqlite+aiosqlite:///{tmp_path / 'protocol.sqlite'}",
-            "postgresql": (TEST_DATABASE_URL or "").replace("postgresql://",
-                                                            "postgresql+asyncpg://", 1)}
+            "postgresql": postgresql}
     if request.param == "postgresql":
-        engine = create_engine(urls["postgresql"])
+        engine = create_engine(postgresql)
         async with engine.begin() as conn:
             await conn.run_sync(METADATA.drop_all)
         await dispose(engine)
