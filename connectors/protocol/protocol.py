@@ -128,9 +128,10 @@ class RegisterProtocol:
         self._aead = AESGCM(seal_key)
         self._mac = hmac.new(pseudonym_key, digestmod=hashlib.sha256)
         url = self.config.database_url
-        self.store: ProtocolStore = (
-            SqlProtocolStore(engine or create_engine(url)) if engine or url
-            else MemoryProtocolStore())
+        if engine is None and url is not None:
+            engine = create_engine(url)
+        self.store: ProtocolStore = (MemoryProtocolStore() if engine is None
+                                     else SqlProtocolStore(engine))
         self._sweeper = BackgroundWorker("register-protocol-sweeper", self._sweep_step,
                                          interval_s=self.config.sweep_interval_s,
                                          retry_on=(StoreError,))
