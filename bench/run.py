@@ -92,13 +92,14 @@ def server_env() -> dict[str, str]:
 class Server:
     """A server subprocess; output goes to a log file in its data dir."""
 
-    def __init__(self, name: str, argv: list[str], port: int, log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], port: int, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = port
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=server_env(), stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env={**server_env(), **(env or {})},
+                                     stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def base_url(self) -> str:
@@ -317,10 +318,11 @@ def start_variant(spec: str, workdir: Path, args: argparse.Namespace,
             raise SystemExit("cpgN needs --postgres URL")
         extra = ["--database-url", fresh_database(args.postgres, f"einmal_bench_{tag}"),
                  "--workers", str(workers)]
+    env = {"EINMAL_SHARED_STATE": args.pg_shared_state} if variant == "cpg" else {}
     server = Server("einmal-broker-cockpit", [
         *serve, "--demo", "--components", "broker,cockpit", "--port", str(port),
         "--data-dir", str(data), "--registers-url", registers_url, *extra],
-        port, workdir / f"server-{tag}.log")
+        port, workdir / f"server-{tag}.log", env)
     return [registers, server], server
 
 
@@ -457,6 +459,11 @@ def main() -> None:
                         help="variants to profile, e.g. cs,b2 (default: b and bs if run)")
     parser.add_argument("--server", choices=SERVERS, default="granian",
                         help="HTTP server of variants that name none (default granian)")
+    parser.add_argument("--pg-shared-state", choices=["auto", "database", "memory"],
+                        default="auto",
+                        help="EINMAL_SHARED_STATE of the cpgN servers (auto = database on "
+                             "PostgreSQL: rate limits shared by the workers; memory = per "
+                             "worker, to measure the proof path without the shared limiter)")
     parser.add_argument("--half-peak", default=None,
                         help="variants run open-loop at half their peak (default: every proof "
                              "variant; '' = none)")
