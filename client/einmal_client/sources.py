@@ -221,6 +221,7 @@ class SourceEntry(msgspec.Struct, frozen=True, kw_only=True):
     data_categories: tuple[Short, ...] = ()
     relation: Literal["self", "concerned"] = "self"
     retention_until: datetime | None = None
+    transfer_id: Short | None = None  # the intermediary's id of the transfer, if it said
 
 
 class ListRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

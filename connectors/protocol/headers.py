@@ -26,6 +26,7 @@ HEADERS: dict[str, str] = {
     "x-einmal-legal-basis": "legal_basis",
     "x-einmal-consent": "consent_id",
     "x-einmal-intermediary": "intermediary",
+    "x-einmal-transfer": "transfer_id",
 }
 _MAX_VALUE = 500
 
@@ -63,4 +64,5 @@ def requester_from_headers(headers: Mapping[str, str]) -> Requester | None:
                      authority=values.get("authority", ""), purpose=values.get("purpose", ""),
                      legal_basis=values.get("legal_basis", ""),
                      consent_id=values.get("consent_id"),
-                     intermediary=values.get("intermediary", ""))
+                     intermediary=values.get("intermediary", ""),
+                     transfer_id=values.get("transfer_id"))

@@ -218,7 +218,8 @@ class RegisterProtocol:
             consent_id=None if who is None else who.consent_id,
             data_categories=meta.data_categories,
             relation="concerned" if stored.relation == "concerned" else "self",
-            retention_until=stored.retention_until)
+            retention_until=stored.retention_until,
+            transfer_id=None if who is None else who.transfer_id)
 
     async def entries(self, register: str, idnr: str) -> list[SourceEntry]:
         """``register``'s entries about ``idnr`` within the retention window, newest first."""

@@ -113,7 +113,9 @@ class ProofData(msgspec.Struct, frozen=True, kw_only=True):
 class Requester(msgspec.Struct, frozen=True, kw_only=True):
     """Who asks a register, as the broker states it with every query (request headers,
     connectors/protocol/headers.py): the register keeps it in its own protocol (§ 9 IDNrG).
-    ``intermediary`` is the body that relays the query (the broker)."""
+    ``intermediary`` is the body that relays the query (the broker); ``transfer_id`` the id
+    of the intermediary's own protocol entry of this transfer, when it knows it already (the
+    cockpit matches a register's entry to the log's with it)."""
 
     service_id: str
     service_name: str = ""
@@ -122,6 +124,7 @@ class Requester(msgspec.Struct, frozen=True, kw_only=True):
     legal_basis: str = ""
     consent_id: str | None = None
     intermediary: str = "einmal-broker"
+    transfer_id: str | None = None
 
 
 class Connector(Protocol):

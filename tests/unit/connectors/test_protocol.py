@@ -32,7 +32,7 @@ BREMEN = "standesamt:04011000"
 T0 = datetime(2026, 10, 20, 9, 30, tzinfo=UTC)
 ASKER = Requester(service_id="elfe-bremen", service_name="ELFE Bremen",
                   authority="Elterngeldstelle Bremen", purpose="elterngeld",
-                  legal_basis="§ 25 BEEG", consent_id="consent-1")
+                  legal_basis="§ 25 BEEG", consent_id="consent-1", transfer_id="t-1")
 CONTENT = content_groups({"Lebensdaten": {"Vornamen": "Mia Sophie",
                                           "Geburtsdatum": "2026-10-12"}})
 
@@ -112,6 +112,7 @@ class TestLookup:
         assert (entry.purpose, entry.legal_basis, entry.consent_id) == (
             "elterngeld", "§ 25 BEEG", "consent-1")
         assert entry.occurred_at == T0 and entry.data_categories == ("birth_date",)
+        assert entry.transfer_id == "t-1"
         assert await protocol.content(BREMEN, MIA, entry_id) == CONTENT
 
     async def test_a_person_named_in_the_answer_finds_it_as_concerned(self, make,
