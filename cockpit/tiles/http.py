@@ -17,7 +17,7 @@ from litestar.params import FromPath
 from cockpit.errors import CockpitError
 from cockpit.http import EXCEPTION_HANDLERS, problem_for
 from cockpit.tiles.reader import LogTiles
-from einmal.openapi import problems
+from einmal.openapi import binary_body, problems
 from einmal.problems import ProblemError
 from einmal_client.tiles import TilePathError, parse_tile_path
 
@@ -81,7 +81,10 @@ def create_tiles_router(tiles: LogTiles) -> Router:
                         headers={"cache-control": CHECKPOINT_CACHE})
 
     @get("/tile/{rest:path}", summary="A hash tile or an entry bundle (C2SP tlog-tiles)",
-         tags=["transfer log"], media_type=_OCTETS, responses=problems(400, 404),
+         tags=["transfer log"], media_type=_OCTETS,
+         responses=binary_body(_OCTETS, description="The tile's bytes (an entry bundle may "
+                               "come with Content-Encoding: gzip if the client accepts it)")
+         | problems(400, 404),
          description="`/log/tile/<L>/<N>[.p/<W>]` (256 hashes of 32 bytes in a full tile) "
                      "and `/log/tile/entries/<N>[.p/<W>]` (uint16 big-endian length-prefixed "
                      "leaves); `<N>` in groups of three digits (`x001/x234/067`).")
