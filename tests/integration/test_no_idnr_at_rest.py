@@ -144,6 +144,8 @@ def test_both_stories_leave_no_idnr_or_name_at_rest(
         assert asyncio.run(run_scenario(story, live.base_url, credentials, console=console)), (
             story, console.file.getvalue())  # type: ignore[attr-defined]  # a StringIO
     wait_until(lambda: _outbox_empty(live), what="every transfer record delivered")
+    sweeper = live.component("broker").retention_sweeper
+    assert sweeper is not None and sweeper.running  # started with the broker
     published = httpx.get(f"{live.base_url}/demo/credentials", timeout=10).json()
     live.stop()
 
