@@ -48,6 +48,8 @@ class LogTiles:
         self.verifier_key = verifier_key
         self._cache: OrderedDict[Tile, bytes] = OrderedDict()
         self._cache_tiles = cache_tiles
+        #: the largest published size seen (it only grows)
+        self._published = 0
 
     async def checkpoint(self) -> tuple[int, str]:
         """(tree size, signed note) of the latest published checkpoint."""
@@ -72,8 +74,14 @@ class LogTiles:
         return await self.hash_tile(tile, size=size)
 
     async def _available(self, tile: Tile, size: int | None) -> None:
+        """``NotFoundError`` unless the tree of ``size`` (default: the published one) has the
+        tile. The published size only grows, so a tile within a size seen before needs no
+        query; only a tile beyond it asks for the latest checkpoint."""
         if size is None:
+            if tile_width(self._published, tile.level or 0, tile.index) >= tile.width:
+                return
             size, _ = await self._checkpoint()
+            self._published = max(self._published, size)
         if tile_width(size, tile.level or 0, tile.index) < tile.width:
             msg = f"{tile.path} is beyond the tree of size {size} (the latest checkpoint)."
             raise NotFoundError(msg)

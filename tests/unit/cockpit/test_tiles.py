@@ -232,7 +232,22 @@ class TestServed:
         assert log.reads == reads
         await tiles_.read(Tile(0, 2, 88))
         await tiles_.read(Tile(0, 2, 88))
-        assert log.reads == reads + 4  # partial tiles: checkpoint and nodes, every time
+        assert log.reads == reads + 2  # partial tiles: their nodes every time
+
+    async def test_the_checkpoint_is_asked_only_for_a_tile_beyond_the_size_seen(self) -> None:
+        log = FakeLog(LEAVES)
+        log.size = 0
+        log.grow(300)
+        tiles_ = _tiles(log)
+        await tiles_.read(Tile(0, 1, 44))
+        reads = log.reads
+        await tiles_.read(Tile(0, 1, 40))  # within the size seen: the nodes only
+        assert log.reads == reads + 1
+        with pytest.raises(NotFoundError):
+            await tiles_.read(Tile(0, 1, 45))
+        assert log.reads == reads + 2  # the checkpoint asked again: still 300
+        log.grow(600)
+        assert await tiles_.read(Tile(0, 2, 88)) == b"".join(log.hashes[512:600])
 
     async def test_the_cache_is_bounded(self) -> None:
         log = FakeLog([entry_leaf(n) for n in range(256 * 4)])
@@ -241,7 +256,7 @@ class TestServed:
             await tiles_.read(Tile(0, index))
         reads = log.reads
         await tiles_.read(Tile(0, 0))  # evicted: read again
-        assert log.reads == reads + 2
+        assert log.reads == reads + 1
 
     async def test_missing_nodes_below_the_checkpoint_are_a_damaged_tree(self) -> None:
         log = FakeLog(LEAVES)
