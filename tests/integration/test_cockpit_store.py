@@ -181,6 +181,8 @@ class TestFailures:
             "position": lambda: store.position(_id(1)),
             "leaf_hash_at": lambda: store.leaf_hash_at(0),
             "nodes": lambda: store.nodes({(0, 0)}),
+            "tree_nodes": lambda: store.tree_nodes(0, 0, 1),
+            "shredded_groups": lambda: store.shredded_groups(tree_size=1, group=1),
             "log_lines": lambda: store.log_lines(after=-1, tree_size=1, limit=1),
             "shred": lambda: store.shred(T0),
             "publish_checkpoint": lambda: store.publish_checkpoint(
