@@ -44,8 +44,12 @@ class TestThePublishedSchemaIsTrue:
                   for status, response in operation["responses"].items()
                   if status == "default" or status[0] in "45"}
         assert errors
+        # C2SP tlog-witness: a stale old size is a 409 with the latest size as text (a fork
+        # is a 409 problem); the one error answer a protocol fixes in another shape.
+        protocol = {("post", "/witness/add-checkpoint", "409"):
+                    {"application/problem+json", "text/x.tlog.size"}}
         wrong = {key: types for key, types in errors.items()
-                 if types != {"application/problem+json"}}
+                 if types != protocol.get(key, {"application/problem+json"})}
         assert not wrong, wrong
         assert all(("default" in operation["responses"])
                    for operations in schema["paths"].values()

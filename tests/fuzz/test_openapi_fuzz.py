@@ -83,6 +83,8 @@ class Run:
     undeclared: Counter[tuple[str, int]] = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
     bodies: dict[str, str] = field(default_factory=dict)
+    #: operation -> status -> media type -> schema, of every 2xx answer the document declares
+    answers: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def of(self, check: str) -> list[Finding]:
@@ -319,6 +321,10 @@ def _fuzz(live: LiveServer, demo: Demo, raw_schema: dict[str, Any]) -> Run:
         for method, spec in methods.items():
             for media_type in spec.get("requestBody", {}).get("content", {}):
                 run.bodies[f"{method.upper()} {path}"] = media_type
+            run.answers[f"{method.upper()} {path}"] = {
+                status: {media: body.get("schema") for media, body in
+                         (response.get("content") or {}).items()}
+                for status, response in spec["responses"].items() if status.startswith("2")}
     for result in schema.get_all_operations():
         operation = result.ok()
         label = operation.label
@@ -374,6 +380,19 @@ def test_every_operation_answered_successfully(run: Run) -> None:
     succeeded = {label for label, status in run.statuses if 200 <= status < 300}
     missing = [label for label in run.operations if label not in succeeded]
     assert not missing, missing
+
+
+def test_no_json_answer_is_documented_as_a_string(run: Run) -> None:
+    """What Litestar publishes for ``Response[bytes]`` unless the route declares its body
+    (einmal/openapi.py: ``json_body``)."""
+    unsaid = ({"type": "string"}, {}, None)
+    strings = [(label, status) for label, answers in run.answers.items()
+               for status, media in answers.items()
+               for media_type, schema in media.items()
+               if media_type.endswith(("/json", "+json")) and schema in unsaid]
+    assert not strings, strings
+    assert run.answers["GET /health/live"]["200"]["application/json"] == {
+        "$ref": "#/components/schemas/Liveness"}
 
 
 def test_the_published_schema_declares_request_bodies(run: Run) -> None:
