@@ -1,8 +1,10 @@
 """The transfer log as C2SP tlog-tiles, read from the stored tree (decision 0010): a tile at
 level ``L`` is a range of the stored nodes of tree level ``8 * L``, an entry bundle a range of
-the stored leaves - one indexed query each, nothing rehashed. Full tiles never change and are
-kept in a bounded LRU cache; everything is bounded by the size of the latest checkpoint the log
-publishes (``TransferLog.checkpoint``), so no tile shows more than a checkpoint commits to."""
+the stored leaves - one indexed query each, nothing rehashed. A hash tile never changes (a
+partial one of a given width neither: stored nodes are never rewritten), so hash tiles are kept
+in a bounded LRU cache; entry bundles are not (retention shreds what they hold). Everything is
+bounded by the size of the latest checkpoint the log publishes (``TransferLog.checkpoint``), so
+no tile shows more than a checkpoint commits to."""
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -22,8 +24,8 @@ from einmal_client.tiles import (
 
 __all__ = ["BundleShreddedError", "EntryTooLongError", "LogTiles"]
 
-#: Full hash tiles kept in memory (8 KiB each): 4,096 are 32 MiB and cover a log of a million
-#: entries four times over (3,907 level-0 tiles, 16 above).
+#: Hash tiles kept in memory (at most 8 KiB each): 4,096 are 32 MiB at most and hold the full
+#: tiles of a log of a million entries four times over (3,907 level-0 tiles, 16 above).
 CACHE_TILES = 4096
 Checkpoint = Callable[[], Awaitable[tuple[int, str]]]
 
@@ -102,10 +104,9 @@ class LogTiles:
             msg = f"the stored tree lacks nodes of {tile.path}"
             raise TreeIntegrityError(msg)
         data = b"".join(hashes)
-        if tile.full:
-            self._cache[tile] = data
-            if len(self._cache) > self._cache_tiles:
-                self._cache.popitem(last=False)
+        self._cache[tile] = data  # a partial tile of a given width never changes either
+        if len(self._cache) > self._cache_tiles:
+            self._cache.popitem(last=False)
         return data
 
     async def entry_bundle(self, tile: Tile, *, size: int | None = None) -> bytes:
