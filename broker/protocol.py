@@ -87,13 +87,16 @@ class ProtocolEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def protocol_entry(record: TransferRecord, pseudonym: Pseudonyms) -> ProtocolEntry:
+    # one HMAC per person: the subject is usually among the concerned too
+    refs = {idnr: pseudonym(idnr)
+            for idnr in dict.fromkeys((record.subject, *(c.idnr for c in record.concerned)))}
     return ProtocolEntry(
         id=record.id, occurred_at=record.occurred_at, outcome=record.outcome.value,
         error_type=record.error_type, service=record.service, register=record.register,
         proof_type=record.proof_type, data_categories=record.data_categories,
         purpose=record.purpose, legal_basis=record.legal_basis, consent_id=record.consent_id,
-        subject=pseudonym(record.subject),
-        concerned=tuple(ConcernedRef(ref=pseudonym(c.idnr), relation=c.relation)
+        subject=refs[record.subject],
+        concerned=tuple(ConcernedRef(ref=refs[c.idnr], relation=c.relation)
                         for c in record.concerned),
         retention_until=record.retention_until)
 
