@@ -3,6 +3,8 @@
 The transfer record is committed before a proof is released (service.py); this worker sends
 pending records to the cockpit in order, in batches, and marks them delivered only after the
 cockpit accepted them (idempotent by transfer id there): delivered at least once, logged once.
+The store opens each sealed record for the send; the mark destroys it, and the row keeps only
+its protocol entry (broker/protocol.py, decision 0031).
 """
 
 import contextlib
