@@ -216,7 +216,7 @@ class TestRefusals:
                                                session_key=mine.public_jwk))
         response = await self._post(registers_url, body, signer.token(BREMEN, body))
         assert response.status_code == 200
-        assert "Mia" not in response.text and idnr not in response.text
+        assert '"Mia"' not in response.text and idnr not in response.text  # quoted: not base64
         envelope = msgspec.json.decode(response.content, type=Envelope)
         assert envelope.correlation_id == "c2" and envelope.source == BREMEN
         with pytest.raises(InvalidSourceAnswerError):

@@ -94,7 +94,7 @@ class TestSessionKey:
     def test_only_the_session_opens_what_was_sealed_for_it(self) -> None:
         mine, theirs = SessionKey(), SessionKey()
         sealed = seal_for_session(mine.public_jwk, b"Mia Sophie")
-        assert b"Mia" not in sealed.encode()
+        assert b"Mia Sophie" not in sealed.encode()  # a space: never in base64url
         assert sealed.count(".") == 4  # JWE compact
         assert mine.open(sealed) == b"Mia Sophie"
         with pytest.raises(InvalidSourceAnswerError):
