@@ -100,7 +100,7 @@ class BrokerComponent:
         service_tokens = TokenVerifier(keys=token_keys, not_after=retired_until,
                                        issuer=issuer, audience=BROKER_AUDIENCE)
         # in the database, shared by every broker process, or in this one (decision 0032)
-        limiter = (partial(SharedRateLimiter, self.engine, BUCKET)
+        limiter = (partial(SharedRateLimiter, self.engine, BUCKET, key_secret=pseudonym_key)
                    if settings.shares_state("broker") else RateLimiter)
         limits = BrokerLimits(
             service=limiter(rate_per_s=settings.rate_limit_service_per_s,

@@ -15,6 +15,8 @@ The tables are declared here (``kv_table``, ``bucket_table``) and created by eac
 migrations. Times are wall-clock seconds (``time.time``): the processes share no monotonic clock.
 """
 
+import hashlib
+import hmac
 import math
 import time
 from collections.abc import Callable
@@ -176,7 +178,11 @@ class SharedRateLimiter:
     """
 
     def __init__(self, engine: AsyncEngine, table: Table, *, rate_per_s: float, burst: float,
-                 what: str, clock: Callable[[], float] = time.time) -> None:
+                 what: str, key_secret: bytes, clock: Callable[[], float] = time.time) -> None:
+        if len(key_secret) < 16:
+            msg = "key_secret: at least 16 bytes"
+            raise ValueError(msg)
+        self._key_secret = key_secret
         self._engine = engine
         self._rate = rate_per_s
         self._burst = burst
@@ -192,7 +198,7 @@ class SharedRateLimiter:
     async def take(self, actor: str) -> None:
         if self._rate <= 0:
             return
-        params = {"key": f"{self._what}:{actor}"[:255], "burst": float(self._burst),
+        params = {"key": self._key(actor), "burst": float(self._burst),
                   "now": self._clock(), "rate": float(self._rate)}
         try:
             async with self._engine.begin() as conn:
@@ -204,6 +210,13 @@ class SharedRateLimiter:
             wait = max(1, math.ceil((1 - tokens) / self._rate))
             raise ProblemError("rate-limited", f"Too many requests for this {self._what}; "
                                f"retry in {wait} s.", headers={"Retry-After": str(wait)})
+
+    def _key(self, actor: str) -> str:
+        """The bucket's key: a keyed pseudonym of the actor. Actors are IdNrs, service ids and
+        client addresses - personal data that must not sit in a table in plain (issue 13 §3);
+        an HMAC, not a hash: 10^11 IdNrs are quickly enumerated."""
+        digest = hmac.new(self._key_secret, f"{self._what}|{actor}".encode(), hashlib.sha256)
+        return f"{self._what}:{digest.hexdigest()}"
 
     async def forget_idle(self, idle_s: float = 3600.0) -> None:
         """Drop buckets untouched for ``idle_s`` (they would be full again anyway)."""

@@ -28,7 +28,12 @@ from einmal import __version__
 from einmal.citizen import WEB_KEY_NAME, CitizenAuth
 from einmal.demo_keys import demo_private_jwk
 from einmal.ids import uuid4
-from einmal.keys import load_or_create_signing_key, private_dir, retired_public_jwks
+from einmal.keys import (
+    load_or_create_secret,
+    load_or_create_signing_key,
+    private_dir,
+    retired_public_jwks,
+)
 from einmal.metrics import CONTENT_TYPE_LATEST, Metrics, route_of
 from einmal.openapi import document_problems, json_body, problems, schema_not_found_as_problem
 from einmal.ops import Liveness, OpsAuth, Readiness, ops_token
@@ -233,7 +238,8 @@ def _share_citizen_limit(settings: Settings, citizens: CitizenAuth, components: 
         if owner is not None and settings.shares_state(component):
             citizens.limiter = SharedRateLimiter(
                 owner.engine, bucket, rate_per_s=settings.rate_limit_citizen_per_s,
-                burst=settings.rate_limit_citizen_burst, what="citizen")
+                burst=settings.rate_limit_citizen_burst, what="citizen",
+                key_secret=load_or_create_secret(settings.keys_dir, f"{component}-pseudonym"))
             return
 
 

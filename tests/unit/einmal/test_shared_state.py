@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from einmal.problems import ProblemError
@@ -19,6 +19,7 @@ from einmal.shared_state import SharedRateLimiter, SqlStore, bucket_table, kv_ta
 from einmal.store import StoreError, create_engine
 
 _PG = os.environ.get("EINMAL_TEST_DATABASE_URL")
+SECRET = b"s" * 32
 
 
 class Clock:
@@ -98,8 +99,10 @@ class TestSharedRateLimiter:
     async def test_two_processes_allow_the_limit_once(self, engines: Engines) -> None:
         first, second, _, bucket = engines
         clock = Clock()
-        a = SharedRateLimiter(first, bucket, rate_per_s=1, burst=5, what="service", clock=clock)
-        b = SharedRateLimiter(second, bucket, rate_per_s=1, burst=5, what="service", clock=clock)
+        a = SharedRateLimiter(first, bucket, rate_per_s=1, burst=5, what="service", clock=clock,
+                              key_secret=SECRET)
+        b = SharedRateLimiter(second, bucket, rate_per_s=1, burst=5, what="service", clock=clock,
+                              key_secret=SECRET)
         outcomes: list[bool] = []
 
         async def take(limiter: SharedRateLimiter) -> None:
@@ -124,12 +127,17 @@ class TestSharedRateLimiter:
         first, _, _, bucket = engines
         clock = Clock()
         limiter = SharedRateLimiter(first, bucket, rate_per_s=1, burst=1, what="citizen",
-                                    clock=clock)
-        await limiter.take("anna")
+                                    clock=clock, key_secret=SECRET)
+        await limiter.take("81709656328")
         await limiter.take("bertha")
+        async with first.connect() as conn:  # the table holds keyed pseudonyms, no actor
+            keys = [row[0] for row in await conn.execute(select(bucket.c.key))]
+        assert len(keys) == 2
+        assert not any("81709656328" in key or "bertha" in key for key in keys)
         with pytest.raises(ProblemError):
-            await limiter.take("anna")
-        off = SharedRateLimiter(first, bucket, rate_per_s=0, burst=0, what="citizen")
+            await limiter.take("81709656328")
+        off = SharedRateLimiter(first, bucket, rate_per_s=0, burst=0, what="citizen",
+                                key_secret=SECRET)
         for _ in range(3):
             await off.take("anna")
         clock.now += 7200
