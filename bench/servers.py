@@ -8,8 +8,8 @@
   ASGI transport, before the server starts).
 
 Both run like ``einmal serve`` (einmal_app/run.py), on the server named by ``--server``:
-``granian`` (as ``einmal serve`` ships it: one worker process below a supervisor, uvloop),
-``uvicorn`` (uvloop + httptools, in this process) or ``uvicorn-h11`` (the stdlib asyncio loop and
+``uvicorn`` (uvloop + httptools, in this process: as ``einmal serve`` ships it), ``granian``
+(one worker process below a supervisor, uvloop) or ``uvicorn-h11`` (the stdlib asyncio loop and
 h11: how ``einmal serve`` ran before decision 0029). One worker, no access log; the application
 log level is ``warning``.
 """
@@ -41,7 +41,7 @@ from einmal_app.server import build_components, create_app, freeze_startup_heap
 
 UVICORN_OPTIONS: dict[str, Any] = {"log_level": "warning", "access_log": False,
                                    "timeout_graceful_shutdown": 10}
-SERVERS = ("granian", "uvicorn", "uvicorn-h11")
+SERVERS = ("uvicorn", "granian", "uvicorn-h11")
 #: the factory's arguments, for a worker process (granian)
 _ARGS_ENV = "EINMAL_BENCH_SERVER_ARGS"
 
@@ -84,7 +84,8 @@ class InMemoryBirthConnector:
     def check_parameters(self, parameters: Mapping[str, Any]) -> None:
         self._real.check_parameters(parameters)  # pure, no I/O
 
-    async def fetch(self, subject: str, parameters: Mapping[str, Any]) -> Any:
+    async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
+                    requester: Any = None) -> Any:
         self.check_parameters(parameters)
         answer = self._answers.get(subject)
         if answer is None:
@@ -157,7 +158,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--components", help="e.g. broker (default: the demo composition)")
     parser.add_argument("--cockpit-url", help="the cockpit's base URL when it runs elsewhere")
-    parser.add_argument("--server", choices=SERVERS, default="granian")
+    parser.add_argument("--server", choices=SERVERS, default="uvicorn")
     args = parser.parse_args()
     spec = {"kind": args.kind, "port": args.port, "components": args.components,
             "cockpit_url": args.cockpit_url,

@@ -28,6 +28,7 @@ from einmal.domain.registers import (
     RecordNotFoundError,
     RegisterBusyError,
     RegisterTimeoutError,
+    Requester,
     RoutingError,
 )
 from einmal.domain.transfer import Outcome
@@ -306,7 +307,10 @@ class BrokerService:
                     transfer_id=transfer_id)
 
         try:
-            proof = await connector.fetch(subject, request.parameters)
+            proof = await connector.fetch(subject, request.parameters, requester=Requester(
+                service_id=draft.service.id, service_name=draft.service.name,
+                authority=draft.service.authority, purpose=draft.purpose,
+                legal_basis=draft.legal_basis, consent_id=draft.consent_id))
         except ConnectorError as exc:
             transfer_id = await self._fail(draft, exc, subject)
             raise connector_problem(exc, transfer_id) from exc

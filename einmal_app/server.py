@@ -22,7 +22,8 @@ from cockpit.tables import BUCKET as COCKPIT_BUCKET
 from cockpit.web.errors import error_page
 from cockpit.web.security import header_dict
 from connectors.factory import build_connectors
-from connectors.simulators.app import SimulatorSettings, create_registers_router
+from connectors.protocol import ProtocolConfig
+from connectors.simulators.app import RegistersComponent, SimulatorSettings
 from connectors.simulators.population import generate_population
 from einmal import __version__
 from einmal.citizen import WEB_KEY_NAME, CitizenAuth
@@ -177,9 +178,14 @@ def build_components(settings: Settings) -> list[Any]:
                     for d in policy_set.services() if getattr(d, "demo", False)]
         components.append(DemoComponent(settings, citizens=people, services=services))
     if "registers" in settings.components:
-        router = create_registers_router(SimulatorSettings(seed=settings.simulator_seed,
-                                                           families=settings.simulator_families))
-        components.append(_StaticComponent("registers", router))
+        # the registers keep their own protocol (issue 15, connectors/protocol) in a file
+        # of the data dir, with keys from the keys dir
+        protocol = ProtocolConfig(
+            database_url=f"sqlite+aiosqlite:///{settings.data_dir / 'registers-protocol.db'}",
+            keys_dir=settings.keys_dir)
+        components.append(RegistersComponent(SimulatorSettings(
+            seed=settings.simulator_seed, families=settings.simulator_families,
+            protocol=protocol)))
     if "broker" in settings.components:
         assert policy_set is not None  # noqa: S101 - loaded above for a broker
         connectors = build_connectors(settings.registers_base_url,
@@ -248,18 +254,6 @@ async def prepare_stores(components: list[Any]) -> None:
     for component in components:
         if hasattr(component, "prepare"):
             await component.prepare()
-
-
-class _StaticComponent:
-    def __init__(self, name: str, router: Router) -> None:
-        self.name = name
-        self.router = router
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
 
 
 def _html_not_found(parts: list[Any]) -> Any:
