@@ -11,7 +11,7 @@ from cockpit.log import TransferLog
 from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
 from cockpit.service import CockpitService
 from cockpit.store import open_store
-from cockpit.tables import KV
+from cockpit.tables import BUCKET, KV
 from cockpit.tiles import LogTiles, create_tiles_router
 from cockpit.vault import CitizenVault
 from cockpit.web import WebView, create_web_router
@@ -24,8 +24,9 @@ from einmal.keys import (
     retired_public_jwks,
 )
 from einmal.settings import Settings
-from einmal.shared_state import SqlStore
+from einmal.shared_state import SharedRateLimiter, SqlStore
 from einmal.store import StoreError, create_engine, dispose
+from einmal.worker import BackgroundWorker
 
 __all__ = ["CockpitComponent"]
 
@@ -72,8 +73,23 @@ class CockpitComponent:
             auditors=AuditorAuth(keys_file=settings.auditor_keys))
         # web sessions in the database, shared by every cockpit process, or in this one
         # (decision 0032; sealed with a key only the browser's cookie carries)
-        self.web = WebView(settings, policies=policies, session_store=(
-            SqlStore(self.engine, KV) if settings.shares_state("cockpit") else None))
+        shared = settings.shares_state("cockpit")
+        sessions = SqlStore(self.engine, KV) if shared else None
+        self.web = WebView(settings, policies=policies, session_store=sessions)
+        # retention of the shared state (docs/retention.md): expired sessions at once, idle
+        # rate-limit buckets after an hour (the citizen's bucket, when the cockpit holds it)
+        buckets = SharedRateLimiter(self.engine, BUCKET, rate_per_s=0, burst=0, what="citizen",
+                                    key_secret=load_or_create_secret(settings.keys_dir,
+                                                                     "cockpit-pseudonym"))
+
+        async def sweep_shared_state() -> None:
+            if sessions is not None:
+                await sessions.delete_expired()
+            await buckets.forget_idle(3600)
+
+        self.shared_state_sweeper = (
+            BackgroundWorker("cockpit-shared-state-sweeper", sweep_shared_state,
+                             interval_s=600, retry_on=(StoreError,)) if shared else None)
         #: the app's template engine (the web view's Jinja2 templates)
         self.template_config = self.web.templates
         self.router: Router = Router(path="/", route_handlers=[
@@ -112,9 +128,13 @@ class CockpitComponent:
         await self.log.initialise()
         await self.log.first_round()
         self.log.start()
+        if self.shared_state_sweeper is not None:
+            self.shared_state_sweeper.start()
         log.info("cockpit.started", log_origin=self.log.origin)
 
     async def stop(self) -> None:
+        if self.shared_state_sweeper is not None:
+            await self.shared_state_sweeper.stop()
         await self.web.close()
         await self.log.stop()
         await dispose(self.engine)

@@ -41,7 +41,7 @@ class Processes:
         self.logs.append(log)
         proc = subprocess.Popen(
             [*EINMAL, "--port", str(port), "--data-dir", str(self.data),
-             "--components", components],
+             "--components", components, "--workers", "1"],  # one process each
             stdout=log, stderr=subprocess.STDOUT, env=_env(self.data, **env))
         self.procs.append(proc)
         base = f"http://127.0.0.1:{port}"
