@@ -69,8 +69,10 @@ class Cluster:
         env = {**os.environ, "EINMAL_LOG_LEVEL": "warning", "EINMAL_REGISTER_TIMEOUT_S": "1.0",
                "EINMAL_REGISTER_RETRIES": "1", "EINMAL_RATE_LIMIT_SERVICE_PER_S": "0"}
         log = (self.data / f"{name}.log").open("ab")
+        # a session of its own: kill -9 takes the whole service (supervisor and worker
+        # processes, `einmal serve --workers`), as a crash of the host or systemd would
         self.procs[name] = subprocess.Popen([*EINMAL, *self.args(name)], stdout=log, stderr=log,
-                                            env=env)
+                                            env=env, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -82,7 +84,7 @@ class Cluster:
         raise RuntimeError(msg)
 
     def kill9(self, name: str) -> None:
-        self.procs[name].send_signal(signal.SIGKILL)
+        os.killpg(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].wait()
 
     def stop_all(self) -> None:

@@ -15,7 +15,7 @@ fresh temporary data dir and ``--demo``; the load generator (``bench.load``) is 
       ``--postgres``; a database ``einmal_bench_cpgN`` is created afresh beside the URL's)
 
 A variant may name its HTTP server: ``a@uvicorn``, ``c@granian`` (``--server`` otherwise):
-granian (shipped default), uvicorn (uvloop + httptools), uvicorn-h11 (asyncio + h11, the
+uvicorn (uvloop + httptools: the shipped default), granian, uvicorn-h11 (asyncio + h11, the
 server before decision 0029; echo and b only).
 
 Part 2 - citizen query latency (``GET /v1/me/transfers?limit=50``) with many entries seeded
@@ -56,6 +56,7 @@ from bench.profile import summarise
 from bench.query import run_queries
 from bench.servers import SERVERS
 from einmal.keys import _unb64u
+from einmal_app.run import DEFAULT_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -457,8 +458,9 @@ def main() -> None:
                              "off in --quick)")
     parser.add_argument("--profile-variants", default=None,
                         help="variants to profile, e.g. cs,b2 (default: b and bs if run)")
-    parser.add_argument("--server", choices=SERVERS, default="granian",
-                        help="HTTP server of variants that name none (default granian)")
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                        help=f"HTTP server of variants that name none (default {DEFAULT_SERVER}, "
+                             "as einmal serve ships)")
     parser.add_argument("--pg-shared-state", choices=["auto", "database", "memory"],
                         default="auto",
                         help="EINMAL_SHARED_STATE of the cpgN servers (auto = database on "

@@ -31,7 +31,7 @@ from einmal_app.cli_policies import check
 from einmal_app.cli_receipt import receipt
 from einmal_app.cli_retention import broker
 from einmal_app.cli_witness import witness
-from einmal_app.run import SERVERS, before_workers, check_workers, default_workers
+from einmal_app.run import DEFAULT_SERVER, SERVERS, before_workers, check_workers, default_workers
 from einmal_app.run import serve as serve_with
 from einmal_app.scenario import run_scenario
 from einmal_app.server import build_components, create_app, prepare_stores
@@ -71,8 +71,8 @@ def main() -> None:
               help="Worker processes sharing the port [default: the number of cores on "
                    "PostgreSQL; 1 on SQLite, where one process is the rule and more are "
                    "refused].")
-@click.option("--server", type=click.Choice(SERVERS), default="granian", show_default=True,
-              help="The HTTP server (decision 0029).")
+@click.option("--server", type=click.Choice(SERVERS), default=DEFAULT_SERVER,
+              show_default=True, help="The HTTP server (decision 0029).")
 def serve(workers: int | None, server: str, **options: Any) -> None:
     """Start broker, cockpit and register simulators (all in one process by default).
 

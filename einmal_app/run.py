@@ -1,8 +1,11 @@
 """How ``einmal serve`` serves: the HTTP server and its worker processes (decision 0029).
 
-* **Server**: granian (default: a Rust HTTP/1.1 server; the application runs on an asyncio
-  event loop - uvloop - in each worker) or uvicorn (uvloop + httptools). Chosen by measurement:
-  docs/benchmarks.md, "2026-12-04".
+* **Server**: uvicorn with uvloop and httptools (default) or granian (a Rust HTTP/1.1 server,
+  the application on a uvloop event loop). Chosen by measurement (docs/benchmarks.md,
+  "2026-12-04"): uvicorn spends the least CPU per request, which is what N workers on N cores
+  are limited by; granian answers more per process while a core is spare (its HTTP runs on a
+  thread of its own) but costs more CPU per request, and always runs its worker below a
+  supervisor process.
 * **Workers**: ``workers`` processes share the listening socket; the kernel spreads the
   connections. Each worker builds its own app from the same settings (handed over in the
   environment as ``EINMAL_SERVE_OPTIONS``) and runs its own background workers: the outbox
@@ -18,8 +21,12 @@ transfer log's first state (``before_workers``): the cockpit creates it on its f
 with a check-then-insert, which two workers starting together on a fresh database raced on.
 """
 
+import ctypes
+import ctypes.util
 import json
 import os
+import signal
+import sys
 from typing import Any
 
 import click
@@ -33,15 +40,19 @@ from einmal.logging import configure_logging
 from einmal.settings import Settings, load_settings
 from einmal_app.server import build_components, create_app, freeze_startup_heap
 
-__all__ = ["SERVERS", "before_workers", "check_workers", "default_workers", "serve",
-           "worker_app"]
+__all__ = ["DEFAULT_SERVER", "SERVERS", "before_workers", "check_workers", "default_workers",
+           "serve", "worker_app"]
 
-SERVERS = ("granian", "uvicorn")
+SERVERS = ("uvicorn", "granian")
+DEFAULT_SERVER = "uvicorn"
 #: the CLI options of ``einmal serve`` (JSON), read by each worker process
 OPTIONS_ENV = "EINMAL_SERVE_OPTIONS"
+#: the supervisor's process id, for its workers (see _end_with_parent)
+SUPERVISOR_ENV = "EINMAL_SERVE_SUPERVISOR"
 _FACTORY = "einmal_app.run:worker_app"
 #: seconds a worker gets to finish its requests and stop its components on shutdown
 GRACE_S = 10
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def on_sqlite(settings: Settings) -> bool:
@@ -88,8 +99,25 @@ async def before_workers(components: list[Any]) -> None:
             await component.engine.dispose()  # the pool only: the workers have their own
 
 
+def _end_with_parent() -> None:
+    """Linux: this worker gets SIGTERM (and shuts down gracefully) when its parent, the
+    server's supervisor, dies - also of SIGKILL. Without it a killed ``einmal serve`` left its
+    workers serving on the port, unseen by whoever restarts it."""
+    if not sys.platform.startswith("linux"):
+        return
+    # Until the server installs its own handlers (graceful shutdown), SIGTERM ends the worker:
+    # a forked worker inherits its supervisor's handler, which only sets a flag there.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor and os.getppid() != int(supervisor):  # it died before we asked (start-up)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def worker_app() -> Litestar:
     """The app of one worker process: built from the options its parent handed over."""
+    _end_with_parent()
     options = json.loads(os.environ.get(OPTIONS_ENV, "{}"))
     settings = load_settings(os.environ, **options)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
@@ -108,6 +136,7 @@ def serve(settings: Settings, options: dict[str, Any], *, server: str, workers: 
                     access_log=False, timeout_graceful_shutdown=GRACE_S, loop="uvloop",
                     http="httptools")
         return
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # uvicorn and granian supervise from here
     os.environ[OPTIONS_ENV] = json.dumps(
         {k: str(v) if not isinstance(v, bool | int) else v
          for k, v in options.items() if v is not None})
