@@ -1,6 +1,6 @@
 """Tile reads against today's proof endpoint (issue 16 §7): ``python -m bench.tiles_bench``.
 
-One ``einmal serve --demo`` process (SQLite, one worker, the default HTTP server), its log
+One ``einmal serve --demo`` process (SQLite, one worker, granian or uvicorn), its log
 filled by proof requests; then the load generator (``bench.load``, the one ``bench.run``
 uses: raw asyncio streams, HTTP/1.1 keep-alive, its own process) runs closed-loop rounds,
 interleaved - proof, full tile, partial tile, entry bundle, checkpoint; proof, ... - so a
@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--duration", type=float, default=8)
-    parser.add_argument("--server", default=None, help="einmal serve --server (default: its)")
+    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian",
+                        help="the HTTP server of einmal serve (default granian, as bench.run)")
     parser.add_argument("--output", type=Path, default=RESULTS / "tiles.json")
     args = parser.parse_args()
     started = time.monotonic()
@@ -110,15 +111,15 @@ def main() -> None:
         "machine": machine(),
         "settings": {"concurrency": args.concurrency, "warmup_s": args.warmup,
                      "duration_s": args.duration, "rounds": args.rounds,
-                     "server": "einmal serve --demo, SQLite, 1 worker, "
-                               f"{args.server or 'default'} HTTP server"},
+                     "server": f"einmal serve --demo --server {args.server}, SQLite, "
+                               "1 worker"},
     }
     print(f"machine: {report['machine']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="einmal-tiles-bench-") as tmp:
         workdir = Path(tmp)
         port = free_port()
         argv = [EINMAL, "serve", "--demo", "--port", str(port), "--data-dir",
-                str(workdir / "data"), *(["--server", args.server] if args.server else [])]
+                str(workdir / "data"), "--server", args.server]
         server = Server("einmal", argv, port, workdir / "server.log")
         try:
             server.wait_ready()
