@@ -49,7 +49,7 @@ def fill(live: Any, count: int) -> int:
         asyncio.run_coroutine_threadsafe(service.ingest(records[start:start + 500]),
                                          live.loop).result(timeout=60)
     return wait_until(lambda: (size := checkpoint_size(live.base_url)) >= before + count
-                      and size, what=f"a checkpoint of {before + count} entries", timeout=30)
+                      and size, what=f"a checkpoint of {before + count} entries", timeout=60)
 
 
 def publish_args(live: Any, out: Path) -> list[str]:
