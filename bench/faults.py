@@ -224,7 +224,7 @@ async def _counts(pg: str, exclude: set[str]) -> dict[str, Any]:
             "entry_ids": [r[0] for r in entries], "outcomes": outcomes}
 
 
-async def main(pg: str, seconds: float) -> int:
+async def main(pg: str, seconds: float, output: Path) -> int:
     reset_database(pg)
     data = Path(tempfile.mkdtemp(prefix="einmal-faults-"))
     cluster = Cluster(pg, data)
@@ -265,7 +265,7 @@ async def main(pg: str, seconds: float) -> int:
         "log_problems": report.problems[:5],
     }
     print(json.dumps(figures, indent=2))
-    out = Path("bench/results/faults.json")
+    out = output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     ok = (lost == 0 and doubled == 0 and stats["status 500"] == 0 and report.ok
@@ -289,5 +289,6 @@ if __name__ == "__main__":
     parser.add_argument("--postgres", default=os.environ.get(
         "EINMAL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--output", type=Path, default=Path("bench/results/faults.json"))
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.postgres, args.seconds)))
+    sys.exit(asyncio.run(main(args.postgres, args.seconds, args.output)))
