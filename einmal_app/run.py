@@ -13,7 +13,8 @@
   allowed), the log's sequencer locks the log's state row (one integrates at a time), web
   sessions and rate limits live in the database (einmal/shared_state.py).
   On SQLite one process is the rule: its writes go through one in-process writer
-  (einmal/store.py: SqliteWriter, a per-process lock), so ``workers > 1`` is refused there.
+  (einmal/store.py: SqliteWriter, a per-process lock), so ``workers > 1`` is refused there -
+  also for a process with the register simulators, whose query protocol is a SQLite file.
 
 The parent checks the settings and prepares the stores (schemas, keys) once before any worker
 starts, so N workers never race to create them; with several workers it also creates the
@@ -56,16 +57,16 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def on_sqlite(settings: Settings) -> bool:
-    """Does any component of this process keep its store in SQLite?"""
-    return any(settings.database_url_for(c).startswith("sqlite")
-               for c in settings.components & {"broker", "cockpit"})
+    """Does any component of this process keep state in SQLite? (The register simulators
+    always do: their query protocol is a SQLite file in the data dir.)"""
+    return "registers" in settings.components or any(
+        settings.database_url_for(c).startswith("sqlite")
+        for c in settings.components & {"broker", "cockpit"})
 
 
 def default_workers(settings: Settings) -> int:
-    """One per core on PostgreSQL; one on SQLite (and for a process with no store)."""
-    if on_sqlite(settings) or not settings.components & {"broker", "cockpit"}:
-        return 1
-    return os.cpu_count() or 1
+    """One per core on PostgreSQL; one where SQLite holds state."""
+    return 1 if on_sqlite(settings) else os.cpu_count() or 1
 
 
 def check_workers(settings: Settings, workers: int) -> list[str]:
@@ -73,9 +74,12 @@ def check_workers(settings: Settings, workers: int) -> list[str]:
     if workers < 1:
         raise click.BadParameter("at least 1", param_hint="--workers")
     if workers > 1 and on_sqlite(settings):
-        msg = (f"--workers {workers}: on SQLite one process serves (its writes go through one "
-               "in-process writer). Use --workers 1, or --database-url postgresql://... for "
-               "several worker processes.")
+        why = ("the register simulators keep their query protocol in SQLite: run them in a "
+               "process of their own (--components registers) with one worker"
+               if "registers" in settings.components else
+               "its writes go through one in-process writer. Use --workers 1, or "
+               "--database-url postgresql://... for several worker processes")
+        msg = f"--workers {workers}: on SQLite one process serves ({why})."
         raise click.ClickException(msg)
     warnings = []
     if workers > 1 and settings.demo and "cockpit" in settings.components:

@@ -3,8 +3,9 @@ the background workers (outbox delivery, the log's sequencer), and still every p
 reaches the cockpit exactly once and the exported log verifies (decision 0029).
 
 Runs when EINMAL_TEST_DATABASE_URL is set (CI has PostgreSQL); on SQLite ``--workers 2`` is
-refused, which is tested here too. The server gets a database of its own beside the test
-database, so other tests resetting that one cannot disturb it.
+refused, which is tested here too (also for the register simulators, whose query protocol is
+a SQLite file: they run in a process of their own here). The server gets a database of its
+own beside the test database, so other tests resetting that one cannot disturb it.
 """
 
 import asyncio
@@ -98,10 +99,19 @@ def test_two_workers_deliver_every_record_once_and_the_log_verifies(
     log_path = tmp_path / "serve.log"
     env = {**os.environ, "EINMAL_OPS_TOKEN": _OPS, "EINMAL_SIMULATOR_FAMILIES": "20",
            "EINMAL_LOG_LEVEL": "warning"}
+    registers_port = free_port()
+    # the register simulators in a process of their own (their query protocol is SQLite)
+    with (tmp_path / "registers.log").open("wb") as log:
+        registers = subprocess.Popen(
+            [*EINMAL, "--demo", "--components", "registers", "--port", str(registers_port),
+             "--data-dir", str(tmp_path / "registers")],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*EINMAL, "--demo", "--workers", "2", "--server", server, "--database-url", database,
-             "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            [*EINMAL, "--demo", "--components", "broker,cockpit", "--registers-url",
+             f"http://127.0.0.1:{registers_port}/registers", "--workers", "2", "--server",
+             server, "--database-url", database, "--port", str(port), "--data-dir",
+             str(tmp_path / "data")],
             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         def ready() -> bool:
@@ -163,24 +173,32 @@ def test_two_workers_deliver_every_record_once_and_the_log_verifies(
                for line in (bundle / "entries.ndjson").read_text().splitlines()]
         assert sorted(ids) == sorted(transfers)  # each record exactly once, none else
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for process in (proc, registers):
+            process.send_signal(signal.SIGINT)
+        for process in (proc, registers):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     assert proc.returncode == 0, log_path.read_text()[-3000:]
     assert "Traceback" not in log_path.read_text()
 
 
-def test_on_sqlite_more_than_one_worker_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("components", "why"), [
+    ("broker,cockpit", "in-process writer"),
+    ("registers", "register simulators keep their query protocol in SQLite")])
+def test_on_sqlite_more_than_one_worker_is_refused(components: str, why: str,
+                                                   tmp_path: Path) -> None:
+    database = ["--database-url", PG] if PG and components == "registers" else []
     result = subprocess.run(
-        [*EINMAL, "--demo", "--workers", "2", "--port", str(free_port()), "--data-dir",
-         str(tmp_path / "data")],
+        [*EINMAL, "--demo", "--components", components, "--workers", "2", *database,
+         "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
         capture_output=True, text=True, timeout=60,
         env={k: v for k, v in os.environ.items() if k != "EINMAL_DATABASE_URL"})
     assert result.returncode != 0
     assert "--workers 2: on SQLite one process serves" in result.stderr
+    assert why in result.stderr
     assert not (tmp_path / "data").exists()  # refused before anything was created
 
 
