@@ -132,6 +132,16 @@ def _decide(ctx: Context, actor: str) -> dict[str, Any]:
             "json": {"decision": "refuse"}}
 
 
+_SOURCE = "only the cockpit's signed per-request token opens a source (issue 15)"
+
+
+def _post_empty(url: str) -> Any:
+    def request(ctx: Context, actor: str) -> dict[str, Any]:
+        return {"method": "POST", "url": url, "json": {}}
+
+    return request
+
+
 def _ingest(ctx: Context, actor: str) -> dict[str, Any]:
     return {"method": "POST", "url": "/v1/transfer-records", "json": {"records": []}}
 
@@ -223,6 +233,32 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/log/proof/consistency"): Row(
         _get("/v1/log/proof/consistency", **{"from": 1, "to": 1}), _all(200)),
     ("GET", "/v1/log/witnesses"): Row(_get("/v1/log/witnesses"), _all(200)),
+    # -- static tiles (C2SP tlog-tiles): public, like the proofs they replace
+    ("GET", "/log/checkpoint"): Row(_get("/log/checkpoint"), _all(200)),
+    ("GET", "/log/verifier-key"): Row(_get("/log/verifier-key"), _all(200)),
+    ("GET", "/log/tile/{rest:path}"): Row(_get("/log/tile/0/x1/2"), _all(400),
+                                          note="public; a non-canonical path is refused"),
+    # -- the registers' source interface (XDatenschutzcockpit): the cockpit's token only
+    ("GET", "/registers/income/dsc/status"): Row(_get("/registers/income/dsc/status"),
+                                                 _all(401), note=_SOURCE),
+    ("GET", "/registers/sorge/{land:str}/dsc/status"): Row(
+        _get("/registers/sorge/HB/dsc/status"), _all(401), note=_SOURCE),
+    ("GET", "/registers/standesamt/{ags:str}/dsc/status"): Row(
+        _get("/registers/standesamt/04011000/dsc/status"), _all(401), note=_SOURCE),
+    ("POST", "/registers/income/dsc/protokolldaten"): Row(
+        _post_empty("/registers/income/dsc/protokolldaten"), _all(401), note=_SOURCE),
+    ("POST", "/registers/income/dsc/inhaltsdaten"): Row(
+        _post_empty("/registers/income/dsc/inhaltsdaten"), _all(401), note=_SOURCE),
+    ("POST", "/registers/sorge/{land:str}/dsc/protokolldaten"): Row(
+        _post_empty("/registers/sorge/HB/dsc/protokolldaten"), _all(401), note=_SOURCE),
+    ("POST", "/registers/sorge/{land:str}/dsc/inhaltsdaten"): Row(
+        _post_empty("/registers/sorge/HB/dsc/inhaltsdaten"), _all(401), note=_SOURCE),
+    ("POST", "/registers/standesamt/{ags:str}/dsc/protokolldaten"): Row(
+        _post_empty("/registers/standesamt/04011000/dsc/protokolldaten"), _all(401),
+        note=_SOURCE),
+    ("POST", "/registers/standesamt/{ags:str}/dsc/inhaltsdaten"): Row(
+        _post_empty("/registers/standesamt/04011000/dsc/inhaltsdaten"), _all(401),
+        note=_SOURCE),
     # -- the demo's witness (demo mode only; C2SP tlog-witness, public by design)
     ("POST", "/witness/add-checkpoint"): Row(_add_checkpoint, _all(400),
                                              note="public like any witness; a malformed "
@@ -398,4 +434,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 11
-    assert len(MATRIX) == 42 + len(WEB_ROWS)
+    assert len(MATRIX) == 54 + len(WEB_ROWS)

@@ -11,6 +11,7 @@ provider should: each ends on the "Anmeldung fehlgeschlagen" page with one log l
 the reason, never a 500.
 """
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import jwt
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -59,10 +61,14 @@ class Site:
         self.opened.append(browser)
         return browser
 
-    def sessions(self) -> dict[str, dict[str, Any]]:
-        """The web sessions in the store (MemoryStore internals: a read-only peek)."""
-        raw = self.live.component("cockpit").web.sessions.store._store
-        return {key: json.loads(value.data) for key, value in raw.items()}
+    def session(self, cookie: str) -> dict[str, Any] | None:
+        """The web session of ``cookie`` as stored (sealed, decision 0032): read on the
+        server's loop and opened with the cookie, as the cockpit does."""
+        sessions = self.live.component("cockpit").web.sessions
+        raw = asyncio.run_coroutine_threadsafe(sessions.store.get(sessions._key(cookie)),
+                                               self.live.loop).result(timeout=10)
+        opened = sessions._open(cookie, raw) if raw is not None else None
+        return msgspec.to_builtins(opened) if opened is not None else None
 
 
 def login_at_mock(browser: Browser, start: str = "/") -> tuple[httpx.Response, httpx.Response]:
@@ -162,7 +168,8 @@ class TestLoginThroughTheMockProvider:
         login_at_mock(browser)
         cookie = browser.session_cookie
         assert cookie
-        stored = site.sessions()[f"web-session:{cookie}"]
+        stored = site.session(cookie)
+        assert stored is not None
         token = stored["access_token"]
         claims = jwt.decode(token, options={"verify_signature": False})
         assert claims["iss"] == WEB_ISSUER
@@ -178,11 +185,11 @@ class TestLoginThroughTheMockProvider:
         browser = site.browser()
         _, page = login_at_mock(browser)
         cookie = browser.session_cookie
-        token = site.sessions()[f"web-session:{cookie}"]["access_token"]
+        stored = site.session(cookie)
+        assert stored is not None and stored["access_token"]
         out = browser.logout(page)
         assert out.url.path == "/login"
-        assert f"web-session:{cookie}" not in site.sessions()
-        assert all(s.get("access_token") != token for s in site.sessions().values())
+        assert site.session(cookie) is None  # the session and its token are gone
         assert browser.get("/consents").url.path == "/login"
 
     def test_a_replayed_code_is_refused_by_the_provider(self, site: Site) -> None:
