@@ -39,7 +39,7 @@ _PENDING = ("SELECT seq, id, record FROM broker_transfer WHERE delivered_at IS N
 # gives the GIL back around every step (a wait and a context switch each on a busy loop). A
 # sealed record is binary: it travels as hex, which a comma separates (as it does the ids).
 _PENDING_ONE_ROW = (  # constant SQL (S608 below): the limit is a bound parameter
-    "SELECT json_group_array(seq), group_concat(id, ','), "  # noqa: S608
+    "SELECT json_group_array(seq), group_concat(id, ','), "  # noqa: S608 - constant SQL, no input
     f"group_concat(hex(record), ',') FROM ({_PENDING})")
 #: (id, created_at, sealed record, protocol entry)
 _Row = tuple[str, str, bytes, bytes]
