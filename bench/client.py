@@ -130,7 +130,7 @@ async def _client(stack: str, url: str, concurrency: int, seconds: float,
         transport = transports[stack]
         if transport == "package":
             # optional: only this benchmark uses the package (decision 0029 compares it)
-            from httpx_aiohttp import AiohttpTransport as PackageTransport  # noqa: PLC0415
+            from httpx_aiohttp import AiohttpTransport as PackageTransport  # noqa: PLC0415 - optional dependency (bench extra)
 
             transport = PackageTransport()
         elif transport is not None:
