@@ -1,5 +1,6 @@
 """Cockpit composition root."""
 
+import time
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from einmal.keys import (
     retired_public_jwks,
 )
 from einmal.settings import Settings
-from einmal.shared_state import SharedRateLimiter, SqlStore
+from einmal.shared_state import SqlStore, forget_idle_buckets
 from einmal.store import StoreError, create_engine, dispose
 from einmal.worker import BackgroundWorker
 
@@ -78,14 +79,10 @@ class CockpitComponent:
         self.web = WebView(settings, policies=policies, session_store=sessions)
         # retention of the shared state (docs/retention.md): expired sessions at once, idle
         # rate-limit buckets after an hour (the citizen's bucket, when the cockpit holds it)
-        buckets = SharedRateLimiter(self.engine, BUCKET, rate_per_s=0, burst=0, what="citizen",
-                                    key_secret=load_or_create_secret(settings.keys_dir,
-                                                                     "cockpit-pseudonym"))
-
         async def sweep_shared_state() -> None:
             if sessions is not None:
                 await sessions.delete_expired()
-            await buckets.forget_idle(3600)
+            await forget_idle_buckets(self.engine, BUCKET, time.time() - 3600)
 
         self.shared_state_sweeper = (
             BackgroundWorker("cockpit-shared-state-sweeper", sweep_shared_state,

@@ -45,7 +45,7 @@ from sqlalchemy.sql import Executable
 from einmal.problems import ProblemError
 from einmal.store import StoreError
 
-__all__ = ["SharedRateLimiter", "SqlStore", "bucket_table", "kv_table"]
+__all__ = ["SharedRateLimiter", "SqlStore", "bucket_table", "forget_idle_buckets", "kv_table"]
 
 
 def kv_table(metadata: MetaData, prefix: str) -> Table:
@@ -183,7 +183,11 @@ class SharedRateLimiter:
             msg = "key_secret: at least 16 bytes"
             raise ValueError(msg)
         self._key_secret = key_secret
-        self._engine = engine
+        # one statement, committed by itself: no BEGIN/COMMIT round trips around it, and the
+        # bucket's row lock is held for the statement only, not across a client round trip
+        # (with a transaction, every request of one service queued on that lock). Derived
+        # once here; it shares the engine's pool.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._rate = rate_per_s
         self._burst = burst
         self._what = what
@@ -201,7 +205,7 @@ class SharedRateLimiter:
         params = {"key": self._key(actor), "burst": float(self._burst),
                   "now": self._clock(), "rate": float(self._rate)}
         try:
-            async with self._engine.begin() as conn:
+            async with self._engine.connect() as conn:
                 tokens, allowed = (await conn.execute(self._sql, params)).one()
         except SQLAlchemyError as exc:
             msg = f"rate-limit store failed ({type(exc).__name__})"
@@ -220,10 +224,14 @@ class SharedRateLimiter:
 
     async def forget_idle(self, idle_s: float = 3600.0) -> None:
         """Drop buckets untouched for ``idle_s`` (they would be full again anyway)."""
-        t = self._table
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(delete(t).where(t.c.updated < self._clock() - idle_s))
-        except SQLAlchemyError as exc:
-            msg = f"rate-limit store failed ({type(exc).__name__})"
-            raise StoreError(msg) from exc
+        await forget_idle_buckets(self._engine, self._table, self._clock() - idle_s)
+
+
+async def forget_idle_buckets(engine: AsyncEngine, table: Table, before: float) -> None:
+    """Retention of a bucket table: drop every bucket untouched since ``before`` (epoch s)."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(delete(table).where(table.c.updated < before))
+    except SQLAlchemyError as exc:
+        msg = f"rate-limit store failed ({type(exc).__name__})"
+        raise StoreError(msg) from exc
