@@ -105,12 +105,15 @@ class PreviewDesk:
     # -- 1. the service asks: hold instead of release ------------------------------------------
     async def hold(self, draft: TransferDraft, *, client_id: str, proof: ProofData,
                    data: dict[str, Any], consent: StoredConsent | None,
-                   idempotency_key: str | None) -> dict[str, str]:
+                   idempotency_key: str | None,
+                   transfer_id: str | None = None) -> dict[str, str]:
         """Hold the fetched, minimised proof for ``draft`` until the citizen decides; the
-        202 body for the service (also the stored answer of its Idempotency-Key)."""
+        202 body for the service (also the stored answer of its Idempotency-Key).
+        ``transfer_id``: the id the register was told with the query (else a new one)."""
         notary = self._notary
         now = notary.now()
-        request_id = notary.transfer_id()  # the transfer record's id, once it has one
+        # the transfer record's id, once it has one
+        request_id = transfer_id or notary.transfer_id()
         subject = draft.subject
         held = Held(subject=subject, data=data, register_id=proof.issuer,
                     register_name=proof.issuer_name, concerned=tuple(proof.concerned),

@@ -306,20 +306,24 @@ class BrokerService:
                     "(missing, revoked, expired, used up, or for another service or purpose).",
                     transfer_id=transfer_id)
 
+        # The transfer id is made before the query: the register's protocol entry carries it
+        # (X-Einmal-Transfer), so the cockpit can match that entry to the log's (issue 15).
+        transfer_id = notary.transfer_id()
         try:
             proof = await connector.fetch(subject, request.parameters, requester=Requester(
                 service_id=draft.service.id, service_name=draft.service.name,
                 authority=draft.service.authority, purpose=draft.purpose,
-                legal_basis=draft.legal_basis, consent_id=draft.consent_id))
+                legal_basis=draft.legal_basis, consent_id=draft.consent_id,
+                transfer_id=transfer_id))
         except ConnectorError as exc:
-            transfer_id = await self._fail(draft, exc, subject)
+            await self._fail(draft, exc, subject, transfer_id)
             raise connector_problem(exc, transfer_id) from exc
 
         # A parent's consent for a child: the register must name the parent, else refuse.
         if (consent is not None and consent.subject_ref != consent.citizen_ref
                 and consent.citizen_ref not in {notary.pseudonym(i) for i in proof.concerned}):
-            transfer_id = await self._refuse(draft, "consent-required", concerned=subject,
-                                             proof=proof)
+            await self._refuse(draft, "consent-required", concerned=subject, proof=proof,
+                               transfer_id=transfer_id)
             raise ProblemError(
                 "consent-required",
                 "The consenting citizen is not named as parent or custody holder "
@@ -329,8 +333,9 @@ class BrokerService:
         if permission.preview or (consent is not None and consent.preview):
             # EU OOTS preview: held sealed until the citizen releases it; nothing leaves now
             return await self.previews.hold(draft, client_id=client_id, proof=proof, data=data,
-                                            consent=consent, idempotency_key=idempotency_key)
-        record = notary.record(draft, Outcome.DELIVERED, proof=proof)
+                                            consent=consent, idempotency_key=idempotency_key,
+                                            transfer_id=transfer_id)
+        record = notary.record(draft, Outcome.DELIVERED, transfer_id=transfer_id, proof=proof)
         jws = notary.sign(record, client_id, proof, data)
         use = ConsentUse(consent_id=consent.id, now=notary.now()) if consent else None
         answer = {"transfer_id": record.id, "proof": jws}
@@ -340,8 +345,9 @@ class BrokerService:
                   if idempotency_key else None)
         if not await self._store.commit_transfer(record, use, sealed):
             # consent revoked/used up while we fetched: nothing leaves
-            transfer_id = await self._refuse(draft, "consent-required", concerned=subject,
-                                             proof=proof)
+            # nothing of the first record was written: the refusal keeps its id
+            await self._refuse(draft, "consent-required", concerned=subject, proof=proof,
+                               transfer_id=transfer_id)
             raise ProblemError("consent-required",
                                "The consent was revoked or used up during the request.",
                                transfer_id=transfer_id)
@@ -367,18 +373,20 @@ class BrokerService:
         return consent
 
     async def _refuse(self, draft: TransferDraft, error_type: str, *, concerned: str,
-                      proof: ProofData | None = None) -> str:
-        """Commit the refusal's transfer record; its id (for the problem's ``transfer_id``)."""
-        record = self._notary.record(draft, Outcome.REFUSED, error_type=error_type,
-                                     proof=proof, concerned=concerned)
+                      proof: ProofData | None = None, transfer_id: str | None = None) -> str:
+        """Commit the refusal's transfer record; its id (for the problem's ``transfer_id``):
+        ``transfer_id`` if the register was told one, else a new one."""
+        record = self._notary.record(draft, Outcome.REFUSED, transfer_id=transfer_id,
+                                     error_type=error_type, proof=proof, concerned=concerned)
         await self._store.commit_transfer(record)
         self._notary.committed(record, "refused")
         log.info("proof.refused", transfer_id=record.id, reason=error_type)
         return record.id
 
-    async def _fail(self, draft: TransferDraft, exc: ConnectorError, subject: str) -> str:
-        record = self._notary.record(draft, Outcome.FAILED, error_type=exc.code,
-                                     concerned=subject)
+    async def _fail(self, draft: TransferDraft, exc: ConnectorError, subject: str,
+                    transfer_id: str) -> str:
+        record = self._notary.record(draft, Outcome.FAILED, transfer_id=transfer_id,
+                                     error_type=exc.code, concerned=subject)
         await self._store.commit_transfer(record)
         self._notary.committed(record, "failed")
         log.info("proof.failed", transfer_id=record.id, reason=exc.code)

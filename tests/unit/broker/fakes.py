@@ -382,6 +382,7 @@ class FakeConnector:
         self.proof = proof
         self.error = error
         self.fetched: list[str] = []
+        self.requesters: list[Requester | None] = []
         self.before_fetch: Callable[[], Awaitable[None]] | None = None
 
     def check_parameters(self, parameters: Mapping[str, Any]) -> None:
@@ -390,6 +391,7 @@ class FakeConnector:
     async def fetch(self, subject: str, parameters: Mapping[str, Any], *,
                     requester: Requester | None = None) -> ProofData:
         self.fetched.append(subject)
+        self.requesters.append(requester)
         if self.before_fetch is not None:
             await self.before_fetch()
         if self.error is not None:
