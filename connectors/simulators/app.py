@@ -69,15 +69,25 @@ class KnobsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latency_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] | None = None
     failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
     register: RegisterKind | None = None  # None: every register
+    #: the source interface's (``<register>/dsc/...``) answer latency, for one source
+    #: (``source``, e.g. "standesamt:04011000") or, without it, for every source
+    source_latency_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] | None = None
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+
+
+#: the key of ``Knobs.values["dsc"]`` that holds every source's latency
+ALL_SOURCES = "*"
 
 
 class Knobs:
-    """Per-register latency and failure rate, changeable at runtime (fault tests)."""
+    """Per-register latency and failure rate, and the source interface's latency per source,
+    changeable at runtime (fault tests, the DSC bench)."""
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self.values: dict[str, dict[str, float]] = {
             kind: {"latency_ms": settings.latency_ms, "failure_rate": settings.failure_rate}
             for kind in KINDS}
+        self.values["dsc"] = {ALL_SOURCES: 0}
         self._rng = random.Random(settings.seed)  # noqa: S311 - repeatable faults, not secrets
 
     def change(self, change: KnobsIn) -> None:
@@ -86,6 +96,19 @@ class Knobs:
                 self.values[kind]["latency_ms"] = change.latency_ms
             if change.failure_rate is not None:
                 self.values[kind]["failure_rate"] = change.failure_rate
+        if change.source_latency_ms is not None:
+            if change.source is None:  # every source: one value, the per-source ones go
+                self.values["dsc"] = {ALL_SOURCES: change.source_latency_ms}
+            else:
+                self.values["dsc"][change.source] = change.source_latency_ms
+
+    async def delay_source(self, source_id: str) -> None:
+        """Sleep the source interface's latency for ``source_id`` (its own, else every
+        source's)."""
+        latencies = self.values["dsc"]
+        latency_ms = latencies.get(source_id, latencies[ALL_SOURCES])
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
 
     async def apply(self, kind: RegisterKind) -> Response[bytes] | None:
         """Sleep the latency; return a 503 response with the failure rate, else None."""
@@ -339,12 +362,23 @@ def create_registers_router(settings: SimulatorSettings,
     people = population or generate_population(settings.seed, settings.families)
     knobs = Knobs(settings)
     log = protocol or RegisterProtocol(settings.protocol)
+    resolvers = (_standesamt_source, _sorge_source, _income_source)
+
+    async def source_latency(request: Request[Any, Any, Any]) -> None:
+        """The knob ``source_latency_ms`` of the source asked (before its handler runs)."""
+        for resolve in resolvers:
+            source = resolve(request.path_params)
+            if source is not None:
+                await knobs.delay_source(source.id)
+                return
+
+    sources = Router(path="/", before_request=source_latency, route_handlers=[
+        *source_handlers(log, "/standesamt/{ags:str}/dsc", _standesamt_source),
+        *source_handlers(log, "/sorge/{land:str}/dsc", _sorge_source),
+        *source_handlers(log, "/income/dsc", _income_source)])
     handlers = [_standesamt_handler(people, knobs, log),
                 _sorge_handler(_Sorgeregister(people), knobs, settings, log),
-                _income_handler(people, knobs, log), *_knob_handlers(knobs),
-                *source_handlers(log, "/standesamt/{ags:str}/dsc", _standesamt_source),
-                *source_handlers(log, "/sorge/{land:str}/dsc", _sorge_source),
-                *source_handlers(log, "/income/dsc", _income_source)]
+                _income_handler(people, knobs, log), *_knob_handlers(knobs), sources]
     return Router(path="/registers", route_handlers=handlers,
                   exception_handlers={ProblemError: _problem})
 

@@ -216,8 +216,35 @@ class TestKnobs:
         await client.get(f"/registers/sorge/HB/records/{child.idnr}")
         assert time.perf_counter() - started >= 0.06
 
+    async def test_source_latency_knob_for_one_source(self, client) -> None:
+        """The source interface waits before it even checks the token, so an unauthenticated
+        status request shows the delay of the source asked and of no other."""
+        await client.put("/registers/_knobs", json={"source_latency_ms": 150,
+                                                    "source": "standesamt:04011000"})
+        assert (await client.get("/registers/_knobs")).json()["dsc"] == {
+            "*": 0, "standesamt:04011000": 150}
+        started = time.perf_counter()
+        slow = await client.get("/registers/standesamt/04011000/dsc/status")
+        slow_s = time.perf_counter() - started
+        started = time.perf_counter()
+        other = await client.get("/registers/standesamt/04012000/dsc/status")
+        other_s = time.perf_counter() - started
+        assert (slow.status_code, other.status_code) == (401, 401)
+        assert slow_s >= 0.15
+        assert other_s < slow_s
+
+    async def test_source_latency_knob_for_all_replaces_the_per_source_ones(self, client,
+                                                                             ) -> None:
+        await client.put("/registers/_knobs", json={"source_latency_ms": 100, "source": "x"})
+        await client.put("/registers/_knobs", json={"source_latency_ms": 80})
+        assert (await client.get("/registers/_knobs")).json()["dsc"] == {"*": 80}
+        started = time.perf_counter()
+        await client.get("/registers/income/dsc/status")
+        assert time.perf_counter() - started >= 0.08
+
     @pytest.mark.parametrize("body", [{"failure_rate": "often"}, {"failure_rate": 1.5},
-                                      {"latency_ms": -1}, {"register": "tax"}, {"speed": 1}])
+                                      {"latency_ms": -1}, {"register": "tax"}, {"speed": 1},
+                                      {"source_latency_ms": -5}, {"source": ""}])
     async def test_bad_knobs(self, client, body) -> None:
         response = await client.put("/registers/_knobs", json=body)
         assert response.status_code == 400
