@@ -14,15 +14,20 @@ Only the cockpit may ask: every request carries a short-lived EdDSA JWT (audienc
 source's id, at most 60 s, a fresh ``jti``, and ``req_sha256`` binding the request body).
 Every answer about a citizen is an envelope (``nachrichtentyp``, ``version``, ``correlationID``,
 ``source``) around a JWE (ECDH-ES with X25519, A256GCM) to the session key the cockpit made
-for that citizen's session: nobody else can read it (decision 0033).
+for that citizen's session: nobody else can read it (decision 0033). Inside the JWE, the answer
+is signed: a JWS (EdDSA, ``typ`` ``dsc-answer+jws``, ``kid``) with the source's own Ed25519
+key. ECDH-ES is anonymous - anyone who knows a session's public key could encrypt to it - so the
+client accepts an answer only if it verifies with the key the source's document names
+(sign-then-encrypt, decision 0035).
 
 Errors of ``SourceClient``:
 
 * SourceError
   x SourceUnavailableError   unreachable, timed out, or 5xx
   x SourceRefusedError       the source refused the request (4xx; ``problem_type`` kept)
-  x InvalidSourceAnswerError garbage, too large, not for this session key, or not the answer
-                             to this request (another source, correlation id, IdNr, message)
+  x InvalidSourceAnswerError garbage, too large, not for this session key, signed with another
+                             key than the source's, or not the answer to this request (another
+                             source, correlation id, IdNr, message)
 
 This module imports nothing of the server: registers (``connectors.protocol``) and the cockpit
 share it.
@@ -40,12 +45,16 @@ from typing import Annotated, Any, Final, Literal
 import httpx
 import jwt
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 __all__ = [
+    "ANSWER_TYP",
     "CONTENT_ANSWER",
     "CONTENT_REQUEST",
     "LIST_ANSWER",
@@ -74,7 +83,11 @@ __all__ = [
     "check_tree",
     "content_groups",
     "public_session_key",
+    "seal_answer",
     "seal_for_session",
+    "sign_answer",
+    "source_public_keys",
+    "verify_answer",
 ]
 
 LIST_REQUEST: Final = "anfrageListeProtokolldaten"
@@ -86,7 +99,10 @@ STATUS_ANSWER: Final = "antwortStatus"
 VERSION: Final = "1.1.0+einmal.1"
 #: the longest a request token may live (exp - iat)
 MAX_TOKEN_TTL_S: Final = 60
+#: the ``typ`` of a source's signed answer (the JWS inside the JWE)
+ANSWER_TYP: Final = "dsc-answer+jws"
 _JWE_ALGORITHMS = ("ECDH-ES", "A256GCM")
+_JWS = jwt.PyJWS()
 _JWE_HEADER = {"alg": "ECDH-ES", "enc": "A256GCM"}
 #: the tree's bounds: what a source may send, what a client accepts
 _MAX_DEPTH = 8
@@ -319,6 +335,64 @@ def seal_for_session(jwk: Mapping[str, Any], plaintext: bytes) -> str:
                                algorithms=_JWE_ALGORITHMS)
 
 
+def sign_answer(plain: bytes, private_key: Ed25519PrivateKey, kid: str) -> str:
+    """A source's signature over an answer's JSON: a JWS compact (EdDSA, ``typ``
+    ``dsc-answer+jws``, ``kid``)."""
+    return _JWS.encode(plain, private_key, algorithm="EdDSA",
+                       headers={"kid": kid, "typ": ANSWER_TYP})
+
+
+def seal_answer(jwk: Mapping[str, Any], plain: bytes, *, private_key: Ed25519PrivateKey,
+                kid: str) -> str:
+    """Sign-then-encrypt: the JWE (to the session's key) of the JWS (the source's key) of
+    ``plain`` - what an answer's envelope carries as ``payload``."""
+    return seal_for_session(jwk, sign_answer(plain, private_key, kid).encode())
+
+
+def _unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def source_public_keys(document: Mapping[str, Any]) -> dict[str, Ed25519PublicKey]:
+    """{kid: key} of a source's public key: one Ed25519 JWK, or a JWK set (``{"keys": [..]}``,
+    as ``<name>.public.json`` files hold it; a rotated key stays listed). ``ValueError`` for
+    anything else: a private key, another curve, no ``kid``, or no key at all."""
+    jwks = document.get("keys") if "keys" in document else [document]
+    if not isinstance(jwks, list) or not jwks:
+        msg = "a source key is an Ed25519 JWK or a JWK set with at least one"
+        raise ValueError(msg)
+    keys: dict[str, Ed25519PublicKey] = {}
+    for jwk in jwks:
+        if (not isinstance(jwk, Mapping) or jwk.get("kty") != "OKP"
+                or jwk.get("crv") != "Ed25519" or "d" in jwk
+                or not isinstance(jwk.get("x"), str) or not isinstance(jwk.get("kid"), str)):
+            msg = "a source key must be a public Ed25519 JWK with a kid (kty OKP, no d)"
+            raise ValueError(msg)
+        try:
+            keys[jwk["kid"]] = Ed25519PublicKey.from_public_bytes(_unb64u(jwk["x"]))
+        except ValueError as exc:
+            msg = "a source key does not decode"
+            raise ValueError(msg) from exc
+    return keys
+
+
+def verify_answer(unverified_jws: bytes, keys: Mapping[str, Ed25519PublicKey]) -> bytes:
+    """The answer JSON inside a source's JWS; ``InvalidSourceAnswerError`` unless it is an
+    EdDSA JWS of type ``dsc-answer+jws`` that verifies with the key its ``kid`` names in
+    ``keys``."""
+    try:
+        header = _JWS.get_unverified_header(unverified_jws)
+        key = keys.get(str(header.get("kid")))
+        if header.get("typ") != ANSWER_TYP or header.get("alg") != "EdDSA" or key is None:
+            msg = "not a source answer signed with a known key"
+            raise jwt.InvalidTokenError(msg)
+        payload: bytes = _JWS.decode(unverified_jws, key, algorithms=["EdDSA"])
+    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+        msg = "the answer is not signed with the source's key (signed with another key?)"
+        raise InvalidSourceAnswerError(msg) from exc
+    return payload
+
+
 class SessionKey:
     """An X25519 key pair the cockpit makes for one citizen's session: sources encrypt their
     answers to ``public_jwk``; only this object opens them. Held in memory only, never stored."""
@@ -379,14 +453,18 @@ class SourceClient:
     """Asks one source and opens its answers with the session's key.
 
     ``url``: the source's base, e.g. ``http://host/registers/standesamt/04011000/dsc``;
-    ``source_id``: its id, the tokens' audience (``standesamt:04011000``)."""
+    ``source_id``: its id, the tokens' audience (``standesamt:04011000``); ``source_key``: its
+    public signing key as its document names it (a JWK or a JWK set, ``source_public_keys``):
+    an answer not signed with it is refused. ``ValueError`` if the key is not one."""
 
     def __init__(self, *, url: str, source_id: str, signer: SourceTokenSigner,
+                 source_key: Mapping[str, Any],
                  timeout_s: float = 5.0, transport: httpx.AsyncBaseTransport | None = None,
                  max_answer_bytes: int = _MAX_ANSWER_BYTES) -> None:
         self.url = url.rstrip("/")
         self.source_id = source_id
         self._signer = signer
+        self._source_keys = source_public_keys(source_key)
         self._max = max_answer_bytes
         self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport,
                                        follow_redirects=False)
@@ -444,7 +522,12 @@ class SourceClient:
                 or envelope.source != self.source_id):
             msg = f"{self.source_id} sent an envelope that is not the answer to this request"
             raise InvalidSourceAnswerError(msg)
-        return session.open(envelope.payload)
+        signed = session.open(envelope.payload)
+        try:
+            return verify_answer(signed, self._source_keys)
+        except InvalidSourceAnswerError as exc:
+            msg = f"{self.source_id}'s answer is signed with another key (or not signed)"
+            raise InvalidSourceAnswerError(msg) from exc
 
     def _check(self, answer: ListAnswer | ContentAnswer, correlation_id: str,
                idnr: str) -> None:

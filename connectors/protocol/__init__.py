@@ -3,7 +3,8 @@
 
 * ``RegisterProtocol`` (protocol.py): record an answered query, list and open entries by IdNr,
   the two-year retention sweeper; ``ProtocolConfig``: database and keys
-* ``source_handlers`` (source.py): the HTTP endpoints the cockpit asks (token, JWE answers)
+* ``source_handlers`` (source.py): the HTTP endpoints the cockpit asks (token, signed JWE
+  answers; the kernel's ``einmal.source_interface``)
 * ``requester_headers`` / ``requester_from_headers`` (headers.py): who asks, as request headers
 * ``ProtocolStore`` (store.py): the tables
 
@@ -12,6 +13,7 @@ Decision 0033; docs/api.md "Source interface (XDatenschutzcockpit)".
 
 from connectors.protocol.headers import HEADERS, requester_from_headers, requester_headers
 from connectors.protocol.protocol import (
+    ANSWER_KEY,
     COCKPIT_SOURCES_KEY,
     ProtocolConfig,
     ProtocolSealError,
@@ -22,6 +24,7 @@ from connectors.protocol.source import Source, source_handlers
 from connectors.protocol.store import MemoryProtocolStore, ProtocolStore, SqlProtocolStore
 
 __all__ = [
+    "ANSWER_KEY",
     "COCKPIT_SOURCES_KEY",
     "HEADERS",
     "MemoryProtocolStore",

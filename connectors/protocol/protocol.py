@@ -13,10 +13,13 @@ At rest (``connectors.protocol.store``), nothing readable about a citizen:
 * two years (§ 9 (3) IDNrG): an entry is listed for two years from its time and deleted by the
   sweeper (``einmal.worker.BackgroundWorker``) when its retention ends.
 
-The source interface (``connectors.protocol.source``) reads it for the Datenschutzcockpit.
+The source interface (``einmal.source_interface``, mounted by ``connectors.protocol.source``)
+reads it for the Datenschutzcockpit; this class is its backend: it signs the answers with the
+register's own key (``register-source``, Ed25519; its public JWK set
+``register-source.public.json`` is what a source document names) and checks the cockpit's
+tokens with ``cockpit-sources.public.json``.
 """
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -28,7 +31,7 @@ from pathlib import Path
 import msgspec
 import structlog
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,27 +44,28 @@ from connectors.protocol.store import (
 )
 from einmal.domain.registers import Requester
 from einmal.ids import uuid4
-from einmal.keys import load_or_create_secret, load_public_keys
+from einmal.keys import SigningKey, load_or_create_secret, load_or_create_signing_key
+from einmal.source_interface import COCKPIT_SOURCES_KEY, CockpitKeys, SourceReadError
 from einmal.store import StoreError, create_engine
 from einmal.tokens import TokenVerifier
 from einmal.worker import BackgroundWorker
 from einmal_client.sources import ContentGroup, Recipient, SourceEntry
 
-__all__ = ["COCKPIT_SOURCES_KEY", "PSEUDONYM_KEY", "SEAL_KEY", "ProtocolConfig",
+__all__ = ["ANSWER_KEY", "COCKPIT_SOURCES_KEY", "PSEUDONYM_KEY", "SEAL_KEY", "ProtocolConfig",
            "ProtocolSealError", "RegisterProtocol", "plus_years"]
 
 log = structlog.get_logger()
 
-#: key files in the keys dir: the register key (AES-256), the register secret (HMAC), and the
-#: cockpit's public key (``<name>.public.json``, JWK set) that request tokens are checked with
+#: key files in the keys dir: the register key (AES-256), the register secret (HMAC), the
+#: source's signing key (Ed25519; answers are signed with it), and the cockpit's public key
+#: (``cockpit-sources.public.json``, JWK set) that request tokens are checked with
 SEAL_KEY = "register-protocol"
 PSEUDONYM_KEY = "register-protocol-pseudonym"
-COCKPIT_SOURCES_KEY = "cockpit-sources"
+ANSWER_KEY = "register-source"
 _NONCE = 12
-_LEEWAY_S = 5
 
 
-class ProtocolSealError(Exception):
+class ProtocolSealError(SourceReadError):
     """A sealed blob does not open: another key, another row, or damaged bytes."""
 
 
@@ -78,8 +82,8 @@ class ProtocolConfig:
     """Where a register keeps its protocol and whom its source interface answers.
 
     ``database_url`` None: in this process's memory (gone at exit);
-    ``keys_dir`` None: random keys in memory, and no cockpit key - the source interface then
-    refuses every request (fail closed)."""
+    ``keys_dir`` None: random keys in memory (the signing key too), and no cockpit key - the
+    source interface then refuses every request (fail closed)."""
 
     database_url: str | None = None
     keys_dir: Path | None = None
@@ -135,9 +139,12 @@ class RegisterProtocol:
         self._sweeper = BackgroundWorker("register-protocol-sweeper", self._sweep_step,
                                          interval_s=self.config.sweep_interval_s,
                                          retry_on=(StoreError,))
-        self._keys_mtime: float | None = None
-        self._verifiers: dict[str, TokenVerifier] = {}
-        self._cockpit_keys: dict[str, Ed25519PublicKey] = {}
+        self._answer_key = (
+            load_or_create_signing_key(keys_dir, ANSWER_KEY) if keys_dir
+            else SigningKey(kid=f"{ANSWER_KEY}-{uuid4()[:8]}",
+                            private_key=Ed25519PrivateKey.generate()))
+        self._cockpit = CockpitKeys(keys_dir, issuer=self.config.cockpit_issuer,
+                                    name=self.config.cockpit_key_name)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -250,33 +257,21 @@ class RegisterProtocol:
     async def _sweep_step(self) -> None:
         await self.sweep()
 
-    # -- the cockpit's key ------------------------------------------------------------------
+    # -- the source interface's backend (einmal.source_interface.SourceBackend) --------------
+
+    @property
+    def answer_key(self) -> SigningKey:
+        """The key the source interface signs its answers with (``register-source``)."""
+        return self._answer_key
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    async def use_token_id(self, token_id: str, *, expires_at: datetime) -> bool:
+        """Note a request token's id (replay protection); False if it was seen before."""
+        return await self.store.use_token_id(token_id, expires_at=expires_at)
 
     def verifier(self, source_id: str) -> TokenVerifier | None:
         """The verifier of request tokens for ``source_id`` (its audience); None while no
         cockpit key is configured. The key file is read again when it changes."""
-        keys_dir = self.config.keys_dir
-        if keys_dir is None:
-            return None
-        path = keys_dir / f"{self.config.cockpit_key_name}.public.json"
-        mtime = None
-        with contextlib.suppress(OSError):
-            mtime = path.stat().st_mtime
-        if mtime != self._keys_mtime:
-            self._keys_mtime = mtime
-            self._verifiers.clear()
-            self._cockpit_keys = {}
-            if mtime is not None:
-                try:
-                    self._cockpit_keys = load_public_keys(path)
-                except (OSError, ValueError, KeyError) as exc:
-                    log.warning("register_protocol.cockpit_key_unreadable",
-                                error=type(exc).__name__)
-        if not self._cockpit_keys:
-            return None
-        verifier = self._verifiers.get(source_id)
-        if verifier is None:
-            verifier = self._verifiers[source_id] = TokenVerifier(
-                keys=dict(self._cockpit_keys), issuer=self.config.cockpit_issuer,
-                audience=source_id, leeway_s=_LEEWAY_S)
-        return verifier
+        return self._cockpit.verifier(source_id)

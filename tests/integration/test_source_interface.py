@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from connectors.factory import build_connectors
-from connectors.protocol import COCKPIT_SOURCES_KEY, ProtocolConfig
+from connectors.protocol import ANSWER_KEY, COCKPIT_SOURCES_KEY, ProtocolConfig
 from connectors.simulators.app import SimulatorSettings, create_registers_app
 from connectors.simulators.population import Population, generate_population
 from einmal.domain.proofs import ProofType
@@ -32,6 +32,8 @@ from einmal_client.sources import (
     SourceClient,
     SourceRefusedError,
     SourceTokenSigner,
+    source_public_keys,
+    verify_answer,
 )
 
 FAMILIES = 30
@@ -106,11 +108,17 @@ def fx_signer(cockpit_key: SigningKey) -> SourceTokenSigner:
                              issuer=COCKPIT)
 
 
+@pytest.fixture(name="source_key")
+def fx_source_key(keys_dir: Path, server: tuple[str, Path]) -> dict:
+    """The registers' public signing key, as their source documents name it."""
+    return msgspec.json.decode((keys_dir / f"{ANSWER_KEY}.public.json").read_bytes())
+
+
 @pytest.fixture(name="bremen")
-async def fx_bremen(registers_url: str, signer: SourceTokenSigner,
+async def fx_bremen(registers_url: str, signer: SourceTokenSigner, source_key: dict,
                     ) -> AsyncIterator[SourceClient]:
     client = SourceClient(url=f"{registers_url}/standesamt/04011000/dsc", source_id=BREMEN,
-                          signer=signer)
+                          signer=signer, source_key=source_key)
     yield client
     await client.aclose()
 
@@ -209,7 +217,7 @@ class TestRefusals:
         assert response.json()["type"] == "urn:einmal:problem:invalid-request"
 
     async def test_an_answer_for_another_session_does_not_open(
-            self, registers_url, connectors, population, signer) -> None:
+            self, registers_url, connectors, population, signer, source_key) -> None:
         idnr = await _birth_of_mia(connectors, population)
         mine, theirs = SessionKey(), SessionKey()
         body = msgspec.json.encode(ListRequest(correlation_id="c2", idnr=idnr,
@@ -221,7 +229,8 @@ class TestRefusals:
         assert envelope.correlation_id == "c2" and envelope.source == BREMEN
         with pytest.raises(InvalidSourceAnswerError):
             theirs.open(envelope.payload)
-        assert idnr.encode() in mine.open(envelope.payload)
+        signed = mine.open(envelope.payload)
+        assert idnr.encode() in verify_answer(signed, source_public_keys(source_key))
 
 
 class TestTheCockpitAsks:
@@ -283,12 +292,13 @@ class TestTheCockpitAsks:
         assert refused.value.status == 404
 
     async def test_the_custody_register_that_answered_keeps_the_entry(
-            self, connectors, population, registers_url, signer) -> None:
+            self, connectors, population, registers_url, signer, source_key) -> None:
         leon = _person(population, "uvo", "child")
         await connectors[ProofType.CUSTODY].fetch(leon.idnr, {"land": "HH"},
                                                   requester=ELTERNGELD)
         clients = {land: SourceClient(url=f"{registers_url}/sorge/{land}/dsc",
-                                      source_id=f"sorgeregister:{land}", signer=signer)
+                                      source_id=f"sorgeregister:{land}", signer=signer,
+                                      source_key=source_key)
                    for land in ("HH", "NI")}
         try:
             session = SessionKey()
@@ -301,6 +311,29 @@ class TestTheCockpitAsks:
         assert held.entries and held.entries[0].recipient is not None
         assert asked_first.entries == ()  # the index answer sends no personal data
         assert _values(_group(content.groups, "Sorgerecht"))["Sorge"] == "alleinige Sorge"
+
+    async def test_an_answer_signed_with_another_key_is_refused(
+            self, registers_url, connectors, population, signer, tmp_path) -> None:
+        idnr = await _birth_of_mia(connectors, population)
+        other = load_or_create_signing_key(tmp_path, ANSWER_KEY)  # another register's key
+        client = SourceClient(url=f"{registers_url}/standesamt/04011000/dsc",
+                              source_id=BREMEN, signer=signer,
+                              source_key={"keys": [other.public_jwk]})
+        try:
+            with pytest.raises(InvalidSourceAnswerError, match="signed with another key"):
+                await client.list_entries(idnr, SessionKey())
+        finally:
+            await client.aclose()
+
+    async def test_an_oversized_body_is_refused(self, registers_url, signer) -> None:
+        body = b"{" + b" " * 20_000 + b"}"
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                f"{registers_url}/standesamt/04011000/dsc/protokolldaten", content=body,
+                headers={"authorization": f"Bearer {signer.token(BREMEN, body)}",
+                         "content-type": "application/json"})
+        assert response.status_code == 413
+        assert response.json()["type"] == "urn:einmal:problem:payload-too-large"
 
     async def test_the_status_answers_the_cockpit(self, bremen) -> None:
         status = await bremen.status()

@@ -1,5 +1,6 @@
 """The source interface's wire format (einmal_client.sources): the content group tree, the
-session key's JWE, and the cockpit's client refusing bad answers (over httpx.MockTransport)."""
+session key's JWE, the source's signature inside it, and the cockpit's client refusing bad
+answers (over httpx.MockTransport)."""
 
 import base64
 import hashlib
@@ -13,6 +14,7 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from einmal.keys import public_jwk
 from einmal_client.sources import (
     ContentAnswer,
     ContentGroup,
@@ -30,11 +32,24 @@ from einmal_client.sources import (
     check_tree,
     content_groups,
     public_session_key,
+    seal_answer,
     seal_for_session,
+    sign_answer,
+    source_public_keys,
+    verify_answer,
 )
 
 SOURCE = "standesamt:04011000"
 MIA = "84953625010"
+#: the source's own signing key; its public JWK set is what its document names
+SOURCE_KEY = Ed25519PrivateKey.generate()
+SOURCE_KID = "register-source-1"
+SOURCE_JWKS = {"keys": [public_jwk(SOURCE_KEY.public_key(), SOURCE_KID)]}
+
+
+def _seal(jwk, plain: bytes, *, key: Ed25519PrivateKey = SOURCE_KEY,
+          kid: str = SOURCE_KID) -> str:
+    return seal_answer(jwk, plain, private_key=key, kid=kid)
 
 
 class TestContentTree:
@@ -122,6 +137,7 @@ class TestSessionKey:
 def _client(handler: Callable[[httpx.Request], httpx.Response], **kwargs) -> SourceClient:
     signer = SourceTokenSigner(private_key=Ed25519PrivateKey.generate(), kid="k",
                                issuer="einmal-cockpit")
+    kwargs.setdefault("source_key", SOURCE_JWKS)
     return SourceClient(url="http://source.test/dsc", source_id=SOURCE, signer=signer,
                         transport=httpx.MockTransport(handler), **kwargs)
 
@@ -134,10 +150,13 @@ def _answer(request: httpx.Request, **changes) -> httpx.Response:
                          idnr=changes.get("idnr", asked["idnr"]),
                          entries=changes.get("entries", ()))
     key = changes.get("key", asked["session_key"])
+    plain = msgspec.json.encode(payload)
+    sealed = (seal_for_session(key, plain) if changes.get("unsigned")
+              else _seal(key, plain, key=changes.get("signing_key", SOURCE_KEY),
+                         kid=changes.get("kid", SOURCE_KID)))
     envelope = Envelope(nachrichtentyp=changes.get("type", "antwortListeProtokolldaten"),
                         version="1", correlation_id=asked["correlationID"],
-                        source=changes.get("source", SOURCE),
-                        payload=seal_for_session(key, msgspec.json.encode(payload)))
+                        source=changes.get("source", SOURCE), payload=sealed)
     return httpx.Response(200, content=msgspec.json.encode(envelope))
 
 
@@ -172,6 +191,26 @@ class TestClientRefusesBadAnswers:
             await client.list_entries(MIA, SessionKey())
         await client.aclose()
 
+    @pytest.mark.parametrize("changes", [
+        {"signing_key": Ed25519PrivateKey.generate()},  # the key of another body, same kid
+        {"signing_key": Ed25519PrivateKey.generate(), "kid": "rogue"},
+        {"unsigned": True},                              # anyone can encrypt to a session key
+    ])
+    async def test_an_answer_not_signed_with_the_sources_key_is_refused(self,
+                                                                         changes) -> None:
+        client = _client(lambda request: _answer(request, **changes))
+        with pytest.raises(InvalidSourceAnswerError, match="signed with another key"):
+            await client.list_entries(MIA, SessionKey())
+        await client.aclose()
+
+    async def test_a_rotated_key_still_listed_in_the_set_verifies(self) -> None:
+        old = Ed25519PrivateKey.generate()
+        jwks = {"keys": [*SOURCE_JWKS["keys"], public_jwk(old.public_key(), "old-1")]}
+        client = _client(lambda request: _answer(request, signing_key=old, kid="old-1"),
+                         source_key=jwks)
+        assert (await client.list_entries(MIA, SessionKey())).idnr == MIA
+        await client.aclose()
+
     @pytest.mark.parametrize("body", [b"", b"garbage", b"{}", b'{"payload": 1}'])
     async def test_garbage_is_refused(self, body) -> None:
         client = _client(lambda request: httpx.Response(200, content=body))
@@ -193,8 +232,8 @@ class TestClientRefusesBadAnswers:
                                     idnr=asked["idnr"], entry_id="another")
             envelope = Envelope(nachrichtentyp="antwortInhaltsdaten", version="1",
                                 correlation_id=asked["correlationID"], source=SOURCE,
-                                payload=seal_for_session(asked["session_key"],
-                                                         msgspec.json.encode(payload)))
+                                payload=_seal(asked["session_key"],
+                                              msgspec.json.encode(payload)))
             return httpx.Response(200, content=msgspec.json.encode(envelope))
 
         client = _client(handler)
@@ -221,6 +260,47 @@ class TestClientRefusesBadAnswers:
         with pytest.raises(SourceUnavailableError):
             await client.list_entries(MIA, SessionKey())
         await client.aclose()
+
+
+class TestSignedAnswers:
+    def test_sign_then_encrypt_round_trips(self) -> None:
+        session = SessionKey()
+        sealed = _seal(session.public_jwk, b'{"a":1}')
+        signed = session.open(sealed)
+        assert jwt.get_unverified_header(signed) == {"alg": "EdDSA", "kid": SOURCE_KID,
+                                                     "typ": "dsc-answer+jws"}
+        assert verify_answer(signed, source_public_keys(SOURCE_JWKS)) == b'{"a":1}'
+
+    def test_another_typ_is_refused(self) -> None:
+        token = jwt.api_jws.PyJWS().encode(b"{}", SOURCE_KEY, algorithm="EdDSA",
+                                           headers={"kid": SOURCE_KID, "typ": "JWT"})
+        with pytest.raises(InvalidSourceAnswerError):
+            verify_answer(token.encode(), source_public_keys(SOURCE_JWKS))
+
+    def test_a_tampered_answer_is_refused(self) -> None:
+        head, _, sig = sign_answer(b'{"a":1}', SOURCE_KEY, SOURCE_KID).split(".")
+        other = base64.urlsafe_b64encode(b'{"a":2}').rstrip(b"=").decode()
+        forged = f"{head}.{other}.{sig}"
+        with pytest.raises(InvalidSourceAnswerError):
+            verify_answer(forged.encode(), source_public_keys(SOURCE_JWKS))
+
+    @pytest.mark.parametrize("document", [
+        {},
+        {"keys": []},
+        {"keys": [{"kty": "OKP", "crv": "X25519", "x": "AAAA", "kid": "k"}]},
+        {"keys": [{**SOURCE_JWKS["keys"][0], "d": "AAAA"}]},     # a private key
+        {k: v for k, v in SOURCE_JWKS["keys"][0].items() if k != "kid"},
+    ])
+    def test_only_public_ed25519_keys_with_a_kid_are_source_keys(self, document) -> None:
+        with pytest.raises(ValueError):
+            source_public_keys(document)
+
+    def test_a_single_jwk_is_a_source_key_too(self) -> None:
+        assert set(source_public_keys(SOURCE_JWKS["keys"][0])) == {SOURCE_KID}
+
+    def test_a_client_needs_a_valid_source_key(self) -> None:
+        with pytest.raises(ValueError):
+            _client(lambda request: httpx.Response(500), source_key={"keys": []})
 
 
 class TestTokens:
