@@ -37,6 +37,7 @@ async def login_start(request: Request[Any, Any, Any], web: NamedDependency[WebV
         return error_page(web, request, 503, "login_unconfigured")
     old = web.sessions.cookie_id(request)
     if old:
+        web.drop_answers(old)
         await web.sessions.delete(old)
     pending, url = await web.oidc.start(safe_next(next))
     session = await web.sessions.new(pending=pending)
@@ -72,7 +73,7 @@ async def auth_callback(request: Request[Any, Any, Any],
 async def logout(request: Request[Any, Any, Any], web: NamedDependency[WebView],
                  login: NamedDependency[WebSession]) -> Response[Any]:
     await web.check_csrf(request, login)
-    await web.end_session(login)
+    await web.end_session(login)  # the sources' answers go with it (WebView.drop_answers)
     return web.redirect(request, "/login?logged_out=1", cookies=[web.sessions.clear_cookie()])
 
 

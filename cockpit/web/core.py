@@ -24,6 +24,7 @@ from litestar.response import Redirect, Template
 from litestar.stores.base import Store
 from litestar.template.config import TemplateConfig
 
+from cockpit.sources.model import SourceDesk
 from cockpit.web.api import ApiClient, ApiError
 from cockpit.web.errors import LoginRequired
 from cockpit.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, Catalogs, load_catalogs
@@ -97,7 +98,10 @@ class WebView:
 
     def __init__(self, settings: Settings, *, policies: Any,
                  http: httpx.AsyncClient | None = None,
-                 session_store: Store | None = None) -> None:
+                 session_store: Store | None = None,
+                 sources: SourceDesk | None = None) -> None:
+        """``sources``: the desk that asks the sources for a citizen's session (the source
+        model, issue 15); None: the overview shows the central store's transfers."""
 
         self.settings = settings
         self.demo = settings.demo
@@ -124,6 +128,7 @@ class WebView:
         self.api = ApiClient(http=self.http, broker_url=settings.broker_base_url,
                              cockpit_url=settings.cockpit_base_url)
         self.idp_origin = origin_of(issuer) if issuer else None
+        self.sources = sources
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -201,7 +206,10 @@ class WebView:
             path = request.url.path
             if request.url.query:
                 path += "?" + request.url.query
-            had_cookie = self.sessions.cookie_id(request) is not None
+            cookie_id = self.sessions.cookie_id(request)
+            had_cookie = cookie_id is not None
+            if cookie_id is not None and session is None:
+                self.drop_answers(cookie_id)  # the session ended (idle): its answers too
             raise LoginRequired(path, expired=had_cookie and session is None)
         return session
 
@@ -215,7 +223,13 @@ class WebView:
         return fields
 
     async def end_session(self, session: WebSession) -> None:
+        self.drop_answers(session.id)
         await self.sessions.delete(session.id)
+
+    def drop_answers(self, session_id: str) -> None:
+        """Forget what the sources answered in this session (logout, session end)."""
+        if self.sources is not None:
+            self.sources.drop(session_id)
 
     async def on_api_error(self, exc: ApiError, session: WebSession) -> None:
         """An API refused the citizen's token: the session is over (expired token)."""

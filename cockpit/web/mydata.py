@@ -15,7 +15,7 @@ from cockpit.web.core import WebView, _to_berlin
 from cockpit.web.session import WebSession
 from einmal.domain.idnr import mask_idnr
 
-__all__ = ["ROUTES", "pdf_report"]
+__all__ = ["ROUTES", "latin1", "pdf_report"]
 
 _json = msgspec.json.Encoder()
 _PLAIN = str.maketrans({
@@ -25,7 +25,7 @@ _PLAIN = str.maketrans({
     "\N{HORIZONTAL ELLIPSIS}": "..."})
 
 
-def _latin1(text: str) -> str:
+def latin1(text: str) -> str:
     """The PDF core fonts speak Latin-1: typographic quotes become plain, the rest '?'."""
     return text.translate(_PLAIN).encode("latin-1", "replace").decode("latin-1")
 
@@ -33,18 +33,18 @@ def _latin1(text: str) -> str:
 def pdf_report(items: list[dict[str, Any]], *, idnr: str, t: Any, generated: datetime,
                ) -> bytes:
     pdf = FPDF(orientation="L", format="A4")
-    pdf.set_title(_latin1(t("mydata.pdf_title")))
+    pdf.set_title(latin1(t("mydata.pdf_title")))
     pdf.set_author("Einmal")
     pdf.set_creator("Einmal Datenschutzcockpit")
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(t("mydata.pdf_title")), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin1(t("mydata.pdf_title")), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     for line in (t("mydata.pdf_idnr", idnr=mask_idnr(idnr)),
                  t("mydata.pdf_generated", when=_to_berlin(generated).strftime("%d.%m.%Y %H:%M")),
                  t("mydata.pdf_count", count=len(items)), t("mydata.pdf_note")):
-        pdf.multi_cell(0, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, latin1(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     pdf.set_font("Helvetica", size=8)
     headings = [t("overview.col_when"), t("overview.col_who"), t("overview.col_what"),
@@ -54,7 +54,7 @@ def pdf_report(items: list[dict[str, Any]], *, idnr: str, t: Any, generated: dat
                    headings_style=FontFace(emphasis="BOLD"), line_height=4) as table:
         row = table.row()
         for heading in headings:
-            row.cell(_latin1(heading))
+            row.cell(latin1(heading))
         for item in items:
             row = table.row()
             values = [
@@ -68,7 +68,7 @@ def pdf_report(items: list[dict[str, Any]], *, idnr: str, t: Any, generated: dat
                 str(item["log_index"]) if item.get("log_index") is not None else "-",
             ]
             for value in values:
-                row.cell(_latin1(str(value)))
+                row.cell(latin1(str(value)))
     out = io.BytesIO()
     pdf.output(out)
     return out.getvalue()

@@ -7,7 +7,7 @@ from litestar import Request, Router
 from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
-from cockpit.web import auth, consents, errors, mydata, overview, previews, transfers
+from cockpit.web import auth, consents, errors, mydata, overview, previews, sources, transfers
 from cockpit.web.core import STATIC_DIR, WebView
 from cockpit.web.security import security_headers
 from cockpit.web.session import WebSession
@@ -15,7 +15,7 @@ from cockpit.web.session import WebSession
 __all__ = ["PAGE_MODULES", "create_web_router"]
 
 #: The page modules, in routing order; each exports ``ROUTES``.
-PAGE_MODULES = (auth, overview, transfers, consents, mydata, previews, errors)
+PAGE_MODULES = (auth, overview, sources, transfers, consents, mydata, previews, errors)
 
 
 def create_web_router(view: WebView) -> Router:
