@@ -11,6 +11,7 @@ from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
 from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
 from cockpit.service import CockpitService
+from cockpit.sources import DOCUMENTS_DIR, Desk, LogCheck, load_sources
 from cockpit.store import open_store
 from cockpit.tables import BUCKET, KV
 from cockpit.tiles import LogTiles, create_tiles_router
@@ -26,12 +27,28 @@ from einmal.keys import (
 )
 from einmal.settings import Settings
 from einmal.shared_state import SqlStore, forget_idle_buckets
+from einmal.source_interface import COCKPIT_SOURCES_KEY
 from einmal.store import StoreError, create_engine, dispose
 from einmal.worker import BackgroundWorker
+from einmal_client.sources import SourceTokenSigner
 
 __all__ = ["CockpitComponent"]
 
 log = structlog.get_logger()
+
+
+def _source_desk(settings: Settings, checks: LogCheck) -> Desk:
+    """The desk that asks the sources of the documents for a citizen's session (issue 15).
+    Its key ``cockpit-sources`` signs the request tokens; the public half
+    (``cockpit-sources.public.json`` in the keys dir) is what every source checks them with."""
+    specs = load_sources(settings.sources_dir or DOCUMENTS_DIR,
+                         registers_base_url=settings.registers_base_url,
+                         broker_base_url=settings.broker_base_url, keys_dir=settings.keys_dir)
+    key = load_or_create_signing_key(settings.keys_dir, COCKPIT_SOURCES_KEY)
+    signer = SourceTokenSigner(private_key=key.private_key, kid=key.kid,
+                               issuer=settings.cockpit_base_url)
+    return Desk(specs, signer=signer, checks=checks, deadline_s=settings.source_deadline_s,
+                timeout_s=settings.source_timeout_s)
 
 
 class CockpitComponent:
@@ -76,7 +93,10 @@ class CockpitComponent:
         # (decision 0032; sealed with a key only the browser's cookie carries)
         shared = settings.shares_state("cockpit")
         sessions = SqlStore(self.engine, KV) if shared else None
-        self.web = WebView(settings, policies=policies, session_store=sessions)
+        self.sources = _source_desk(settings, LogCheck(store=self.store, log=self.log,
+                                                       pseudonym=self.service.pseudonym))
+        self.web = WebView(settings, policies=policies, session_store=sessions,
+                           sources=self.sources)
         # retention of the shared state (docs/retention.md): expired sessions at once, idle
         # rate-limit buckets after an hour (the citizen's bucket, when the cockpit holds it)
         async def sweep_shared_state() -> None:
@@ -133,6 +153,7 @@ class CockpitComponent:
         if self.shared_state_sweeper is not None:
             await self.shared_state_sweeper.stop()
         await self.web.close()
+        await self.sources.aclose()
         await self.log.stop()
         await dispose(self.engine)
         if self.read_engine is not None:

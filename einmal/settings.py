@@ -55,6 +55,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: Web sessions: idle timeout and absolute lifetime in seconds.
     web_session_idle_s: int = 900
     web_session_max_s: int = 28800
+    #: The sources the cockpit asks for a citizen's session (issue 15): a folder of source
+    #: documents (None: the shipped ones, the demo's registers and this broker); how long a
+    #: query waits for them (a later one is named late and folded in when it answers) and
+    #: the hard limit of one request to a source.
+    sources_dir: Path | None = None
+    source_deadline_s: float = 1.5
+    source_timeout_s: float = 10.0
     #: The transfer log's origin line (its permanent name) and retention.
     log_origin: str | None = None
     log_retention_days: int = 730
@@ -199,6 +206,10 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     if "registers" in settings.components and not settings.demo:
         msg = ("the register simulators hold synthetic data and answer anyone: they run only "
                "with --demo (in production, point --registers-url at the real registers)")
+        raise SettingsError(msg)
+    if not 0 < settings.source_deadline_s <= settings.source_timeout_s:
+        msg = ("invalid setting source_deadline_s: more than 0 and at most source_timeout_s "
+               f"({settings.source_deadline_s:g} and {settings.source_timeout_s:g})")
         raise SettingsError(msg)
     unknown = settings.components - COMPONENTS
     if unknown or not settings.components:

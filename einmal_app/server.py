@@ -179,10 +179,11 @@ def build_components(settings: Settings) -> list[Any]:
         components.append(DemoComponent(settings, citizens=people, services=services))
     if "registers" in settings.components:
         # the registers keep their own protocol (issue 15, connectors/protocol) in a file
-        # of the data dir, with keys from the keys dir
+        # of the data dir, with keys from the keys dir; they answer the cockpit's desk
+        # (cockpit/sources), whose tokens name the cockpit's URL as issuer
         protocol = ProtocolConfig(
             database_url=f"sqlite+aiosqlite:///{settings.data_dir / 'registers-protocol.db'}",
-            keys_dir=settings.keys_dir)
+            keys_dir=settings.keys_dir, cockpit_issuer=settings.cockpit_base_url)
         components.append(RegistersComponent(SimulatorSettings(
             seed=settings.simulator_seed, families=settings.simulator_families,
             protocol=protocol)))

@@ -1,0 +1,166 @@
+"""The transparency log as the audit layer of the source model (issue 15 §6), read-only.
+
+Both ways, by the cockpit's pseudonym of the citizen (never the IdNr):
+
+* an entry a source reports with the broker's ``transfer_id``: is that transfer one of this
+  citizen's in the log, and does its inclusion proof lead to the root of the published,
+  signed checkpoint? -> "logged"; in the log but not yet under a published checkpoint (or the
+  record is still on its way: within ``grace``) -> "pending"; otherwise "missing" (flagged);
+* the log's transfers about this citizen within two years that no source reported although
+  the source that should have (the register that answered it, or the broker that passed it)
+  was asked and answered -> ``unreported`` (flagged).
+"""
+
+import base64
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from cockpit.errors import CockpitError, NotFoundError
+from cockpit.leaf import decode_leaf
+from cockpit.log import TransferLog
+from cockpit.service import VISIBLE_FOR
+from cockpit.sources.model import EntryCheck, SourceInfo
+from cockpit.store import CockpitStore
+from einmal.store import StoreError
+from einmal_client import tlog
+from einmal_client.sources import SourceEntry
+
+__all__ = ["LogCheck", "Unreported"]
+
+log = structlog.get_logger()
+
+#: (transfer id, occurred_at, register id) - pseudonymous log metadata only
+Unreported = tuple[str, datetime, str]
+_DELIVERED = "delivered"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LogCheck:
+    """``store`` and ``log``: the cockpit's; ``pseudonym``: the cockpit's keyed pseudonym of an
+    IdNr (``CockpitService.pseudonym``); ``grace``: how long a transfer may be on its way from
+    the broker to the log before its absence is flagged; ``max_feed``: the most log entries
+    read for the reverse check."""
+
+    def __init__(self, *, store: CockpitStore, log: TransferLog,
+                 pseudonym: Callable[[str], str], grace: timedelta = timedelta(minutes=2),
+                 max_feed: int = 500, clock: Callable[[], datetime] = _utc_now) -> None:
+        self._store = store
+        self._log = log
+        self.pseudonym = pseudonym
+        self._grace = grace
+        self._max_feed = max_feed
+        self._clock = clock
+
+    async def _published_root(self) -> tuple[int, bytes] | None:
+        """(size, root) of the published checkpoint, its signature checked; None if none."""
+        try:
+            size, note = await self._log.checkpoint()
+        except NotFoundError:
+            return None
+        for vkey in self._log.verifier_keys:
+            name, key = tlog.parse_verifier_key(vkey)
+            try:
+                checkpoint = tlog.parse_checkpoint(tlog.verify_note(note, name, key))
+            except tlog.NoteError:
+                continue
+            if checkpoint.size == size:
+                return size, checkpoint.root
+        msg = "the published checkpoint does not verify with the log's keys"
+        raise tlog.NoteError(msg)
+
+    async def entry_checks(self, citizen_ref: str, entries: Sequence[SourceEntry],
+                           ) -> list[tuple[EntryCheck, int | None]]:
+        """The log's view of each entry (``not-applicable`` without a ``transfer_id``), with
+        its log index once checked. The log unreadable: "pending" (nothing is claimed)."""
+        wanted = [e for e in entries if e.transfer_id]
+        checks: list[tuple[EntryCheck, int | None]] = [("not-applicable", None)] * len(entries)
+        if not wanted:
+            return checks
+        try:
+            found = await self._checks(citizen_ref, wanted)
+        except (StoreError, CockpitError) as exc:
+            log.warning("sources.log_check_failed", error=type(exc).__name__)
+            found = {e.transfer_id or "": ("pending", None) for e in wanted}
+        return [found.get(e.transfer_id, ("not-applicable", None)) if e.transfer_id
+                else ("not-applicable", None) for e in entries]
+
+    async def _checks(self, citizen_ref: str, entries: Iterable[SourceEntry],
+                      ) -> dict[str, tuple[EntryCheck, int | None]]:
+        now = self._clock()
+        try:
+            published = await self._published_root()
+        except tlog.NoteError:
+            log.error("sources.log_checkpoint_invalid")
+            published = None
+            invalid = True
+        else:
+            invalid = False
+        result: dict[str, tuple[EntryCheck, int | None]] = {}
+        for entry in entries:
+            transfer_id = entry.transfer_id or ""
+            if transfer_id in result:
+                continue
+            readable = await self._store.readable_entry(citizen_ref, transfer_id,
+                                                        since=now - VISIBLE_FOR)
+            if readable is None:
+                recent = entry.occurred_at > now - self._grace
+                result[transfer_id] = ("pending" if recent else "missing", None)
+                continue
+            index, leaf = readable
+            if invalid:
+                result[transfer_id] = ("missing", index)
+            elif index is None or published is None or index >= published[0]:
+                result[transfer_id] = ("pending", index)
+            else:
+                result[transfer_id] = (await self._included(index, leaf, *published), index)
+        return result
+
+    async def _included(self, index: int, leaf: bytes | None, size: int, root: bytes,
+                        ) -> EntryCheck:
+        proof = await self._log.inclusion(index, size)
+        leaf_hash = (tlog.leaf_hash(leaf) if leaf is not None
+                     else base64.b64decode(proof.leaf_hash))
+        try:
+            tlog.verify_inclusion(index, size, leaf_hash,
+                                  [base64.b64decode(h) for h in proof.hashes], root)
+        except tlog.ProofError:
+            log.error("sources.log_inclusion_invalid", index=index, tree_size=size)
+            return "missing"
+        return "logged"
+
+    async def unreported(self, citizen_ref: str, reported: set[str],
+                         answered: Sequence[SourceInfo]) -> tuple[Unreported, ...]:
+        """The log's transfers about this citizen (two years, newest first) that no reported
+        entry carries, though a source that should report them answered: the register of a
+        delivered transfer, or a broker it went through. The log unreadable: none."""
+        registers = {s.id for s in answered if s.kind == "register"}
+        brokers = {s.id for s in answered if s.kind == "broker"}
+        if not registers and not brokers:
+            return ()
+        now = self._clock()
+        since = now - VISIBLE_FOR
+        found: list[Unreported] = []
+        try:
+            rows = await self._store.feed(citizen_ref, since=since, limit=self._max_feed)
+            for row in rows:
+                if row.transfer_id in reported or row.occurred_at > now - self._grace:
+                    continue
+                readable = await self._store.readable_entry(citizen_ref, row.transfer_id,
+                                                            since=since)
+                if readable is None or readable[1] is None:  # shredded: nothing to compare
+                    continue
+                leaf = decode_leaf(readable[1])
+                register = (leaf.get("register") or {}).get("id") or ""
+                expected = ((leaf.get("outcome") == _DELIVERED and register in registers)
+                            or bool(brokers & set(leaf.get("intermediaries") or ())))
+                if expected:
+                    found.append((row.transfer_id, row.occurred_at, register))
+        except (StoreError, ValueError) as exc:
+            log.warning("sources.log_check_failed", error=type(exc).__name__)
+            return ()
+        return tuple(found)
