@@ -1,0 +1,391 @@
+"""The cockpit's desk against real sources over real HTTP (issue 15 §3, §4, §8, §9): the register
+simulators in uvicorn with their protocol and source interface, plus a small source of our own
+that misbehaves on purpose (garbage, another citizen, another session's key, another signing
+key, too much, a refusal, slowness). The shipped source documents name the simulators."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from litestar import Litestar, Request, Response, post
+from litestar.params import FromPath
+
+from cockpit.sources import DOCUMENTS_DIR, Desk, SourceSpec, load_sources
+from cockpit.sources.desk import INVALID, REFUSED, TOO_MUCH, UNAVAILABLE
+from cockpit.sources.model import SourceInfo
+from connectors.factory import build_connectors
+from connectors.protocol import ProtocolConfig
+from connectors.simulators.app import SimulatorSettings, create_registers_app
+from connectors.simulators.population import DemoCitizen, Population, generate_population
+from einmal.domain.proofs import ProofType
+from einmal.domain.registers import Requester
+from einmal.keys import SigningKey, load_or_create_signing_key, public_jwk
+from einmal.source_interface import COCKPIT_SOURCES_KEY
+from einmal_client.sources import (
+    CONTENT_ANSWER,
+    LIST_ANSWER,
+    VERSION,
+    ContentAnswer,
+    ContentRequest,
+    Envelope,
+    ListAnswer,
+    ListRequest,
+    SessionKey,
+    SourceEntry,
+    SourceTokenSigner,
+    content_groups,
+    seal_answer,
+)
+
+FAMILIES = 30
+COCKPIT = "http://cockpit.test"
+BREMEN = "standesamt:04011000"
+HAMBURG = "standesamt:02000000"
+INCOME = "einkommensregister"
+ELTERNGELD = Requester(service_id="elfe-bremen", service_name="ELFE Bremen",
+                       authority="Elterngeldstelle Bremen", purpose="elterngeld",
+                       legal_basis="§ 25 BEEG, § 68 (3) PStG", consent_id="consent-1")
+OTHER_IDNR = "86095742719"
+
+
+def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    return f"http://127.0.0.1:{port}", server, thread, sock
+
+
+def _stop(server: uvicorn.Server, thread: threading.Thread, sock: socket.socket) -> None:
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+# -- a source that misbehaves on purpose ---------------------------------------------------------
+
+FAKE_KEY = SigningKey(kid="fake-1", private_key=Ed25519PrivateKey.generate())
+ROGUE_KEY = SigningKey(kid="fake-1", private_key=Ed25519PrivateKey.generate())  # same kid
+FAKE_MODES = ("good", "slow", "garbage", "other-idnr", "wrong-session", "wrong-key",
+              "too-many", "twice", "refuse")
+
+
+def _entry(source: str, number: int) -> SourceEntry:
+    return SourceEntry(id=f"e{number}", occurred_at=datetime.now(UTC), source=source,
+                       source_name="Fake", purpose="test")
+
+
+def _fake_app() -> Litestar:
+    @post("/{mode:str}/dsc/protokolldaten", status_code=200)
+    async def listing(mode: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
+        asked = msgspec.json.decode(await request.body(), type=ListRequest)
+        source = f"fake:{mode}"
+        if mode == "refuse":
+            return Response(content=b'{"type":"urn:einmal:problem:unauthenticated"}',
+                            status_code=401, media_type="application/problem+json")
+        if mode == "garbage":
+            return Response(content=b"<html>not an answer</html>", media_type="text/html")
+        if mode == "slow":
+            await asyncio.sleep(1.0)
+        count = {"too-many": 5_001, "twice": 2}.get(mode, 1)
+        entries = tuple(_entry(source, 1 if mode == "twice" else n) for n in range(count))
+        answer = ListAnswer(correlation_id=asked.correlation_id, source=source,
+                            idnr=OTHER_IDNR if mode == "other-idnr" else asked.idnr,
+                            entries=entries)
+        to = SessionKey().public_jwk if mode == "wrong-session" else asked.session_key
+        key = ROGUE_KEY if mode == "wrong-key" else FAKE_KEY
+        payload = seal_answer(to, msgspec.json.encode(answer), private_key=key.private_key,
+                              kid=key.kid)
+        envelope = Envelope(nachrichtentyp=LIST_ANSWER, version=VERSION,
+                            correlation_id=asked.correlation_id, source=source, payload=payload)
+        return Response(content=msgspec.json.encode(envelope), media_type="application/json")
+
+    @post("/{mode:str}/dsc/inhaltsdaten", status_code=200)
+    async def content(mode: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
+        asked = msgspec.json.decode(await request.body(), type=ContentRequest)
+        source = f"fake:{mode}"
+        answer = ContentAnswer(correlation_id=asked.correlation_id, source=source,
+                               idnr=asked.idnr, entry_id=asked.entry_id,
+                               groups=content_groups({"Probe": {"Wert": "42"}}))
+        payload = seal_answer(asked.session_key, msgspec.json.encode(answer),
+                              private_key=FAKE_KEY.private_key, kid=FAKE_KEY.kid)
+        envelope = Envelope(nachrichtentyp=CONTENT_ANSWER, version=VERSION,
+                            correlation_id=asked.correlation_id, source=source, payload=payload)
+        return Response(content=msgspec.json.encode(envelope), media_type="application/json")
+
+    return Litestar([listing, content], logging_config=None, openapi_config=None)
+
+
+def _fake_specs(base: str) -> list[SourceSpec]:
+    key = {"keys": [public_jwk(FAKE_KEY.private_key.public_key(), FAKE_KEY.kid)]}
+    return [SourceSpec(info=SourceInfo(id=f"fake:{mode}", name=f"Fake {mode}", kind="register",
+                                       group="Tests"),
+                       url=f"{base}/{mode}/dsc", key=key, key_path=None, file="fake.toml")
+            for mode in FAKE_MODES]
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", name="population")
+def fx_population() -> Population:
+    return generate_population(1, FAMILIES)
+
+
+@pytest.fixture(scope="module", name="keys_dir")
+def fx_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module", name="registers_url")
+def fx_registers_url(population: Population, keys_dir: Path,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    database = tmp_path_factory.mktemp("data") / "protocol.sqlite"
+    config = ProtocolConfig(database_url=f"sqlite+aiosqlite:///{database}", keys_dir=keys_dir,
+                            cockpit_issuer=COCKPIT)
+    app = create_registers_app(SimulatorSettings(families=FAMILIES, protocol=config),
+                               population)
+    base, *running = _serve(app)
+    yield f"{base}/registers"
+    _stop(*running)
+
+
+@pytest.fixture(scope="module", name="fake_url")
+def fx_fake_url() -> Iterator[str]:
+    base, *running = _serve(_fake_app())
+    yield base
+    _stop(*running)
+
+
+@pytest.fixture(name="signer")
+def fx_signer(keys_dir: Path) -> SourceTokenSigner:
+    key = load_or_create_signing_key(keys_dir, COCKPIT_SOURCES_KEY)
+    return SourceTokenSigner(private_key=key.private_key, kid=key.kid, issuer=COCKPIT)
+
+
+@pytest.fixture(name="specs")
+def fx_specs(registers_url: str, fake_url: str, keys_dir: Path) -> list[SourceSpec]:
+    shipped = load_sources(DOCUMENTS_DIR, registers_base_url=registers_url,
+                           broker_base_url="http://127.0.0.1:9", keys_dir=keys_dir)
+    return [*shipped, *_fake_specs(fake_url)]
+
+
+@pytest.fixture(name="desk")
+async def fx_desk(specs: list[SourceSpec], signer: SourceTokenSigner) -> AsyncIterator[Desk]:
+    desk = Desk(specs, signer=signer, deadline_s=0.6, timeout_s=3.0)
+    yield desk
+    await desk.aclose()
+
+
+def _demo(population: Population, family: str, role: str) -> DemoCitizen:
+    return next(c for c in population.demo_citizens() if c.family == family and c.role == role)
+
+
+@pytest.fixture(scope="module", name="mia")
+def fx_mia(registers_url: str, population: Population) -> DemoCitizen:
+    """Mia's birth was fetched by the Elterngeldstelle: Standesamt Bremen logged it."""
+    child = _demo(population, "elfe", "child")
+
+    async def fetch() -> None:
+        connectors = build_connectors(registers_url, timeout_s=3.0, retries=0)
+        try:
+            await connectors[ProofType.BIRTH].fetch(
+                child.idnr, {"place_of_birth": child.place_of_birth,
+                             "birth_date": child.birth_date}, requester=ELTERNGELD)
+        finally:
+            for connector in connectors.values():
+                await connector.aclose()
+
+    asyncio.run(fetch())
+    return child
+
+
+def _outcome(result: Any, source_id: str) -> Any:
+    return next(o for o in result.outcomes if o.source.id == source_id)
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+class TestBadSources:
+    """A source that answers wrongly is a source error; nothing of its answer is kept."""
+
+    @pytest.mark.parametrize(("mode", "details"), [
+        ("garbage", {INVALID}), ("other-idnr", {INVALID}), ("wrong-session", {INVALID}),
+        ("wrong-key", {INVALID}), ("twice", {INVALID}), ("refuse", {REFUSED}),
+        # more than the client opens (joserfc's 64 KB ciphertext bound) or than the desk
+        # takes (MAX_ENTRIES): either way refused
+        ("too-many", {INVALID, TOO_MUCH}),
+    ])
+    async def test_a_bad_answer_is_an_error_without_entries(self, desk: Desk, mia: DemoCitizen,
+                                                            mode: str, details: set[str],
+                                                            ) -> None:
+        desk.open("s1", expires_at=time.time() + 600)
+        result = await desk.query("s1", mia.idnr, (f"fake:{mode}", "fake:good"))
+        bad = _outcome(result, f"fake:{mode}")
+        assert bad.status == "error"
+        assert bad.detail in details
+        assert bad.count == 0
+        assert _outcome(result, "fake:good").status == "ok"
+        assert {e.source.id for e in result.entries} == {"fake:good"}
+
+    async def test_an_unreachable_source_is_named_while_the_others_show(
+            self, specs: list[SourceSpec], signer: SourceTokenSigner, mia: DemoCitizen) -> None:
+        down = SourceSpec(info=SourceInfo(id="standesamt:99999999", name="Standesamt Nirgendwo",
+                                          kind="register", group="Standesämter"),
+                          url="http://127.0.0.1:9/dsc", key=specs[-1].key, key_path=None,
+                          file="down.toml")
+        desk = Desk([*specs, down], signer=signer, deadline_s=1.0, timeout_s=2.0)
+        try:
+            desk.open("s1", expires_at=time.time() + 600)
+            result = await desk.query("s1", mia.idnr, ("standesamt:99999999", BREMEN))
+        finally:
+            await desk.aclose()
+        assert _outcome(result, "standesamt:99999999").status == "error"
+        assert _outcome(result, "standesamt:99999999").detail == UNAVAILABLE
+        assert _outcome(result, BREMEN).status == "ok"
+        assert [e.source.id for e in result.entries] == [BREMEN]
+
+    async def test_a_source_whose_key_file_is_missing_is_not_asked(self, desk: Desk,
+                                                                   mia: DemoCitizen) -> None:
+        desk.open("s1", expires_at=time.time() + 600)
+        result = await desk.query("s1", mia.idnr, ("einmal-broker",))
+        broker = _outcome(result, "einmal-broker")
+        assert broker.status == "error"
+        assert "lacks its key" in broker.detail
+
+    async def test_unknown_sources_and_unopened_sessions_are_refused(self, desk: Desk) -> None:
+        with pytest.raises(KeyError):
+            await desk.query("never-opened", OTHER_IDNR, (BREMEN,))
+        desk.open("s1", expires_at=time.time() + 600)
+        with pytest.raises(ValueError, match="no such source"):
+            await desk.query("s1", OTHER_IDNR, ("standesamt:00000000",))
+
+
+class TestRegisters:
+    async def test_the_registers_answer_and_entries_merge_newest_first(
+            self, desk: Desk, mia: DemoCitizen, population: Population) -> None:
+        mother = _demo(population, "elfe", "parent")
+        desk.open("s1", expires_at=time.time() + 600)
+        result = await desk.query("s1", mother.idnr, (BREMEN, HAMBURG, INCOME, "fake:good"))
+        assert [o.status for o in result.outcomes] == ["ok"] * 4
+        assert _outcome(result, BREMEN).count >= 1
+        keys = [e.key for e in result.entries]
+        assert len(keys) == len(set(keys))
+        times = [e.entry.occurred_at for e in result.entries]
+        assert times == sorted(times, reverse=True)
+        birth = next(e for e in result.entries if e.source.id == BREMEN)
+        assert birth.key == f"{BREMEN}/{birth.entry.id}"
+        assert birth.entry.relation == "concerned"
+        assert birth.entry.recipient is not None
+        assert birth.entry.recipient.service_id == "elfe-bremen"
+        assert birth.log == "not-applicable"  # no log check given to this desk
+        held = desk.answers("s1")
+        assert held is not None
+        assert held.result is result
+        assert held.chosen == (BREMEN, HAMBURG, INCOME, "fake:good")
+
+    async def test_content_is_fetched_from_the_source_and_kept_in_the_session(
+            self, desk: Desk, mia: DemoCitizen) -> None:
+        desk.open("s1", expires_at=time.time() + 600)
+        result = await desk.query("s1", mia.idnr, (BREMEN,))
+        birth = result.entries[0]
+        groups = await desk.content("s1", mia.idnr, birth.key)
+        life = next(g for g in groups if g.label == "Lebensdaten")
+        values = {i.label: i.value for i in life.items}
+        assert values["Vornamen"] == mia.given_names
+        assert values["Geburtsdatum"] == mia.birth_date
+        held = desk.answers("s1")
+        assert held is not None
+        assert held.contents[birth.key] == groups
+        with pytest.raises(KeyError):
+            await desk.content("s1", mia.idnr, f"{BREMEN}/no-such-entry")
+
+    async def test_drop_forgets_the_session(self, desk: Desk, mia: DemoCitizen) -> None:
+        first_key = desk.open("s1", expires_at=time.time() + 600).session_key
+        await desk.query("s1", mia.idnr, (BREMEN,))
+        desk.drop("s1")
+        assert desk.answers("s1") is None
+        with pytest.raises(KeyError):
+            await desk.content("s1", mia.idnr, f"{BREMEN}/x")
+        reopened = desk.open("s1", expires_at=time.time() + 600)
+        assert reopened.result is None
+        assert reopened.session_key is not first_key
+
+    async def test_an_ended_session_is_gone(self, desk: Desk, mia: DemoCitizen) -> None:
+        desk.open("s1", expires_at=time.time() + 0.2)
+        await desk.query("s1", mia.idnr, (BREMEN,))
+        await asyncio.sleep(0.3)
+        assert desk.answers("s1") is None
+
+
+class TestLateSources:
+    async def test_a_late_register_is_named_then_folded_in(
+            self, desk: Desk, mia: DemoCitizen, registers_url: str) -> None:
+        async with httpx.AsyncClient() as http:
+            knob = await http.put(f"{registers_url}/_knobs",
+                                  json={"source_latency_ms": 1200, "source": BREMEN})
+            assert knob.status_code == 200, knob.text
+            try:
+                desk.open("s1", expires_at=time.time() + 600)
+                started = time.monotonic()
+                result = await desk.query("s1", mia.idnr, (BREMEN, "fake:good"))
+                waited = time.monotonic() - started
+                assert waited < 1.0
+                assert _outcome(result, BREMEN).status == "late"
+                assert _outcome(result, "fake:good").status == "ok"
+                assert {e.source.id for e in result.entries} == {"fake:good"}
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    held = desk.answers("s1")
+                    assert held is not None and held.result is not None
+                    if _outcome(held.result, BREMEN).status != "late":
+                        break
+                    await asyncio.sleep(0.05)
+                assert _outcome(held.result, BREMEN).status == "ok"
+                assert BREMEN in {e.source.id for e in held.result.entries}
+            finally:
+                await http.put(f"{registers_url}/_knobs",
+                               json={"source_latency_ms": 0, "source": BREMEN})
+
+    async def test_a_late_answer_of_an_earlier_query_is_not_folded_in(
+            self, desk: Desk, mia: DemoCitizen) -> None:
+        desk.open("s1", expires_at=time.time() + 600)
+        first = await desk.query("s1", mia.idnr, ("fake:slow",))
+        assert _outcome(first, "fake:slow").status == "late"
+        second = await desk.query("s1", mia.idnr, ("fake:good",))
+        await asyncio.sleep(1.2)
+        held = desk.answers("s1")
+        assert held is not None
+        assert held.result is second
+        assert [o.source.id for o in held.result.outcomes] == ["fake:good"]
+
+    async def test_a_source_past_the_hard_timeout_is_an_error(
+            self, specs: list[SourceSpec], signer: SourceTokenSigner, mia: DemoCitizen) -> None:
+        desk = Desk(specs, signer=signer, deadline_s=0.2, timeout_s=0.5)
+        try:
+            desk.open("s1", expires_at=time.time() + 600)
+            result = await desk.query("s1", mia.idnr, ("fake:slow",))
+            assert _outcome(result, "fake:slow").status == "late"
+            await asyncio.sleep(0.6)
+            held = desk.answers("s1")
+            assert held is not None and held.result is not None
+            assert _outcome(held.result, "fake:slow").status == "error"
+            assert held.result.entries == ()
+        finally:
+            await desk.aclose()
