@@ -38,9 +38,8 @@ def find_unicode_font(dirs: Sequence[Path] = UNICODE_FONT_DIRS) -> Path | None:
 class _Writer:
     """One report: the font and the text mapping it needs."""
 
-    def __init__(self, font_dir: Path | None, *, compress: bool) -> None:
+    def __init__(self, font_dir: Path | None) -> None:
         self.pdf = FPDF(orientation="L", format="A4")
-        self.pdf.set_compression(compress)
         if font_dir is not None:
             self.pdf.add_font("DejaVu", fname=str(font_dir / _REGULAR))
             self.pdf.add_font("DejaVu", style="B", fname=str(font_dir / _BOLD))
@@ -86,10 +85,11 @@ def _tree(writer: _Writer, groups: Sequence[ContentGroup], depth: int) -> None:
 def sources_report(result: QueryResult, entries: Sequence[MergedEntry],
                    contents: Mapping[str, Sequence[ContentGroup]], *, idnr: str,
                    t: Callable[..., str], category: Callable[[str], str], generated: datetime,
-                   font_dir: Path | None = None, compress: bool = True) -> bytes:
+                   font_dir: Path | None = None) -> bytes:
     """``entries``: the rows the overview shows (filtered); ``contents``: the content data
-    fetched in this session, by entry key (only those of ``entries`` are printed)."""
-    writer = _Writer(font_dir, compress=compress)
+    fetched in this session, by entry key (only those of ``entries`` are printed);
+    ``font_dir``: DejaVu Sans to embed (``find_unicode_font``), None: Helvetica, Latin-1."""
+    writer = _Writer(font_dir)
     pdf = writer.pdf
     pdf.set_title(writer.text(t("sources.pdf_title")))
     pdf.set_author("Einmal")
