@@ -320,6 +320,14 @@ WEB_ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/transfers/{transfer_id:str}/receipt"): Row(
         lambda ctx, actor: {"method": "GET", "url": f"/transfers/{ctx.transfer_id}/receipt"},
         _all(303), note=_HTML),
+    # the source model's pages (issue 15): the login comes first, as everywhere
+    ("GET", "/sources"): Row(_get("/sources"), _all(303), note=_HTML),
+    ("POST", "/sources/query"): Row(_form("/sources/query"), _all(303), note=_HTML),
+    ("GET", "/sources/report.pdf"): Row(_get("/sources/report.pdf"), _all(303), note=_HTML),
+    ("GET", "/entries/{handle:str}"): Row(_get("/entries/" + "0" * 32), _all(303),
+                                          note=_HTML),
+    ("POST", "/entries/{handle:str}/content"): Row(_form("/entries/" + "0" * 32 + "/content"),
+                                                   _all(303), note=_HTML),
     ("GET", "/consents"): Row(_get("/consents"), _all(303), note=_HTML),
     ("GET", "/consents/new"): Row(_get("/consents/new"), _all(400),
                                   note=_HTML + "; validated before login: no client_id"),
