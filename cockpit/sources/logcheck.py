@@ -148,7 +148,8 @@ class LogCheck:
         try:
             rows = await self._store.feed(citizen_ref, since=since, limit=self._max_feed)
             for row in rows:
-                if row.transfer_id in reported or row.occurred_at > now - self._grace:
+                # no grace here: a register logs before it answers, the log comes after
+                if row.transfer_id in reported:
                     continue
                 readable = await self._store.readable_entry(citizen_ref, row.transfer_id,
                                                             since=since)

@@ -4,15 +4,20 @@ that misbehaves on purpose (garbage, another citizen, another session's key, ano
 key, too much, a refusal, slowness). The shipped source documents name the simulators."""
 
 import asyncio
+import base64
+import json
 import socket
+import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import msgspec
 import pytest
 import uvicorn
@@ -20,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
-from cockpit.sources import DOCUMENTS_DIR, Desk, SourceSpec, load_sources
+from cockpit.sources import DOCUMENTS_DIR, Desk, LogCheck, SourceSpec, load_sources
 from cockpit.sources.desk import INVALID, REFUSED, TOO_MUCH, UNAVAILABLE
 from cockpit.sources.model import SourceInfo
 from connectors.factory import build_connectors
@@ -389,3 +394,120 @@ class TestLateSources:
             assert held.result.entries == ()
         finally:
             await desk.aclose()
+
+
+# -- the log cross-check, on a live demo server (broker + cockpit + registers) --------------------
+
+def _service_token(http: httpx.Client, credentials: dict[str, Any], client_id: str) -> str:
+    service = next(s for s in credentials["services"] if s["client_id"] == client_id)
+    jwk = service["private_jwk"]
+    key = Ed25519PrivateKey.from_private_bytes(
+        base64.urlsafe_b64decode(jwk["d"] + "=" * (-len(jwk["d"]) % 4)))
+    now = int(time.time())
+    assertion = jwt.encode({"iss": client_id, "sub": client_id,
+                            "aud": credentials["token_endpoint"], "iat": now, "exp": now + 60,
+                            "jti": str(uuid.uuid4())}, key, algorithm="EdDSA",
+                           headers={"kid": jwk["kid"]})
+    response = http.post("/v1/token", data={
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+class TestLogCrossCheck:
+    """Item 6: a source's entry that went through the broker is checked against the signed
+    log; the log's transfers a source should have reported but did not are flagged."""
+
+    @pytest.fixture(name="flow")
+    def fx_flow(self, start_live_server: Any) -> Iterator[tuple[Any, dict[str, Any], str]]:
+        live = start_live_server()
+        credentials = json.loads((live.data_dir / "demo-credentials.json").read_text())
+        child, parent = (next(c for c in credentials["citizens"]
+                              if c["family"] == "elfe" and c["role"] == role)
+                         for role in ("child", "parent"))
+        with httpx.Client(base_url=live.base_url, timeout=20) as http:
+            citizen = http.post("/demo/citizen-token", json={"idnr": parent["idnr"]})
+            until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+            consent = http.post("/v1/consents", headers={
+                "authorization": f"Bearer {citizen.json()['access_token']}"}, json={
+                "service_id": "elterngeldstelle-bremen", "proof_types": ["birth"],
+                "purpose": "elterngeld-antrag", "valid_until": until,
+                "subject": child["idnr"]})
+            assert consent.status_code == 201, consent.text
+            token = _service_token(http, credentials, "elterngeldstelle-bremen")
+            response = http.post("/v1/proof-requests", headers={
+                "authorization": f"Bearer {token}"}, json={
+                "proof_type": "birth", "subject": child["idnr"],
+                "purpose": "elterngeld-antrag", "consent_id": consent.json()["id"],
+                "parameters": {"place_of_birth": child["place_of_birth"],
+                               "birth_date": child["birth_date"]}})
+            assert response.status_code == 200, response.text
+            yield live, child, response.json()["transfer_id"]
+
+    @staticmethod
+    def _run(live: Any, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, live.loop).result(timeout=30)
+
+    def _query_until_logged(self, live: Any, idnr: str) -> Any:
+        desk = live.component("cockpit").sources
+        desk.open("cross-check", expires_at=time.time() + 600)
+        deadline = time.monotonic() + 40
+        while True:
+            result = self._run(live, desk.query("cross-check", idnr, (BREMEN,)))
+            if ((result.entries and result.entries[0].log == "logged")
+                    or time.monotonic() > deadline):
+                return result
+            time.sleep(0.2)
+
+    def test_an_entry_through_the_broker_is_in_the_signed_log(self, flow: Any) -> None:
+        live, child, transfer_id = flow
+        result = self._query_until_logged(live, child["idnr"])
+        assert _outcome(result, BREMEN).status == "ok"
+        [entry] = result.entries
+        assert entry.entry.transfer_id == transfer_id
+        assert entry.entry.intermediary == "einmal-broker"
+        assert entry.log == "logged"
+        assert entry.log_index is not None
+        assert result.unreported == ()
+
+    def test_a_transfer_the_register_does_not_report_is_flagged(self, flow: Any) -> None:
+        live, child, transfer_id = flow
+        self._query_until_logged(live, child["idnr"])
+        with sqlite3.connect(live.data_dir / "registers-protocol.db") as db:
+            db.execute("DELETE FROM register_protocol_subject")
+            db.execute("DELETE FROM register_protocol")
+        desk = live.component("cockpit").sources
+        result = self._run(live, desk.query("cross-check", child["idnr"], (BREMEN,)))
+        assert _outcome(result, BREMEN).status == "ok"
+        assert result.entries == ()
+        assert [(t, r) for t, _, r in result.unreported] == [(transfer_id, BREMEN)]
+        # not flagged when the register that should report it was not asked
+        other = self._run(live, desk.query("cross-check", child["idnr"], (HAMBURG,)))
+        assert other.unreported == ()
+
+    def test_a_transfer_the_log_lacks_is_missing_once_past_the_grace(self, flow: Any) -> None:
+        live, child, transfer_id = flow
+        self._query_until_logged(live, child["idnr"])
+        cockpit = live.component("cockpit")
+        checks = LogCheck(store=cockpit.store, log=cockpit.log,
+                          pseudonym=cockpit.service.pseudonym)
+        now = datetime.now(UTC)
+        entries = [SourceEntry(id="a", occurred_at=now - timedelta(hours=1), source=BREMEN,
+                               transfer_id="no-such-transfer"),
+                   SourceEntry(id="b", occurred_at=now, source=BREMEN,
+                               transfer_id="not-yet-arrived"),
+                   SourceEntry(id="c", occurred_at=now, source=BREMEN,
+                               transfer_id=transfer_id),
+                   SourceEntry(id="d", occurred_at=now, source=BREMEN)]
+        ref = cockpit.service.pseudonym(child["idnr"])
+        found = self._run(live, checks.entry_checks(ref, entries))
+        assert [check for check, _ in found] == ["missing", "pending", "logged",
+                                                 "not-applicable"]
+        # a source naming this transfer to another citizen: not among theirs in the log
+        claimed = SourceEntry(id="e", occurred_at=now - timedelta(hours=1), source=BREMEN,
+                              transfer_id=transfer_id)
+        stranger = self._run(live, checks.entry_checks(cockpit.service.pseudonym(OTHER_IDNR),
+                                                       [claimed]))
+        assert stranger == [("missing", None)]
