@@ -16,6 +16,7 @@ from broker.previews import PreviewDesk, preview_sweeper
 from broker.protocol import OutboxSeal, Pseudonyms
 from broker.retention import Retention, retention_sweeper
 from broker.service import BrokerService
+from broker.source import ANSWER_KEY, BrokerSource, broker_source_id
 from broker.store import BrokerStore, open_store
 from broker.tables import BUCKET
 from einmal.citizen import CitizenAuth
@@ -107,11 +108,19 @@ class BrokerComponent:
                             burst=settings.rate_limit_service_burst, what="service"),
             token=limiter(rate_per_s=settings.rate_limit_token_per_s,
                           burst=settings.rate_limit_token_burst, what="client address"))
-        self.router: Router = create_broker_router(
+        #: the broker's protocol as a source of the Datenschutzcockpit (broker/source.py)
+        self.source = BrokerSource(
+            store=self.store, pseudonyms=Pseudonyms(pseudonym_key),
+            source_id=broker_source_id(issuer),
+            answer_key=load_or_create_signing_key(keys_dir, ANSWER_KEY), keys_dir=keys_dir,
+            # the cockpit's desk names its URL as the issuer of its tokens (as for registers)
+            cockpit_issuer=settings.cockpit_base_url, clock=self.notary.clock)
+        self.router: Router = Router(path="/", route_handlers=[create_broker_router(
             broker=self.service, service_tokens=service_tokens, citizens=citizens, limits=limits,
             # the first key signs; retired keys stay published so older proofs still verify
             jwks={"keys": [proof_key.public_jwk,
-                           *retired_public_jwks(keys_dir, "broker-proof")]})
+                           *retired_public_jwks(keys_dir, "broker-proof")]}),
+            self.source.router()])
 
     @property
     def repository(self) -> BrokerStore:

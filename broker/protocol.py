@@ -12,6 +12,10 @@ citizen's log. The broker keeps that record only until the cockpit has it, and n
 * delivered - ``record`` is destroyed in the transaction that marks the row delivered; the
   protocol entry stays for two years (§ 9 (3) IDNrG, broker/retention.py).
 
+Every pseudonym an entry names is also a row of ``broker_protocol_subject`` (``subjects``),
+written with it and deleted with it: the lookup by citizen of the broker's source interface
+(broker/source.py, decision 0035).
+
 Decision 0031.
 """
 
@@ -27,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from einmal.domain.transfer import RegisterRef, ServiceRef, TransferRecord
 
 __all__ = ["PROTOCOL_VERSION", "ConcernedRef", "OutboxSeal", "ProtocolEntry", "Pseudonyms",
-           "SealError", "protocol_entry"]
+           "SealError", "SealedTransfer", "protocol_entry", "subjects"]
 
 PROTOCOL_VERSION = 1
 _NONCE = 12
@@ -101,6 +105,23 @@ def protocol_entry(record: TransferRecord, pseudonym: Pseudonyms) -> ProtocolEnt
         retention_until=record.retention_until)
 
 
+def subjects(entry: ProtocolEntry) -> tuple[tuple[str, str], ...]:
+    """(pseudonym, relation) of everyone ``entry`` names, once each: the subject "self"
+    unless the record names them otherwise."""
+    found = {c.ref: c.relation for c in entry.concerned}
+    found.setdefault(entry.subject, "self")
+    return tuple(found.items())
+
+
+class SealedTransfer(msgspec.Struct, frozen=True):
+    """A transfer record as a store writes it: sealed record, protocol entry JSON, and the
+    entry's subjects (pseudonym, relation)."""
+
+    sealed: bytes
+    protocol: bytes
+    subjects: tuple[tuple[str, str], ...]
+
+
 class OutboxSeal:
     """Seals a transfer record for the outbox and opens it for delivery (module docstring).
 
@@ -121,6 +142,16 @@ class OutboxSeal:
     def protocol(self, record: TransferRecord) -> bytes:
         """The protocol entry JSON of ``record`` (no IdNr: keyed pseudonyms)."""
         return _encode(protocol_entry(record, self.pseudonym))
+
+    def entry(self, record: TransferRecord) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        """(the protocol entry JSON, its subjects) of ``record``."""
+        entry = protocol_entry(record, self.pseudonym)
+        return _encode(entry), subjects(entry)
+
+    def seal_transfer(self, record: TransferRecord) -> SealedTransfer:
+        """``seal`` and the entry's subjects: what a store writes for ``record``."""
+        protocol, refs = self.entry(record)
+        return SealedTransfer(self.seal_json(record.id, _encode(record)), protocol, refs)
 
     def seal_json(self, transfer_id: str, plain: bytes) -> bytes:
         nonce = os.urandom(_NONCE)

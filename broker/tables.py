@@ -18,9 +18,9 @@ from sqlmodel import Field, SQLModel
 
 from einmal.shared_state import bucket_table
 
-__all__ = ["BROKER_TABLES", "BUCKET", "CONSENT", "IDEMPOTENCY", "JTI", "PREVIEW", "TRANSFER",
-           "AssertionJtiRow", "ConsentRow", "IdempotencyRow", "PreviewRow", "TransferRow",
-           "as_utc"]
+__all__ = ["BROKER_TABLES", "BUCKET", "CONSENT", "IDEMPOTENCY", "JTI", "PREVIEW", "SUBJECT",
+           "TRANSFER", "AssertionJtiRow", "ConsentRow", "IdempotencyRow", "PreviewRow",
+           "ProtocolSubjectRow", "TransferRow", "as_utc"]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -76,6 +76,19 @@ class TransferRow(SQLModel, table=True):
     attempts: int = 0
 
 
+class ProtocolSubjectRow(SQLModel, table=True):
+    """Who a protocol entry is about, as the broker's keyed pseudonyms (``self``: the subject,
+    ``concerned``: others the record names): the source interface's lookup by citizen
+    (broker/source.py). Written with the transfer row, deleted with it."""
+
+    __tablename__ = "broker_protocol_subject"
+    __table_args__ = (Index("ix_broker_protocol_subject_transfer", "transfer_id"),)
+
+    ref: str = Field(sa_column=Column(String(64), primary_key=True))
+    transfer_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    relation: str = Field(sa_column=Column(String(16), nullable=False))
+
+
 class AssertionJtiRow(SQLModel, table=True):
     """Seen client-assertion ids: a replayed ``jti`` hits the primary key."""
 
@@ -127,6 +140,7 @@ TRANSFER: Table = SQLModel.metadata.tables["broker_transfer"]
 JTI: Table = SQLModel.metadata.tables["broker_assertion_jti"]
 IDEMPOTENCY: Table = SQLModel.metadata.tables["broker_idempotency"]
 PREVIEW: Table = SQLModel.metadata.tables["broker_preview"]
+SUBJECT: Table = SQLModel.metadata.tables["broker_protocol_subject"]
 #: abuse limits shared by every broker process (einmal/shared_state.py)
 BUCKET: Table = bucket_table(SQLModel.metadata, "broker")
-BROKER_TABLES = [CONSENT, TRANSFER, JTI, IDEMPOTENCY, PREVIEW, BUCKET]
+BROKER_TABLES = [CONSENT, TRANSFER, SUBJECT, JTI, IDEMPOTENCY, PREVIEW, BUCKET]

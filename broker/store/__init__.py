@@ -11,6 +11,7 @@ from broker.store.base import (
     ConsentUse,
     IdempotentAnswer,
     PendingTransfer,
+    ProtocolHit,
     RetentionCutoffs,
     StoredConsent,
     StoredPreview,
@@ -19,8 +20,8 @@ from broker.store.sqlite import SqliteBrokerStore
 from einmal.store import sqlite_writer
 
 __all__ = ["BrokerStore", "ClaimState", "CollectResult", "ConsentUse", "IdempotentAnswer",
-           "PendingTransfer", "RetentionCutoffs", "SqlAlchemyBrokerStore", "SqliteBrokerStore",
-           "StoredConsent", "StoredPreview", "open_store"]
+           "PendingTransfer", "ProtocolHit", "RetentionCutoffs", "SqlAlchemyBrokerStore",
+           "SqliteBrokerStore", "StoredConsent", "StoredPreview", "open_store"]
 
 
 def open_store(engine: AsyncEngine, seal: OutboxSeal) -> BrokerStore:

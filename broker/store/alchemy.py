@@ -40,6 +40,7 @@ from broker.store.base import (
     ConsentUse,
     IdempotentAnswer,
     PendingTransfer,
+    ProtocolHit,
     RetentionCutoffs,
     StoredConsent,
     StoredPreview,
@@ -51,6 +52,7 @@ from broker.tables import (
     IDEMPOTENCY,
     JTI,
     PREVIEW,
+    SUBJECT,
     TRANSFER,
     as_utc,
 )
@@ -58,8 +60,8 @@ from einmal.domain.transfer import TransferRecord
 from einmal.migrate import ensure_schema
 from einmal.store import DuplicateKeyError, GroupCommit, StoreError, transaction
 
-__all__ = ["GROUP_COMMIT_MAX", "SHRED_CHUNK", "SqlAlchemyBrokerStore", "consent_from_row",
-           "open_record", "preview_from_row"]
+__all__ = ["GROUP_COMMIT_MAX", "SHRED_CHUNK", "SOURCE_TOKENS", "SqlAlchemyBrokerStore",
+           "consent_from_row", "open_record", "preview_from_row"]
 
 log = structlog.get_logger()
 
@@ -68,6 +70,10 @@ GROUP_COMMIT_MAX = 256
 #: Most transfer rows deleted per transaction (a short hold of SQLite's one write lock).
 SHRED_CHUNK = 5000
 _INSERT_TRANSFER = insert(TRANSFER)  # built once; rows given per call
+_INSERT_SUBJECT = insert(SUBJECT)
+#: the client id under which the cockpit's source request token ids are remembered (the
+#: assertion replay table; a service id cannot hold a colon: no collision)
+SOURCE_TOKENS = "dsc:cockpit"
 _OPEN = ("pending", "accepted")
 _decode_record = msgspec.json.Decoder(TransferRecord).decode
 
@@ -99,10 +105,21 @@ def preview_from_row(m: Mapping[Any, Any]) -> StoredPreview:
         sealed=bytes(m["sealed"]) if m["sealed"] is not None else None)
 
 
-def _transfer_row(seal: OutboxSeal, record: TransferRecord) -> dict[str, Any]:
-    sealed, protocol = seal.seal(record)
-    return {"id": record.id, "created_at": record.occurred_at, "record": sealed,
-            "protocol": protocol}
+def _transfer_rows(seal: OutboxSeal, record: TransferRecord,
+                   ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The transfer row of ``record`` and its protocol subject rows."""
+    sealed = seal.seal_transfer(record)
+    return ({"id": record.id, "created_at": record.occurred_at, "record": sealed.sealed,
+             "protocol": sealed.protocol},
+            [{"ref": ref, "transfer_id": record.id, "relation": relation}
+             for ref, relation in sealed.subjects])
+
+
+async def _insert_transfer(conn: AsyncConnection, seal: OutboxSeal,
+                           record: TransferRecord) -> None:
+    row, subjects = _transfer_rows(seal, record)
+    await conn.execute(_INSERT_TRANSFER, [row])
+    await conn.execute(_INSERT_SUBJECT, subjects)
 
 
 def open_record(seal: OutboxSeal, transfer_id: str, sealed: bytes | None) -> bytes:
@@ -239,12 +256,15 @@ class SqlAlchemyBrokerStore:
     async def commit_transfers(self, items: Sequence[PendingTransfer]) -> list[bool]:
         results: list[bool] = []
         rows: list[dict[str, Any]] = []
+        subjects: list[dict[str, str]] = []
         async with self._tx() as conn:
             for item in items:
                 if item.use is not None and not await self._use_consent(conn, item.use):
                     results.append(False)
                     continue
-                rows.append(_transfer_row(self._seal, item.record))
+                row, refs = _transfer_rows(self._seal, item.record)
+                rows.append(row)
+                subjects.extend(refs)
                 if item.answer is not None:
                     await self._answer(conn, item.answer)
                 results.append(True)
@@ -252,6 +272,7 @@ class SqlAlchemyBrokerStore:
                 # One executemany for the batch (one driver round trip instead of one per
                 # record: docs/benchmarks.md), inside the same transaction as the consent uses.
                 await conn.execute(_INSERT_TRANSFER, rows)
+                await conn.execute(_INSERT_SUBJECT, subjects)
         return results
 
     @staticmethod
@@ -318,6 +339,34 @@ class SqlAlchemyBrokerStore:
                                       .where(TRANSFER.c.delivered_at.is_(None)))).one()
         return int(row[0]), as_utc(row[1]) if row[1] else None
 
+    # -- the source interface (broker/source.py) ----------------------------------------------
+    def _protocol_of(self, ref: str, since: datetime) -> Select[str, str, bytes]:
+        return (select(SUBJECT.c.relation, TRANSFER.c.id, TRANSFER.c.protocol)
+                .join(TRANSFER, TRANSFER.c.id == SUBJECT.c.transfer_id)
+                .where(SUBJECT.c.ref == ref, TRANSFER.c.created_at >= since,
+                       TRANSFER.c.protocol.is_not(None)))
+
+    async def protocol_of(self, ref: str, *, since: datetime, limit: int = 1000,
+                          ) -> list[ProtocolHit]:
+        query = (self._protocol_of(ref, since)
+                 .order_by(TRANSFER.c.created_at.desc(), TRANSFER.c.id).limit(limit))
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(query)).all()
+        return [ProtocolHit(relation=row.relation, protocol=bytes(row.protocol))
+                for row in rows]
+
+    async def protocol_entry_of(self, ref: str, transfer_id: str, *, since: datetime,
+                                ) -> ProtocolHit | None:
+        query = self._protocol_of(ref, since).where(TRANSFER.c.id == transfer_id)
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(query)).first()
+        return (None if row is None
+                else ProtocolHit(relation=row.relation, protocol=bytes(row.protocol)))
+
+    async def use_source_token(self, token_id: str, expires_at: datetime,
+                               now: datetime) -> bool:
+        return await self.remember_jti(SOURCE_TOKENS, token_id, expires_at, now)
+
     # -- previews ------------------------------------------------------------------------------
     async def add_preview(self, preview: StoredPreview,
                           answer: IdempotentAnswer | None = None) -> None:
@@ -357,7 +406,7 @@ class SqlAlchemyBrokerStore:
             if result.rowcount != 1:
                 return False
             if record is not None:
-                await conn.execute(insert(TRANSFER).values(**_transfer_row(self._seal, record)))
+                await _insert_transfer(conn, self._seal, record)
         return True
 
     async def collect_preview(self, request_id: str, record: TransferRecord,
@@ -373,7 +422,7 @@ class SqlAlchemyBrokerStore:
                     return "gone"
                 if use is not None and not await self._use_consent(conn, use):
                     raise _ConsentGone
-                await conn.execute(insert(TRANSFER).values(**_transfer_row(self._seal, record)))
+                await _insert_transfer(conn, self._seal, record)
         except _ConsentGone:
             return "consent"
         return "collected"
@@ -414,14 +463,19 @@ class SqlAlchemyBrokerStore:
     async def _shred_protocol(self, before: datetime) -> int:
         """Delivered rows delivered before ``before``, oldest first, in chunks (the
         ``delivered_at`` index finds them; a pending row is never deleted)."""
-        chunk = (select(TRANSFER.c.seq).where(TRANSFER.c.delivered_at < before)
+        chunk = (select(TRANSFER.c.seq, TRANSFER.c.id).where(TRANSFER.c.delivered_at < before)
                  .order_by(TRANSFER.c.delivered_at).limit(SHRED_CHUNK))
         total = 0
         while True:
-            count = await self._delete(delete(TRANSFER).where(
-                TRANSFER.c.seq.in_(chunk.scalar_subquery())))
-            total += count
-            if count < SHRED_CHUNK:
+            async with self._tx() as conn:  # the entries and their subject rows together
+                rows = (await conn.execute(chunk)).all()
+                if rows:
+                    await conn.execute(delete(SUBJECT).where(
+                        SUBJECT.c.transfer_id.in_([row.id for row in rows])))
+                    await conn.execute(delete(TRANSFER).where(
+                        TRANSFER.c.seq.in_([row.seq for row in rows])))
+            total += len(rows)
+            if len(rows) < SHRED_CHUNK:
                 return total
 
     async def seal_legacy_transfers(self, limit: int) -> int:
@@ -439,9 +493,12 @@ class SqlAlchemyBrokerStore:
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     msg = f"a transfer row from before migration 0004 is no record ({row.id})"
                     raise StoreError(msg) from exc
-                protocol = self._seal.protocol(record)
+                protocol, refs = self._seal.entry(record)
                 sealed = None if row.delivered_at else self._seal.seal_json(row.id, plain)
                 await conn.execute(update(TRANSFER).where(TRANSFER.c.seq == row.seq,
                                                           TRANSFER.c.protocol.is_(None))
                                    .values(record=sealed, protocol=protocol))
+                await conn.execute(_INSERT_SUBJECT, [
+                    {"ref": ref, "transfer_id": row.id, "relation": relation}
+                    for ref, relation in refs])
         return len(rows)

@@ -10,9 +10,11 @@ Two complete backends implement it, one chosen once at start-up (``broker.store.
 One conformance suite (tests/integration/test_broker_store.py) runs against both: same rows,
 same answers, same errors. Both keep a transfer record sealed while it waits for delivery and
 only its protocol entry once delivered (broker/protocol.py: ``OutboxSeal``, given to the
-backend at start-up); both apply the retention rules (broker/retention.py) with
-``apply_retention``. Every failure of the store is a ``StoreError`` (einmal/store.py),
-the driver's error chained; the HTTP layer answers it with one 503 ``store-unavailable``.
+backend at start-up), and the entry's pseudonyms in ``broker_protocol_subject`` (written and
+deleted with it: the source interface's lookup, broker/source.py); both apply the retention
+rules (broker/retention.py) with ``apply_retention``. Every failure of the store is a
+``StoreError`` (einmal/store.py), the driver's error chained; the HTTP layer answers it with
+one 503 ``store-unavailable``.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +26,8 @@ import msgspec
 from einmal.domain.transfer import TransferRecord
 
 __all__ = ["BrokerStore", "ClaimState", "CollectResult", "ConsentUse", "IdempotentAnswer",
-           "PendingTransfer", "RetentionCutoffs", "StoredConsent", "StoredPreview"]
+           "PendingTransfer", "ProtocolHit", "RetentionCutoffs", "StoredConsent",
+           "StoredPreview"]
 
 #: An Idempotency-Key claim: new ("claimed"), answered before ("done"), its first request
 #: still running ("in_flight"), or used for another request body ("mismatch").
@@ -90,6 +93,13 @@ class PendingTransfer(msgspec.Struct, frozen=True):
     record: TransferRecord
     use: ConsentUse | None = None
     answer: IdempotentAnswer | None = None
+
+
+class ProtocolHit(msgspec.Struct, frozen=True, kw_only=True):
+    """A protocol entry found by a citizen's pseudonym: how it names them, and its JSON."""
+
+    relation: str
+    protocol: bytes
 
 
 class RetentionCutoffs(msgspec.Struct, frozen=True, kw_only=True):
@@ -193,6 +203,25 @@ class BrokerStore(Protocol):
 
     async def outbox_status(self) -> tuple[int, datetime | None]:
         """(undelivered records, creation time of the oldest)."""
+        ...
+
+    # -- the source interface (broker/source.py) ----------------------------------------------
+    async def protocol_of(self, ref: str, *, since: datetime, limit: int = 1000,
+                          ) -> list[ProtocolHit]:
+        """The protocol entries naming the pseudonym ``ref`` (subject or concerned) written
+        since ``since``, newest first, pending or delivered."""
+        ...
+
+    async def protocol_entry_of(self, ref: str, transfer_id: str, *, since: datetime,
+                                ) -> ProtocolHit | None:
+        """One protocol entry, only if it names ``ref`` and is not older than ``since``."""
+        ...
+
+    async def use_source_token(self, token_id: str, expires_at: datetime,
+                               now: datetime) -> bool:
+        """True if the cockpit's request token id is new, False for a replay (kept until
+        ``expires_at``, with the client assertions' ids). Forgets the ids expired before
+        ``now``."""
         ...
 
     # -- previews (broker/previews.py) ---------------------------------------------------------

@@ -31,6 +31,7 @@ _USE_CONSENT = (
 _ANSWER = ("UPDATE broker_idempotency SET state = 'done', response = ? "
            "WHERE client_id = ? AND key = ?")
 _INSERT_TRANSFER = "INSERT INTO broker_transfer (id, created_at, record, protocol, attempts)"
+_INSERT_SUBJECT = "INSERT INTO broker_protocol_subject (ref, transfer_id, relation)"
 _MARK_DELIVERED = ("UPDATE broker_transfer SET delivered_at = ?, record = NULL "
                    "WHERE seq IN (SELECT value FROM json_each(?))")
 _PENDING = ("SELECT seq, id, record FROM broker_transfer WHERE delivered_at IS NULL "
@@ -43,6 +44,8 @@ _PENDING_ONE_ROW = (  # constant SQL (S608 below): the limit is a bound paramete
     f"group_concat(hex(record), ',') FROM ({_PENDING})")
 #: (id, created_at, sealed record, protocol entry)
 _Row = tuple[str, str, bytes, bytes]
+#: (pseudonym, transfer id, relation)
+_Subject = tuple[str, str, str]
 #: (seq, transfer id, sealed record) as the outbox read finds them
 Pending = tuple[int, str, bytes]
 
@@ -61,10 +64,17 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
     async def commit_transfers(self, items: Sequence[PendingTransfer]) -> list[bool]:
         # the records are encoded and sealed here on the event loop: the transaction only
         # runs SQL
-        seal = self._seal.seal
-        rows = [(item.record.id, sqlite_time(item.record.occurred_at), *seal(item.record))
-                for item in items]
-        return await self._writer.run(lambda conn: _commit_transfers(conn, items, rows))
+        seal = self._seal.seal_transfer
+        rows: list[_Row] = []
+        subjects: list[list[_Subject]] = []
+        for item in items:
+            record = item.record
+            sealed = seal(record)
+            rows.append((record.id, sqlite_time(record.occurred_at), sealed.sealed,
+                         sealed.protocol))
+            subjects.append([(ref, record.id, relation) for ref, relation in sealed.subjects])
+        return await self._writer.run(
+            lambda conn: _commit_transfers(conn, items, rows, subjects))
 
     async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
         rows = await self._writer.run(lambda conn: read_pending(conn, limit))
@@ -77,24 +87,28 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
 
 
 def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer],
-                      encoded: list[_Row]) -> list[bool]:
-    """``commit_transfers`` in one transaction and one insert; ``encoded`` holds each item's
-    row (id, created_at, sealed record, protocol entry)."""
+                      encoded: list[_Row], subjects: list[list[_Subject]]) -> list[bool]:
+    """``commit_transfers`` in one transaction and one insert per table; ``encoded`` holds
+    each item's row (id, created_at, sealed record, protocol entry), ``subjects`` its protocol
+    subject rows."""
     results: list[bool] = []
     rows: list[_Row] = []
-    for item, row in zip(items, encoded, strict=True):
+    refs: list[_Subject] = []
+    for item, row, named in zip(items, encoded, subjects, strict=True):
         use = item.use
         if use is not None and conn.execute(
                 _USE_CONSENT, (use.consent_id, sqlite_time(use.now))).rowcount != 1:
             results.append(False)
             continue
         rows.append(row)
+        refs.extend(named)
         answer = item.answer
         if answer is not None:
             conn.execute(_ANSWER, (answer.sealed_response, answer.client_id, answer.key))
         results.append(True)
     if rows:
         insert_rows(conn, _INSERT_TRANSFER, [(*row, 0) for row in rows])
+        insert_rows(conn, _INSERT_SUBJECT, refs)
     return results
 
 
