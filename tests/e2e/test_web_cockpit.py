@@ -77,6 +77,18 @@ def fx_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             browser.close()
 
 
+@pytest.fixture(name="central")
+def fx_central(world: World) -> Iterator[None]:
+    """The overview of a cockpit configured without sources (the central store's transfers):
+    the source model is the default since issue 15 (tests/e2e/test_web_sources.py)."""
+    web = world.live.component("cockpit").web
+    desk, web.sources = web.sources, None
+    try:
+        yield
+    finally:
+        web.sources = desk
+
+
 def pdf_text(pdf: bytes) -> str:
     """The text drawn on a PDF's pages (fpdf2 writes Latin-1 strings in deflated streams)."""
     chunks = []
@@ -200,6 +212,7 @@ class TestLogin:
 
 # -- overview and detail --------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("central")
 class TestOverview:
     def test_lists_the_transfers_about_me_and_my_child(self, world: World) -> None:
         page = world.browser().login(world.anna["idnr"])
@@ -408,6 +421,7 @@ class TestMyData:
 
 
 class TestLanguageAndHeaders:
+    @pytest.mark.usefixtures("central")
     def test_language_switch_is_remembered(self, world: World) -> None:
         browser = world.browser()
         page = browser.login(world.anna["idnr"])
