@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.protocol import OutboxSeal, Pseudonyms
@@ -64,6 +64,7 @@ from tests.conftest import (
 )
 from tests.e2e.conftest import assertion
 from tests.e2e.helpers import NAMENSDIENST
+from tests.integration.test_broker_migrations import _run, _to, _url
 
 CHILD, PARENT, OTHER = "86095742719", "81709656328", "60478593182"
 T0 = datetime(2026, 11, 29, 7, 0, tzinfo=UTC)
@@ -170,6 +171,24 @@ class TestTheStoreFindsEntriesByPseudonym:
         assert await store.remember_jti("svc", "broker:x|j1", T0 + timedelta(minutes=1), T0)
         later = T0 + timedelta(minutes=2)
         assert await store.use_source_token("broker:x|j1", later + timedelta(minutes=1), later)
+
+
+def test_migration_0005_indexes_the_entries_already_kept(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    _run(url, _to("0004"))
+    record = _record(1)
+    _run(url, lambda c: c.execute(text(
+        "INSERT INTO broker_transfer (id, created_at, record, protocol, attempts) "
+        "VALUES (:id, :at, NULL, :protocol, 0)"),
+        {"id": record.id, "at": record.occurred_at, "protocol": SEAL.protocol(record)}))
+    _run(url, _to("0005"))
+    rows = _run(url, lambda c: sorted(c.execute(text(
+        "SELECT ref, transfer_id, relation FROM broker_protocol_subject")).all()))
+    assert sorted(map(tuple, rows)) == sorted([(PSEUDONYMS(CHILD), record.id, "self"),
+                                               (PSEUDONYMS(PARENT), record.id, "concerned")])
+    _run(url, _to("0004", down=True))
+    assert "broker_protocol_subject" not in _run(
+        url, lambda c: inspect(c).get_table_names())
 
 
 class TestBrokerSource:
