@@ -10,8 +10,10 @@ from litestar import Router
 from cockpit.http import AuditorAuth, ChannelAuth, create_cockpit_router
 from cockpit.log import TransferLog
 from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
+from cockpit.relay import Relay
 from cockpit.service import CockpitService
 from cockpit.sources import DOCUMENTS_DIR, Desk, LogCheck, load_sources
+from cockpit.sources.documents import SourceSpec
 from cockpit.store import open_store
 from cockpit.tables import BUCKET, KV
 from cockpit.tiles import LogTiles, create_tiles_router
@@ -37,18 +39,17 @@ __all__ = ["CockpitComponent"]
 log = structlog.get_logger()
 
 
-def _source_desk(settings: Settings, checks: LogCheck) -> Desk:
-    """The desk that asks the sources of the documents for a citizen's session (issue 15).
-    Its key ``cockpit-sources`` signs the request tokens; the public half
-    (``cockpit-sources.public.json`` in the keys dir) is what every source checks them with."""
+def _source_parts(settings: Settings) -> tuple[tuple[SourceSpec, ...], SourceTokenSigner]:
+    """The sources of the documents, and the signer of the cockpit's request tokens (issue
+    15). Its key ``cockpit-sources``: the public half (``cockpit-sources.public.json`` in the
+    keys dir) is what every source checks them with."""
     specs = load_sources(settings.sources_dir or DOCUMENTS_DIR,
                          registers_base_url=settings.registers_base_url,
                          broker_base_url=settings.broker_base_url, keys_dir=settings.keys_dir)
     key = load_or_create_signing_key(settings.keys_dir, COCKPIT_SOURCES_KEY)
     signer = SourceTokenSigner(private_key=key.private_key, kid=key.kid,
                                issuer=settings.cockpit_base_url)
-    return Desk(specs, signer=signer, checks=checks, deadline_s=settings.source_deadline_s,
-                timeout_s=settings.source_timeout_s)
+    return specs, signer
 
 
 class CockpitComponent:
@@ -86,15 +87,22 @@ class CockpitComponent:
             on_ingested=self.log.notify)
         channel = ChannelAuth(keys_file=settings.keys_dir / "broker-channel.public.json",
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)
+        specs, signer = _source_parts(settings)
+        #: the web view's desk (answers held per session, in memory) and the citizen API's
+        #: relay (answers handed back unopened): both ask the same sources
+        self.sources = Desk(specs, signer=signer, deadline_s=settings.source_deadline_s,
+                            timeout_s=settings.source_timeout_s, checks=LogCheck(
+                                store=self.store, log=self.log,
+                                pseudonym=self.service.pseudonym))
+        self.relay = Relay(specs, signer=signer, deadline_s=settings.source_deadline_s,
+                           timeout_s=settings.source_timeout_s)
         api = create_cockpit_router(
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
-            auditors=AuditorAuth(keys_file=settings.auditor_keys))
+            auditors=AuditorAuth(keys_file=settings.auditor_keys), relay=self.relay)
         # web sessions in the database, shared by every cockpit process, or in this one
         # (decision 0032; sealed with a key only the browser's cookie carries)
         shared = settings.shares_state("cockpit")
         sessions = SqlStore(self.engine, KV) if shared else None
-        self.sources = _source_desk(settings, LogCheck(store=self.store, log=self.log,
-                                                       pseudonym=self.service.pseudonym))
         self.web = WebView(settings, policies=policies, session_store=sessions,
                            sources=self.sources)
         # retention of the shared state (docs/retention.md): expired sessions at once, idle
@@ -154,6 +162,7 @@ class CockpitComponent:
             await self.shared_state_sweeper.stop()
         await self.web.close()
         await self.sources.aclose()
+        await self.relay.aclose()
         await self.log.stop()
         await dispose(self.engine)
         if self.read_engine is not None:

@@ -26,6 +26,14 @@ from cockpit.errors import (
 )
 from cockpit.log import TransferLog
 from cockpit.log.proofs import ConsistencyProof, EntryPosition, InclusionProof
+from cockpit.relay import (
+    ContentQuery,
+    Relay,
+    RelayedContent,
+    SourceList,
+    SourceQuery,
+    SourceQueryAnswer,
+)
 from cockpit.service import VISIBLE_FOR, CockpitService, IngestResult, TransferPage
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.transfer import TransferBatch
@@ -288,16 +296,68 @@ async def my_receipt(cockpit: NamedDependency[CockpitService],
         "content-disposition": f'attachment; filename="{filename}"'})
 
 
+# -- the citizen API in the source model: asked live, relayed unopened (cockpit/relay.py) ---
+
+_source_query = msgspec.json.Decoder(SourceQuery)
+_content_query = msgspec.json.Decoder(ContentQuery)
+#: a query names a session key and at most 500 source ids
+_QUERY_MAX_BODY = 64 * 1024
+
+
+def _decode_query(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    try:
+        return decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProblemError("invalid-request", f"Invalid query: {exc}.") from exc
+
+
+@get("/v1/me/sources", summary="The sources the cockpit can ask about me (source model)",
+     tags=["citizens"], responses=json_body(SourceList) | problems(401, 429))
+async def my_sources(relay: NamedDependency[Relay],
+                     citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    del citizen  # only a logged-in citizen sees the list
+    return Response(content=_json.encode(relay.sources()), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+@post("/v1/me/source-queries",
+      summary="Ask the sources about me; their answers relayed, encrypted to my key",
+      tags=["citizens"], status_code=200, request_max_body_size=_QUERY_MAX_BODY,
+      responses=json_body(SourceQueryAnswer) | problems(401, 413, 422, 429),
+      operation_class=with_request_body(inline_schema(SourceQuery)))
+async def my_source_query(request: Request[Any, Any, Any], relay: NamedDependency[Relay],
+                          citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    query = _decode_query(await request.body(), _source_query)
+    answer = await relay.query(citizen.idnr, query)
+    return Response(content=_json.encode(answer), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+@post("/v1/me/source-queries/content",
+      summary="The content data of one entry from its source, encrypted to my key",
+      tags=["citizens"], status_code=200, request_max_body_size=_QUERY_MAX_BODY,
+      responses=json_body(RelayedContent) | problems(401, 404, 413, 422, 429, 502),
+      operation_class=with_request_body(inline_schema(ContentQuery)))
+async def my_source_content(request: Request[Any, Any, Any], relay: NamedDependency[Relay],
+                            citizen: NamedDependency[Citizen]) -> Response[bytes]:
+    query = _decode_query(await request.body(), _content_query)
+    answer = await relay.content(citizen.idnr, query)
+    return Response(content=_json.encode(answer), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
 def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
                           channel: ChannelAuth, transfer_log: TransferLog,
-                          auditors: AuditorAuth) -> Router:
+                          auditors: AuditorAuth, relay: Relay) -> Router:
     return Router(path="/", route_handlers=[
-        ingest, my_transfers, my_receipt, checkpoint, verifier_key, inclusion_proof,
+        ingest, my_transfers, my_receipt, my_sources, my_source_query, my_source_content,
+        checkpoint, verifier_key, inclusion_proof,
         consistency_proof, log_entry, verifier_keys, witnesses, audit_export],
         exception_handlers=EXCEPTION_HANDLERS, dependencies={
         "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
         "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),
         "cockpit": Provide(lambda: cockpit, use_cache=True, sync_to_thread=False),
+        "relay": Provide(lambda: relay, use_cache=True, sync_to_thread=False),
         "channel": Provide(lambda: channel, use_cache=True, sync_to_thread=False),
         "citizen": Provide(citizens.dependency()),
     })

@@ -42,6 +42,7 @@ CATALOGUE: dict[str, tuple[int, str, str | None]] = {
     "register-timeout": (504, "Register timeout", "EDM:ERR:0005"),
     "register-busy": (503, "Register busy", "EDM:ERR:0008"),
     "store-unavailable": (503, "Store unavailable", None),
+    "source-unavailable": (502, "Source unavailable", None),
     "internal": (500, "Internal error", None),
 }
 

@@ -74,6 +74,15 @@ from einmal_client.errors import (
     TransportError,
     problem_from_response,
 )
+from einmal_client.sources import (
+    ContentAnswer,
+    Envelope,
+    InvalidSourceAnswerError,
+    SessionKey,
+    SourceEntry,
+    open_relayed_content,
+    open_relayed_list,
+)
 
 __all__ = [
     "AuthenticationError",
@@ -100,6 +109,8 @@ __all__ = [
     "RoutingFailedError",
     "ServiceClient",
     "ServiceRef",
+    "SourceAnswer",
+    "SourceInfo",
     "StoreUnavailableError",
     "Transfer",
     "TransportError",
@@ -223,6 +234,47 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
     relation: str = ""              # "self" | "child" | "parent" | "concerned"
     retention_until: datetime | None = None
     correlation_id: str | None = None
+
+
+class SourceInfo(msgspec.Struct, frozen=True):
+    """A source the cockpit can ask (a register, a broker): ``key`` signs its answers."""
+
+    id: str
+    name: str
+    kind: str
+    group: str
+    key: dict[str, Any] | None = None
+
+
+class SourceAnswer(msgspec.Struct, frozen=True):
+    """One source's answer to ``CitizenClient.source_query``: ``status`` "ok" with its
+    ``entries`` (opened with the client's own key, the source's signature checked), "late"
+    (no answer by the cockpit's deadline) or "error" (``detail`` says why)."""
+
+    source: SourceInfo
+    status: str
+    detail: str = ""
+    entries: tuple[SourceEntry, ...] = ()
+
+
+class _SourceList(msgspec.Struct, frozen=True):
+    items: list[SourceInfo]
+
+
+class _Relayed(msgspec.Struct, frozen=True):
+    source: str
+    status: str
+    detail: str = ""
+    envelope: Envelope | None = None
+
+
+class _RelayedList(msgspec.Struct, frozen=True):
+    answers: list[_Relayed]
+
+
+class _RelayedContent(msgspec.Struct, frozen=True):
+    source: str
+    envelope: Envelope
 
 
 class _Token(msgspec.Struct, frozen=True):
@@ -551,9 +603,11 @@ class CitizenClient:
     """
 
     def __init__(self, base_url: str, access_token: str, *,
-                 http: httpx.AsyncClient | None = None) -> None:
+                 http: httpx.AsyncClient | None = None, idnr: str | None = None) -> None:
         self._http = _Http(base_url, http)
         self._headers = _bearer(access_token)
+        #: the citizen's IdNr: the sources' answers must be about it (``source_query``)
+        self.idnr = idnr
 
     @classmethod
     async def demo_login(cls, base_url: str, idnr: str, *,
@@ -566,7 +620,7 @@ class CitizenClient:
         except BaseException:
             await transport.aclose()
             raise
-        citizen = cls(base_url, token.access_token, http=transport.client)
+        citizen = cls(base_url, token.access_token, http=transport.client, idnr=idnr)
         citizen._http.owned = transport.owned
         return citizen
 
@@ -633,6 +687,71 @@ class CitizenClient:
         response = await self._http.send("POST", f"/v1/me/previews/{request_id}",
                                          json={"decision": decision}, headers=self._headers)
         return _decode(response, Preview)
+
+    # -- the source model: the cockpit relays, this client opens (decision 0034) ---------------
+
+    async def sources(self) -> list[SourceInfo]:
+        """The sources the cockpit can ask about me, with the keys that sign their answers."""
+        response = await self._http.send("GET", "/v1/me/sources", headers=self._headers)
+        return _decode(response, _SourceList).items
+
+    def _my_idnr(self) -> str:
+        if self.idnr is None:
+            msg = "source queries need the citizen's IdNr: CitizenClient(..., idnr=...)"
+            raise ValueError(msg)
+        return self.idnr
+
+    async def source_query(self, sources: Sequence[str] | None = None, *,
+                           known: Sequence[SourceInfo] | None = None) -> list[SourceAnswer]:
+        """Ask the sources (all, or ``sources``) what they logged about me, live.
+
+        A fresh X25519 key is made for this query; the cockpit relays each source's answer
+        encrypted to it and signed by the source, and this client opens and checks it (about
+        my IdNr, from that source, for this request). An answer that fails a check is
+        reported as status "error", never returned. ``known``: the source list to take the
+        keys from (default: ``sources()``)."""
+        idnr = self._my_idnr()
+        infos = {s.id: s for s in (known if known is not None else await self.sources())}
+        session = SessionKey()
+        body: dict[str, Any] = {"session_key": session.public_jwk}
+        if sources is not None:
+            body["sources"] = list(sources)
+        response = await self._http.send("POST", "/v1/me/source-queries", json=body,
+                                         headers=self._headers)
+        answers = []
+        for relayed in _decode(response, _RelayedList).answers:
+            info = infos.get(relayed.source) or SourceInfo(
+                id=relayed.source, name=relayed.source, kind="", group="")
+            if relayed.status != "ok" or relayed.envelope is None:
+                answers.append(SourceAnswer(source=info, status=relayed.status,
+                                            detail=relayed.detail))
+                continue
+            try:
+                if info.key is None:
+                    msg = "the cockpit named no key for this source"
+                    raise InvalidSourceAnswerError(msg)
+                opened = open_relayed_list(relayed.envelope, session=session,
+                                           source_id=info.id, source_key=info.key, idnr=idnr)
+            except InvalidSourceAnswerError as exc:
+                answers.append(SourceAnswer(source=info, status="error", detail=str(exc)))
+                continue
+            answers.append(SourceAnswer(source=info, status="ok", entries=opened.entries))
+        return answers
+
+    async def source_content(self, source: SourceInfo, entry_id: str) -> ContentAnswer:
+        """The content data of one entry, from its source (relayed, opened here).
+        ``InvalidSourceAnswerError`` if the answer fails a check."""
+        idnr = self._my_idnr()
+        if source.key is None:
+            msg = f"no key for {source.id}"
+            raise InvalidSourceAnswerError(msg)
+        session = SessionKey()
+        response = await self._http.send(
+            "POST", "/v1/me/source-queries/content", headers=self._headers,
+            json={"session_key": session.public_jwk, "source": source.id, "entry_id": entry_id})
+        relayed = _decode(response, _RelayedContent)
+        return open_relayed_content(relayed.envelope, session=session, source_id=source.id,
+                                    source_key=source.key, idnr=idnr, entry_id=entry_id)
 
     async def transfers(self, *, limit: int | None = None,
                         since: datetime | None = None) -> list[Transfer]:

@@ -82,6 +82,8 @@ __all__ = [
     "body_hash",
     "check_tree",
     "content_groups",
+    "open_relayed_content",
+    "open_relayed_list",
     "public_session_key",
     "seal_answer",
     "seal_for_session",
@@ -573,6 +575,40 @@ class SourceClient:
             raise InvalidSourceAnswerError(msg)
         return answer
 
+    async def relay_list(self, idnr: str, session_jwk: Mapping[str, Any]) -> Envelope:
+        """``anfrageListeProtokolldaten`` for a session key the caller does not hold (the
+        cockpit's API relays for a citizen's own client): the envelope, unopened. Checked:
+        it is the answer to this request (message, correlation id, source); what it carries
+        only the key's holder can read (``open_relayed_list``)."""
+        public_session_key(session_jwk)
+        correlation_id = str(uuid.uuid4())
+        body = _encode(ListRequest(correlation_id=correlation_id, idnr=idnr,
+                                   session_key=dict(session_jwk)))
+        raw = await self._call("POST", "/protokolldaten", body)
+        return self._envelope(raw, LIST_ANSWER, correlation_id)
+
+    async def relay_content(self, idnr: str, entry_id: str, session_jwk: Mapping[str, Any],
+                            ) -> Envelope:
+        """``anfrageInhaltsdaten`` relayed (as ``relay_list``): the envelope, unopened."""
+        public_session_key(session_jwk)
+        correlation_id = str(uuid.uuid4())
+        body = _encode(ContentRequest(correlation_id=correlation_id, idnr=idnr,
+                                      entry_id=entry_id, session_key=dict(session_jwk)))
+        raw = await self._call("POST", "/inhaltsdaten", body)
+        return self._envelope(raw, CONTENT_ANSWER, correlation_id)
+
+    def _envelope(self, raw: bytes, expected: str, correlation_id: str) -> Envelope:
+        try:
+            envelope = _decode_envelope(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            msg = f"{self.source_id} sent no valid envelope"
+            raise InvalidSourceAnswerError(msg) from exc
+        if (envelope.nachrichtentyp != expected or envelope.correlation_id != correlation_id
+                or envelope.source != self.source_id):
+            msg = f"{self.source_id} sent an envelope that is not the answer to this request"
+            raise InvalidSourceAnswerError(msg)
+        return envelope
+
     async def status(self) -> StatusAnswer:
         raw = await self._call("GET", "/status", b"")
         try:
@@ -584,3 +620,57 @@ class SourceClient:
             msg = f"{self.source_id} answered as another source"
             raise InvalidSourceAnswerError(msg)
         return answer
+
+
+# -- a relayed answer, opened by the citizen's own client ----------------------------------
+
+def _open_relayed(envelope: Envelope, expected: str, *, session: SessionKey, source_id: str,
+                  source_key: Mapping[str, Any]) -> bytes:
+    if envelope.nachrichtentyp != expected or envelope.source != source_id:
+        msg = f"the relayed envelope is not a {expected} of {source_id}"
+        raise InvalidSourceAnswerError(msg)
+    signed = session.open(envelope.payload)
+    try:
+        return verify_answer(signed, source_public_keys(source_key))
+    except ValueError as exc:
+        msg = f"{source_id}'s key is not a source key"
+        raise InvalidSourceAnswerError(msg) from exc
+
+
+def open_relayed_list(envelope: Envelope, *, session: SessionKey, source_id: str,
+                      source_key: Mapping[str, Any], idnr: str) -> ListAnswer:
+    """A list answer the cockpit relayed, opened with the citizen's own session key and
+    checked as ``SourceClient.list_entries`` checks its own: signed by the source's key, the
+    envelope's correlation id and source inside, about ``idnr``, only the source's entries.
+    The relay cannot read it, nor change it unnoticed (``InvalidSourceAnswerError``)."""
+    plain = _open_relayed(envelope, LIST_ANSWER, session=session, source_id=source_id,
+                          source_key=source_key)
+    try:
+        answer = _decode_list(plain)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        msg = f"{source_id} sent an invalid {LIST_ANSWER}"
+        raise InvalidSourceAnswerError(msg) from exc
+    if (answer.correlation_id != envelope.correlation_id or answer.source != source_id
+            or answer.idnr != idnr or any(e.source != source_id for e in answer.entries)):
+        msg = f"{source_id}'s answer is for another request, source or citizen"
+        raise InvalidSourceAnswerError(msg)
+    return answer
+
+
+def open_relayed_content(envelope: Envelope, *, session: SessionKey, source_id: str,
+                         source_key: Mapping[str, Any], idnr: str, entry_id: str,
+                         ) -> ContentAnswer:
+    """A content answer the cockpit relayed, opened and checked (``open_relayed_list``)."""
+    plain = _open_relayed(envelope, CONTENT_ANSWER, session=session, source_id=source_id,
+                          source_key=source_key)
+    try:
+        answer = _decode_content(plain)
+        check_tree(answer.groups)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        msg = f"{source_id} sent an invalid {CONTENT_ANSWER}"
+        raise InvalidSourceAnswerError(msg) from exc
+    if (answer.correlation_id != envelope.correlation_id or answer.source != source_id
+            or answer.idnr != idnr or answer.entry_id != entry_id):
+        msg = f"{source_id}'s answer is for another request, entry, source or citizen"
+        raise InvalidSourceAnswerError(msg)
+    return answer
