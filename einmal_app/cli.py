@@ -126,19 +126,21 @@ def _print_welcome(settings: Any, server: str, workers: int) -> None:
                   "Try next, in another terminal:",
                   f"  {me} scenario elfe --base-url {base}",
                   f"  {me} scenario uvo --base-url {base}",
+                  f"  {me} scenario dsc --base-url {base}",
                   f"  {me} audit export --base-url {base} --out bundle && "
                   f"{me} audit verify bundle"]
     click.echo("\n".join(lines), err=True)
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["elfe", "uvo"]))
+@click.argument("name", type=click.Choice(["elfe", "uvo", "dsc"]))
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
               help="A running `einmal serve --demo`.")
 @click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="demo-credentials.json [default: fetched from the server's /demo/credentials].")
 def scenario(name: str, base_url: str, credentials: Path | None) -> None:
-    """Play a story (elfe, uvo) against a running demo server; exit 0 only if every check held."""
+    """Play a story (elfe, uvo, dsc) against a running demo server; exit 0 only if every check
+    held."""
     base_url = base_url.rstrip("/")
     if credentials is not None:
         try:

@@ -5,6 +5,11 @@ parents' consent; one fetch without consent is refused; a revoked consent stops 
 each parent's cockpit log shows exactly those transfers.
 ``einmal scenario uvo``: a single parent proves sole custody for Unterhaltsvorschuss; the
 custody proof asks for a preview (EU OOTS): she sees it first, refuses once, then releases it.
+``einmal scenario dsc``: a parent's session in the Datenschutzcockpit, source model (§ 10
+OZG): the Namensdienst fetches the child's birth proof; the parent asks every source live
+(the cockpit relays the answers encrypted to her own key); the Standesamt and the broker both
+report that transfer under one transfer id; she asks for the content data and sees exactly
+what the service received; the transfer is in the signed log (receipt).
 """
 
 import asyncio
@@ -24,9 +29,11 @@ from einmal_client.client import (
     CitizenClient,
     ConsentRequiredError,
     EinmalError,
+    NotFoundError,
     PreviewRefusedError,
     PreviewRequired,
     ServiceClient,
+    SourceAnswer,
     TransportError,
     VerifiedProof,
 )
@@ -36,6 +43,7 @@ __all__ = ["SCENARIOS", "run_scenario"]
 ELTERNGELD = "elterngeldstelle-bremen"
 FAMILIENKASSE = "familienkasse"
 UVO = "unterhaltsvorschussstelle-hamburg"
+NAMENSDIENST = "standesamt-namensdienst-bremen"
 LOG_WAIT_S = 15.0
 #: Only log entries newer than (run start - this) are read: bounds paging on a busy server.
 LOG_WINDOW = timedelta(minutes=10)
@@ -334,7 +342,110 @@ async def _uvo(story: Story) -> None:
     await uvo.aclose()
 
 
-SCENARIOS: dict[str, Callable[[Story], Awaitable[None]]] = {"elfe": _elfe, "uvo": _uvo}
+def _content_values(groups: Any) -> dict[str, str]:
+    """label -> value of every item in a content tree (nested groups flattened)."""
+    values: dict[str, str] = {}
+    stack = list(groups)
+    while stack:
+        group = stack.pop()
+        values.update((item.label, item.value) for item in group.items)
+        stack.extend(group.groups)
+    return values
+
+
+async def _dsc(story: Story) -> None:
+    parent, child = story.person("elfe", "parent", 0), story.person("elfe", "child")
+    standesamt = f"standesamt:{child['place_of_birth']}"
+    citizen = await story.login(parent)  # her eID login (demo), used in step 2
+
+    story.step(f"The Namensdienst fetches {child['given_names']}'s birth proof (on a legal "
+               "basis, no consent)")
+    namensdienst = story.service(NAMENSDIENST)
+    birth = await namensdienst.fetch_proof(
+        "birth", child["idnr"], "namensbestimmung",
+        parameters={"place_of_birth": child["place_of_birth"],
+                    "birth_date": child["birth_date"]})
+    story.check("birth proof released and verified", birth.transfer_id != "",
+                f"transfer {birth.transfer_id}")
+
+    story.step(f"{parent['given_names']} logs in to the Datenschutzcockpit and asks every "
+               "source (the cockpit keeps nothing: the answers are encrypted to her own key)")
+    sources = await citizen.sources()
+    story.check("the cockpit names its sources, each with the key that signs its answers",
+                bool(sources) and all(s.key for s in sources),
+                f"{len(sources)} sources: "
+                + ", ".join(sorted({s.group for s in sources})))
+    started = time.perf_counter()
+    answers = await citizen.source_query(known=sources)
+    took = time.perf_counter() - started
+    by_status: dict[str, list[SourceAnswer]] = {}
+    for answer in answers:
+        by_status.setdefault(answer.status, []).append(answer)
+    story.check("every source is accounted for (answered, late or failed, by name)",
+                {a.source.id for a in answers} == {s.id for s in sources},
+                f"{len(by_status.get('ok', []))} answered in {took:.2f} s"
+                + "".join(f"; {status}: " + ", ".join(a.source.name for a in items)
+                          for status, items in by_status.items() if status != "ok"))
+    table = Table(title="Sources that reported transfers about her")
+    table.add_column("source")
+    table.add_column("entries")
+    table.add_column("newest")
+    for answer in answers:
+        if answer.entries:
+            newest = max(answer.entries, key=lambda e: e.occurred_at)
+            table.add_row(answer.source.name, str(len(answer.entries)),
+                          f"{newest.occurred_at:%d.%m.%Y %H:%M} → "
+                          f"{newest.recipient.service_name if newest.recipient else '?'}")
+    story.console.print(table)
+
+    story.step("The Standesamt and the broker each report the transfer from their own "
+               "protocol (§ 9 IDNrG), under the broker's transfer id")
+    register = next((a for a in answers if a.source.id == standesamt), None)
+    entry = next((e for e in (register.entries if register else ())
+                  if e.transfer_id == birth.transfer_id), None)
+    story.check(f"{standesamt} lists it (she is concerned as a parent)",
+                entry is not None and entry.relation == "concerned"
+                and entry.recipient is not None
+                and entry.recipient.service_id == NAMENSDIENST
+                and entry.purpose == "namensbestimmung",
+                entry.legal_basis if entry else
+                (register.detail if register else "not asked"))
+    broker = next((a for a in answers if a.source.kind == "broker"), None)
+    relayed = next((e for e in (broker.entries if broker else ())
+                    if e.transfer_id == birth.transfer_id), None)
+    story.check("the broker lists it as the intermediary", relayed is not None,
+                broker.source.name if broker and relayed else
+                (broker.detail if broker else "no broker source"))
+
+    story.step("She asks for the content data (\"Persönliche Daten anfragen\")")
+    if register is not None and entry is not None:
+        content = await citizen.source_content(register.source, entry.id)
+        values = _content_values(content.groups)
+        shown = " ".join(values.values())
+        story.check("the register shows what it sent: the child's birth date and names",
+                    child["birth_date"] in shown
+                    and str(birth.data["child_given_names"]).split()[0] in shown,
+                    f"{len(values)} values in {len(content.groups)} groups")
+    else:
+        story.check("the register shows what it sent", False, "no entry to ask about")
+
+    story.step("The transfer is in the signed, cosigned transparency log")
+    deadline = time.monotonic() + LOG_WAIT_S
+    receipt = ""
+    while not receipt:
+        try:
+            receipt = await citizen.receipt(birth.transfer_id)
+        except NotFoundError:  # integrated and cosigned within seconds
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.3)
+    story.check("her receipt (entry, inclusion proof, cosigned checkpoint) is ready",
+                bool(receipt), f"{len(receipt.splitlines())} lines" if receipt else
+                f"none within {LOG_WAIT_S:g} s")
+
+
+SCENARIOS: dict[str, Callable[[Story], Awaitable[None]]] = {"elfe": _elfe, "uvo": _uvo,
+                                                            "dsc": _dsc}
 
 
 async def run_scenario(name: str, base_url: str, credentials: dict[str, Any], *,

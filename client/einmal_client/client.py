@@ -688,6 +688,14 @@ class CitizenClient:
                                          json={"decision": decision}, headers=self._headers)
         return _decode(response, Preview)
 
+    async def receipt(self, transfer_id: str) -> str:
+        """My receipt of a transfer (C2SP tlog-proof text: the entry, its inclusion proof and
+        the cosigned checkpoint); check it with ``einmal_client.receipt.verify_receipt``.
+        ``NotFoundError`` until a published checkpoint covers it, or if it is not mine."""
+        response = await self._http.send("GET", f"/v1/me/transfers/{transfer_id}/receipt",
+                                         headers=self._headers)
+        return response.text
+
     # -- the source model: the cockpit relays, this client opens (decision 0034) ---------------
 
     async def sources(self) -> list[SourceInfo]:

@@ -60,7 +60,7 @@ class TestScenarioCommand:
 
 
 class TestServeAndScenario:
-    def test_demo_server_and_both_stories_pass(self, tmp_path: Path) -> None:
+    def test_demo_server_and_every_story_passes(self, tmp_path: Path) -> None:
         port = free_port()
         env = {**os.environ, "EINMAL_SIMULATOR_FAMILIES": "60", "EINMAL_OPS_TOKEN": _OPS}
         if os.environ.get("EINMAL_TEST_DATABASE_URL"):
@@ -73,7 +73,7 @@ class TestServeAndScenario:
         try:
             _wait_ready(base, server)
             assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o777 == 0o600
-            for story in ("elfe", "uvo"):
+            for story in ("elfe", "uvo", "dsc"):
                 result = _run("scenario", story, "--base-url", base, timeout=120)
                 assert result.returncode == 0, result.stdout + result.stderr
                 assert "✗" not in result.stdout

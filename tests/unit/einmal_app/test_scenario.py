@@ -19,11 +19,11 @@ def closed_port_url() -> str:
 
 
 async def test_unknown_scenario_is_a_value_error_naming_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown scenario 'nope'.*elfe.*uvo"):
+    with pytest.raises(ValueError, match=r"unknown scenario 'nope'.*elfe.*uvo.*dsc"):
         await run_scenario("nope", "http://127.0.0.1:1", CREDENTIALS, console=Console())
 
 
-@pytest.mark.parametrize("name", ["elfe", "uvo"])
+@pytest.mark.parametrize("name", ["elfe", "uvo", "dsc"])
 async def test_no_server_is_one_clear_line_and_false(name: str) -> None:
     url = closed_port_url()
     credentials = {
