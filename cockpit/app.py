@@ -13,7 +13,7 @@ from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
 from cockpit.relay import Relay
 from cockpit.service import CockpitService
 from cockpit.sources import DOCUMENTS_DIR, Desk, LogCheck, load_sources
-from cockpit.sources.documents import SourceSpec
+from cockpit.sources.documents import SourceSpec, broker_host
 from cockpit.store import open_store
 from cockpit.tables import BUCKET, KV
 from cockpit.tiles import LogTiles, create_tiles_router
@@ -50,6 +50,12 @@ def _source_parts(settings: Settings) -> tuple[tuple[SourceSpec, ...], SourceTok
     signer = SourceTokenSigner(private_key=key.private_key, kid=key.kid,
                                issuer=settings.cockpit_base_url)
     return specs, signer
+
+
+def _log_brokers(settings: Settings) -> frozenset[str]:
+    """The source id of the broker whose transfers this cockpit's log holds: ``broker:`` and
+    its host (decision 0035, ``broker.source.broker_source_id``)."""
+    return frozenset({f"broker:{broker_host(settings.broker_base_url)}"})
 
 
 class CockpitComponent:
@@ -93,7 +99,7 @@ class CockpitComponent:
         self.sources = Desk(specs, signer=signer, deadline_s=settings.source_deadline_s,
                             timeout_s=settings.source_timeout_s, checks=LogCheck(
                                 store=self.store, log=self.log,
-                                pseudonym=self.service.pseudonym))
+                                pseudonym=self.service.pseudonym, brokers=_log_brokers(settings)))
         self.relay = Relay(specs, signer=signer, deadline_s=settings.source_deadline_s,
                            timeout_s=settings.source_timeout_s)
         api = create_cockpit_router(

@@ -12,7 +12,9 @@ A document holds one or more ``[[source]]`` tables (docs/sources.md)::
     key_file = "register-source.public.json"   # its answer key, in the keys dir, or inline:
     # key = { kty = "OKP", crv = "Ed25519", x = "...", kid = "..." }  (a JWK or a JWK set)
 
-``url`` may use ``{registers_base_url}`` and ``{broker_base_url}`` (filled from the settings).
+``url`` may use ``{registers_base_url}`` and ``{broker_base_url}``, ``id`` and ``url``
+``{broker_host}`` (host and port of the broker's URL: a broker's id is ``broker:<host:port>``),
+all filled from the settings.
 Every problem is one line ``FILE: FIELD: problem`` (``SourceDocumentError``); a source id in
 two tables (or two files) is refused.
 """
@@ -31,14 +33,14 @@ import msgspec
 from cockpit.sources.model import SourceInfo
 from einmal_client.sources import source_public_keys
 
-__all__ = ["DOCUMENTS_DIR", "SourceDocumentError", "SourceSpec", "load_source_file",
-           "load_sources", "read_key_file"]
+__all__ = ["DOCUMENTS_DIR", "SourceDocumentError", "SourceSpec", "broker_host",
+           "load_source_file", "load_sources", "read_key_file"]
 
 #: the source documents shipped for the demo (the simulated registers and this broker)
 DOCUMENTS_DIR: Path = Path(__file__).resolve().parent / "documents"
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$"
-_PLACEHOLDERS = ("registers_base_url", "broker_base_url")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._\[\]-]{0,127}")
+_PLACEHOLDERS = ("registers_base_url", "broker_base_url", "broker_host")
 
 
 class SourceDocumentError(ValueError):
@@ -77,7 +79,7 @@ class SourceSpec:
 
 
 class _Table(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    id: Annotated[str, msgspec.Meta(pattern=_ID)]
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     kind: Literal["register", "broker"]
     group: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -91,15 +93,12 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 _AT = re.compile(r"^(?P<text>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
-_WORDS = {_ID: "an id of letters, digits and ':._-' (e.g. 'standesamt:04011000')"}
 
 
 def _schema_error(file: str, exc: msgspec.ValidationError) -> SourceDocumentError:
     message = str(exc)
     found = _AT.match(message)
     text, path = (found["text"], found["path"].lstrip(".")) if found else (message, "")
-    for pattern, words in _WORDS.items():
-        text = text.replace(f"Expected `str` matching regex {pattern!r}", f"expected {words}")
     unknown = re.match(r"Object contains unknown field `(?P<name>[^`]+)`", text)
     if unknown:
         path = f"{path}.{unknown['name']}" if path else unknown["name"]
@@ -111,13 +110,32 @@ def _schema_error(file: str, exc: msgspec.ValidationError) -> SourceDocumentErro
     return SourceDocumentError(file, path, text)
 
 
-def _url(file: str, field: str, template: str, values: Mapping[str, str]) -> str:
+def broker_host(base_url: str) -> str:
+    """The ``{broker_host}`` placeholder: host (and port) of the broker's base URL, lower
+    case - a broker's source id is ``broker:<host[:port]>`` (decision 0035)."""
+    return urlsplit(base_url).netloc.lower()
+
+
+def _filled(file: str, field: str, template: str, values: Mapping[str, str]) -> str:
     try:
-        url = template.format_map(values)
+        return template.format_map(values)
     except (KeyError, ValueError, IndexError) as exc:
         msg = (f"only the placeholders {{{'}, {'.join(_PLACEHOLDERS)}}} may be used "
                f"({exc!s})")
         raise SourceDocumentError(file, field, msg) from exc
+
+
+def _id(file: str, field: str, template: str, values: Mapping[str, str]) -> str:
+    filled = _filled(file, field, template, values)
+    if not _ID.fullmatch(filled):
+        msg = ("expected an id of letters, digits and ':._-[]', at most 128 (e.g. "
+               f"'standesamt:04011000'), not {filled!r}")
+        raise SourceDocumentError(file, field, msg)
+    return filled
+
+
+def _url(file: str, field: str, template: str, values: Mapping[str, str]) -> str:
+    url = _filled(file, field, template, values)
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query \
             or parts.fragment:
@@ -200,7 +218,8 @@ def load_source_file(path: Path, *, registers_base_url: str, broker_base_url: st
     except msgspec.ValidationError as exc:
         raise _schema_error(file, exc) from exc
     values = {"registers_base_url": registers_base_url.rstrip("/"),
-              "broker_base_url": broker_base_url.rstrip("/")}
+              "broker_base_url": broker_base_url.rstrip("/"),
+              "broker_host": broker_host(broker_base_url)}
     specs = []
     for index, table in enumerate(document.source):
         where = f"source[{index}]"
@@ -214,7 +233,8 @@ def load_source_file(path: Path, *, registers_base_url: str, broker_base_url: st
         key_path = (None if table.key_file is None
                     else _key_path(file, f"{where}.key_file", table.key_file, keys_dir))
         specs.append(SourceSpec(
-            info=SourceInfo(id=table.id, name=table.name, kind=table.kind, group=table.group),
+            info=SourceInfo(id=_id(file, f"{where}.id", table.id, values), name=table.name,
+                            kind=table.kind, group=table.group),
             url=_url(file, f"{where}.url", table.url, values), key=key, key_path=key_path,
             file=file))
     return specs

@@ -12,7 +12,7 @@ Both ways, by the cockpit's pseudonym of the citizen (never the IdNr):
 """
 
 import base64
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -34,6 +34,8 @@ log = structlog.get_logger()
 #: (transfer id, occurred_at, register id) - pseudonymous log metadata only
 Unreported = tuple[str, datetime, str]
 _DELIVERED = "delivered"
+#: the feed's relations a source lists as well (a source knows no "child" relation)
+_LISTED = frozenset({"self", "concerned"})
 
 
 def _utc_now() -> datetime:
@@ -42,14 +44,17 @@ def _utc_now() -> datetime:
 
 class LogCheck:
     """``store`` and ``log``: the cockpit's; ``pseudonym``: the cockpit's keyed pseudonym of an
-    IdNr (``CockpitService.pseudonym``); ``grace``: how long a transfer may be on its way from
-    the broker to the log before its absence is flagged; ``max_feed``: the most log entries
-    read for the reverse check."""
+    IdNr (``CockpitService.pseudonym``); ``brokers``: the source ids of the brokers whose
+    transfers this log holds (None: any broker asked); ``grace``: how long a transfer may be
+    on its way from the broker to the log before its absence is flagged; ``max_feed``: the
+    most log entries read for the reverse check."""
 
     def __init__(self, *, store: CockpitStore, log: TransferLog,
-                 pseudonym: Callable[[str], str], grace: timedelta = timedelta(minutes=2),
-                 max_feed: int = 500, clock: Callable[[], datetime] = _utc_now) -> None:
+                 pseudonym: Callable[[str], str], brokers: Collection[str] | None = None,
+                 grace: timedelta = timedelta(minutes=2), max_feed: int = 500,
+                 clock: Callable[[], datetime] = _utc_now) -> None:
         self._store = store
+        self._brokers = None if brokers is None else frozenset(brokers)
         self._log = log
         self.pseudonym = pseudonym
         self._grace = grace
@@ -135,12 +140,16 @@ class LogCheck:
 
     async def unreported(self, citizen_ref: str, reported: set[str],
                          answered: Sequence[SourceInfo]) -> tuple[Unreported, ...]:
-        """The log's transfers about this citizen (two years, newest first) that no reported
-        entry carries, though a source that should report them answered: the register of a
-        delivered transfer, or a broker it went through. The log unreadable: none."""
+        """The log's delivered transfers about this citizen (two years, newest first) that no
+        reported entry carries, though a source that should report them answered: the register
+        that delivered it, or the broker it went through (``brokers``). Only what a source
+        lists too: transfers about the citizen or naming them (not a child's that only the
+        parent may read here). The log unreadable: none."""
         registers = {s.id for s in answered if s.kind == "register"}
-        brokers = {s.id for s in answered if s.kind == "broker"}
-        if not registers and not brokers:
+        broker_answered = any(s.kind == "broker" and (self._brokers is None
+                                                     or s.id in self._brokers)
+                              for s in answered)
+        if not registers and not broker_answered:
             return ()
         now = self._clock()
         since = now - VISIBLE_FOR
@@ -149,7 +158,7 @@ class LogCheck:
             rows = await self._store.feed(citizen_ref, since=since, limit=self._max_feed)
             for row in rows:
                 # no grace here: a register logs before it answers, the log comes after
-                if row.transfer_id in reported:
+                if row.transfer_id in reported or row.relation not in _LISTED:
                     continue
                 readable = await self._store.readable_entry(citizen_ref, row.transfer_id,
                                                             since=since)
@@ -157,9 +166,9 @@ class LogCheck:
                     continue
                 leaf = decode_leaf(readable[1])
                 register = (leaf.get("register") or {}).get("id") or ""
-                expected = ((leaf.get("outcome") == _DELIVERED and register in registers)
-                            or bool(brokers & set(leaf.get("intermediaries") or ())))
-                if expected:
+                through_broker = bool(leaf.get("intermediaries"))
+                if leaf.get("outcome") == _DELIVERED and (
+                        register in registers or (broker_answered and through_broker)):
                     found.append((row.transfer_id, row.occurred_at, register))
         except (StoreError, ValueError) as exc:
             log.warning("sources.log_check_failed", error=type(exc).__name__)

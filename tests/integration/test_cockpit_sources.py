@@ -281,8 +281,8 @@ class TestBadSources:
     async def test_a_source_whose_key_file_is_missing_is_not_asked(self, desk: Desk,
                                                                    mia: DemoCitizen) -> None:
         desk.open("s1", expires_at=time.time() + 600)
-        result = await desk.query("s1", mia.idnr, ("einmal-broker",))
-        broker = _outcome(result, "einmal-broker")
+        result = await desk.query("s1", mia.idnr, ("broker:127.0.0.1:9",))
+        broker = _outcome(result, "broker:127.0.0.1:9")
         assert broker.status == "error"
         assert "lacks its key" in broker.detail
 
@@ -492,6 +492,13 @@ class TestLogCrossCheck:
         # not flagged when the register that should report it was not asked
         other = self._run(live, desk.query("cross-check", child["idnr"], (HAMBURG,)))
         assert other.unreported == ()
+        # the broker reports it: then it is reported, and checked against the log
+        broker = next(s.id for s in desk.sources if s.kind == "broker")
+        both = self._run(live, desk.query("cross-check", child["idnr"], (BREMEN, broker)))
+        assert _outcome(both, broker).status == "ok"
+        assert [e.entry.transfer_id for e in both.entries] == [transfer_id]
+        assert both.entries[0].log == "logged"
+        assert both.unreported == ()
 
     def test_a_transfer_the_log_lacks_is_missing_once_past_the_grace(self, flow: Any) -> None:
         live, child, transfer_id = flow

@@ -96,6 +96,11 @@ class TestRefusals:
         assert error.field == "source[0].id"
         assert "an id of letters, digits" in error.text
 
+    def test_an_unknown_placeholder_in_the_id_is_refused(self, tmp_path: Path) -> None:
+        error = _error(tmp_path, _document(id='"broker:{cockpit_host}"'))
+        assert error.field == "source[0].id"
+        assert "only the placeholders" in error.text
+
     @pytest.mark.parametrize("url", ['"{registers_base_url}/x?y=1"', '"ftp://host/dsc"',
                                      '"{cockpit_base_url}/dsc"', '"/relative/dsc"'])
     def test_a_bad_url_is_refused(self, tmp_path: Path, url: str) -> None:
@@ -165,6 +170,7 @@ class TestGoodDocuments:
         assert "einkommensregister" in ids
         broker = next(s for s in specs if s.info.kind == "broker")
         assert broker.url == f"{BROKER}/dsc"
+        assert broker.id == "broker:127.0.0.1:9"  # broker.source.broker_source_id's rule
         bremen = next(s for s in specs if s.id == "standesamt:04011000")
         assert bremen.url == f"{REGISTERS}/standesamt/04011000/dsc"
         assert bremen.info.name == "Standesamt Bremen"
