@@ -119,6 +119,15 @@ class TestSessionKey:
         with pytest.raises(InvalidSourceAnswerError):
             SessionKey().open("not.a.jwe.at.all")
 
+    def test_a_long_answer_opens_up_to_the_envelopes_bound(self) -> None:
+        """joserfc's default refuses ciphertexts above 64 KB: a list of a few hundred entries
+        (the broker lists up to 1,000) must still open."""
+        session = SessionKey()
+        long = b"x" * 3_000_000
+        assert session.open(seal_for_session(session.public_jwk, long)) == long
+        with pytest.raises(InvalidSourceAnswerError):
+            session.open(seal_for_session(session.public_jwk, b"x" * 4_300_000))
+
     @pytest.mark.parametrize("jwk", [
         {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
         {"kty": "EC", "crv": "P-256", "x": "a", "y": "b"},

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import httpx
 import jwt
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,10 +33,12 @@ from einmal_client.client import (
     RegisterUnavailableError,
     RoutingFailedError,
     ServiceClient,
+    SourceAnswer,
     StoreUnavailableError,
     TransportError,
     VerifiedProof,
 )
+from einmal_client.sources import ListAnswer, SourceEntry, seal_answer
 
 BASE = "http://einmal.test"
 SERVICE = "elterngeldstelle-bremen"
@@ -426,8 +429,61 @@ def test_public_surface_is_pinned() -> None:
         "PreviewPendingError", "PreviewRefusedError", "PreviewRequired",
         "PreviewRequiredError", "ProblemError", "ProofVerificationError", "RegisterRef",
         "RegisterTimeoutError", "RegisterUnavailableError", "RoutingFailedError",
-        "ServiceClient", "ServiceRef", "StoreUnavailableError", "Transfer", "TransportError",
-        "VerifiedProof"}
+        "ServiceClient", "ServiceRef", "SourceAnswer", "SourceInfo", "StoreUnavailableError",
+        "Transfer", "TransportError", "VerifiedProof"}
+
+
+class TestSourceQuery:
+    """``CitizenClient.source_query`` opens what the cockpit relays with its own key and keeps
+    only answers signed by the source, about the citizen, for this request."""
+
+    SOURCE_KEY = Ed25519PrivateKey.from_private_bytes(b"r" * 32)
+    OTHER_KEY = Ed25519PrivateKey.from_private_bytes(b"o" * 32)
+
+    def _relay(self, *, sign_with: Ed25519PrivateKey, idnr: str,
+               ) -> Callable[[httpx.Request], httpx.Response]:
+        source = {"id": "standesamt:04011000", "name": "Standesamt Bremen", "kind": "register",
+                  "group": "Standesämter",
+                  "key": public_jwk(self.SOURCE_KEY.public_key(), "k1")}
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/me/sources":
+                return httpx.Response(200, json={"items": [source]})
+            asked = json.loads(request.content)
+            answer = ListAnswer(correlation_id="c-1", source=source["id"], idnr=idnr,
+                                entries=(SourceEntry(id="e1", occurred_at=datetime.now(UTC),
+                                                     source=source["id"]),))
+            payload = seal_answer(asked["session_key"], msgspec.json.encode(answer),
+                                  private_key=sign_with, kid="k1")
+            return httpx.Response(200, json={"answers": [{
+                "source": source["id"], "status": "ok", "envelope": {
+                    "nachrichtentyp": "antwortListeProtokolldaten", "version": "1",
+                    "correlationID": "c-1", "source": source["id"], "payload": payload}}]})
+        return handler
+
+    async def _query(self, handler: Callable[[httpx.Request], httpx.Response],
+                     ) -> list[SourceAnswer]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            return await CitizenClient(BASE, "tok", http=http, idnr=CHILD).source_query()
+
+    async def test_a_signed_answer_about_me_is_opened(self) -> None:
+        [answer] = await self._query(self._relay(sign_with=self.SOURCE_KEY, idnr=CHILD))
+        assert (answer.status, [e.id for e in answer.entries]) == ("ok", ["e1"])
+        assert answer.source.name == "Standesamt Bremen"
+
+    @pytest.mark.parametrize(("signer", "about"), [("other", CHILD), ("source", "81709656328")])
+    async def test_another_signer_or_another_citizen_is_an_error_without_entries(
+            self, signer: str, about: str) -> None:
+        key = self.OTHER_KEY if signer == "other" else self.SOURCE_KEY
+        [answer] = await self._query(self._relay(sign_with=key, idnr=about))
+        assert (answer.status, answer.entries) == ("error", ())
+        assert answer.detail
+
+    async def test_without_my_idnr_the_client_cannot_check_and_does_not_ask(self) -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(
+                lambda _: httpx.Response(500))) as http:
+            with pytest.raises(ValueError, match="IdNr"):
+                await CitizenClient(BASE, "tok", http=http).source_query()
 
 
 class TestPreview:
