@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from connectors.xpersonenstand import build_request
+from einmal_client.sources import SessionKey
 from tests.e2e.conftest import in_days
 from tests.e2e.helpers import ELTERNGELD, FAMILIENKASSE, NAMENSDIENST, UVO, birth_request
 from tests.e2e.security_support import (
@@ -221,6 +222,25 @@ MATRIX: dict[tuple[str, str], Row] = {
         _receipt, {"citizen-a": 200, "parent-of-child": 200, "citizen-b": 404},
         note="a birth proof about the elfe child: both parents see it; another citizen gets "
              "the unknown-id 404"),
+    # -- cockpit: the citizen API in the source model (asked live, relayed unopened)
+    ("GET", "/v1/me/sources"): Row(_get("/v1/me/sources"), _CITIZENS_OK),
+    ("POST", "/v1/me/source-queries"): Row(
+        lambda ctx, actor: {"method": "POST", "url": "/v1/me/source-queries", "json": {
+            "session_key": SessionKey().public_jwk, "sources": ["standesamt:04011000"]}},
+        _CITIZENS_OK, note="each citizen is asked about by the IdNr of their own token"),
+    ("POST", "/v1/me/source-queries/content"): Row(
+        lambda ctx, actor: {"method": "POST", "url": "/v1/me/source-queries/content", "json": {
+            "session_key": SessionKey().public_jwk, "source": "standesamt:04011000",
+            "entry_id": "no-such-entry"}},
+        dict.fromkeys(CITIZENS, 404),
+        note="past the gate a citizen reaches the source, which answers only about the "
+             "token's IdNr: an unknown or another's entry is 404 (test_dsc_api.py)"),
+    # -- broker: its own protocol as a source (issue 15 §5)
+    ("GET", "/dsc/status"): Row(_get("/dsc/status"), _all(401), note=_SOURCE),
+    ("POST", "/dsc/protokolldaten"): Row(_post_empty("/dsc/protokolldaten"), _all(401),
+                                         note=_SOURCE),
+    ("POST", "/dsc/inhaltsdaten"): Row(_post_empty("/dsc/inhaltsdaten"), _all(401),
+                                       note=_SOURCE),
     ("GET", "/v1/audit/export"): Row(_get("/v1/audit/export"), {"auditor": 200}),
     ("GET", "/v1/log/checkpoint"): Row(_get("/v1/log/checkpoint"), _all(200)),
     ("GET", "/v1/log/verifier-key"): Row(_get("/v1/log/verifier-key"), _all(200)),
@@ -442,4 +462,4 @@ def test_options_reveals_nothing(ctx: Context, route: tuple[str, str]) -> None:
 def test_matrix_size() -> None:
     """Recorded in docs/threat-model.md."""
     assert len(ACTORS) == 11
-    assert len(MATRIX) == 54 + len(WEB_ROWS)
+    assert len(MATRIX) == 60 + len(WEB_ROWS)
