@@ -9,6 +9,7 @@ the test (conftest).
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ pytestmark = pytest.mark.browser
 
 ANNA = "81709656328"
 BEN = "60478593182"
+
+
+@pytest.fixture(autouse=True)
+def _central_overview(cockpit: Cockpit) -> Iterator[None]:
+    """This module drives the central overview (a cockpit configured without sources); the
+    source model, the default since issue 15, has its own module (test_sources_browser.py)."""
+    web = cockpit.live.component("cockpit").web
+    desk, web.sources = web.sources, None
+    yield
+    web.sources = desk
 
 
 # -- helpers -----------------------------------------------------------------------------------
