@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Router
@@ -151,13 +152,16 @@ def _entry(hit: ProtocolHit) -> ProtocolEntry:
         raise SourceReadError(msg) from exc
 
 
+_BERLIN = ZoneInfo("Europe/Berlin")
+
+
 def _relayed(entry: ProtocolEntry) -> tuple[ContentGroup, ...]:
     """What the broker can say about a transfer it relayed: everything but the content."""
     register = entry.register
     return content_groups({
         "Vermittlung": {
             "Vorgang": entry.id,
-            "Zeitpunkt": entry.occurred_at,
+            "Zeitpunkt": f"{entry.occurred_at.astimezone(_BERLIN):%d.%m.%Y %H:%M:%S} Uhr",
             "Nachweis": _PROOF_NAMES.get(entry.proof_type, entry.proof_type),
             "Empfänger": entry.service.name,
             "Behörde": entry.service.authority,
