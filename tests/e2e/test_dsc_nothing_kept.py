@@ -42,7 +42,6 @@ from tests.integration.test_no_idnr_at_rest import (
 )
 
 
-
 def _cockpit_url(live: LiveServer) -> str:
     url = live.settings.database_url_for("cockpit")
     return url.replace("postgresql://", "postgresql+asyncpg://", 1)
