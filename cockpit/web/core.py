@@ -211,6 +211,10 @@ class WebView:
             if cookie_id is not None and session is None:
                 self.drop_answers(cookie_id)  # the session ended (idle): its answers too
             raise LoginRequired(path, expired=had_cookie and session is None)
+        if self.sources is not None:  # the answers live as long as the session: idle end too
+            held = self.sources.answers(session.id)
+            if held is not None:
+                held.expires_at = self.sessions.expires_at(session)
         return session
 
     async def check_csrf(self, request: Request[Any, Any, Any], session: WebSession,

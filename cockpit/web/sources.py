@@ -54,8 +54,9 @@ def _desk(web: WebView) -> SourceDesk:
 
 
 def _end(web: WebView, login: WebSession) -> float:
-    """When the session's answers go: the session's absolute end."""
-    return login.ends_at or web.sessions.expires_at(login)
+    """When the session's answers go: when the session ends if the citizen does nothing
+    (idle timeout or absolute end, whichever is first; every page request moves it on)."""
+    return web.sessions.expires_at(login)
 
 
 @get("/sources", name="sources", include_in_schema=False)

@@ -3,6 +3,7 @@ the picker after login, the query, the merged overview with the late and failed 
 the log's flags, an entry's content data, the PDF, and that logout drops the answers."""
 
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -131,9 +132,23 @@ async def test_start_asks_the_chosen_known_sources_and_redirects(site: Site) -> 
         "csrf_token": site.csrf, "source": [BROKER.id, "evil:elsewhere", STANDESAMT.id],
         "action": "start"})
     assert answer.status_code == 303 and answer.headers["location"] == "/"
-    # the session's end goes to the desk: it drops the answers then
-    assert site.desk.opened == [(site.session.id, site.session.ends_at)]
+    # the session's end goes to the desk (its idle end: sooner than the absolute one here):
+    # the desk drops the answers then
+    [(opened_for, expires_at)] = site.desk.opened
+    assert opened_for == site.session.id
+    assert abs(expires_at - (time.time() + site.view.sessions.idle_s)) < 5
+    assert expires_at < site.session.ends_at
     assert site.desk.queried == [(site.session.id, IDNR, (STANDESAMT.id, BROKER.id))]
+
+
+async def test_each_page_moves_the_answers_end_with_the_sessions_idle_end(site: Site,
+                                                                         ) -> None:
+    await site.query()
+    held = site.desk.answers(site.session.id)
+    assert held is not None
+    held.expires_at = 0.0  # as if it were about to go
+    assert (await site.client.get("/")).status_code == 200
+    assert time.time() < held.expires_at <= site.session.ends_at
 
 
 async def test_start_with_nothing_chosen_is_refused(site: Site) -> None:
