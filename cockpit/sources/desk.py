@@ -53,6 +53,9 @@ REFUSED = "refused the cockpit's request"
 INVALID = "answered something the cockpit refused (unreadable, not for this session or person)"
 TOO_MUCH = "answered too much"
 NOT_SET_UP = "cannot be asked yet: the cockpit lacks its key"
+#: detail -> the outcome's stable reason code (``SourceOutcome.reason``)
+REASONS = {UNAVAILABLE: "unavailable", REFUSED: "refused", INVALID: "invalid",
+           TOO_MUCH: "too-much", NOT_SET_UP: "not-set-up"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +242,8 @@ class Desk:
         log.warning("sources.failed", source=source.id, error=type(exc).__name__,
                     reason=str(exc)[:200],
                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
-        return _Answer(SourceOutcome(source=source, status="error", detail=detail))
+        return _Answer(SourceOutcome(source=source, status="error", detail=detail,
+                                     reason=REASONS[detail]))
 
     async def _follow(self, slot: Slot, generation: int, asked_at: datetime,
                       chosen: tuple[str, ...], finished: dict[str, _Answer],
@@ -268,7 +272,7 @@ class Desk:
             info = self._specs[source_id].info
             answer = finished.get(source_id)
             if answer is None:
-                outcomes.append(SourceOutcome(source=info, status="late",
+                outcomes.append(SourceOutcome(source=info, status="late", reason="late",
                                               detail=f"no answer within {self._deadline:g} s"))
                 continue
             outcomes.append(answer.outcome)

@@ -36,6 +36,9 @@ class SourceOutcome:
     #: in words fit for the citizen (never the source's raw answer)
     detail: str = ""
     count: int = 0               # entries it listed (ok only)
+    #: why, as a stable code for the page to translate: "late", or for "error" one of
+    #: "unavailable", "refused", "invalid", "too-much", "not-set-up"; "" when ok
+    reason: str = ""
 
 
 #: the transparency log's view of an entry that went through the broker (item 6):

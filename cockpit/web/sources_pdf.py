@@ -108,8 +108,9 @@ def sources_report(result: QueryResult, entries: Sequence[MergedEntry],
         if outcome.status == "late":
             writer.line(t("sources.late", name=outcome.source.name))
         elif outcome.status == "error":
-            writer.line(t("sources.error", name=outcome.source.name) + " - "
-                        + t("sources.error_text"))
+            reason = (f"sources.reason_{outcome.reason.replace('-', '_')}" if outcome.reason
+                      else "sources.error_text")
+            writer.line(t("sources.error", name=outcome.source.name) + " - " + t(reason))
     if result.unreported:
         writer.font(10, bold=True)
         writer.line(t("sources.unreported"))

@@ -48,7 +48,8 @@ PENDING = entry(BROKER, 3, days_ago=2, service="uvo", service_name="Unterhaltsvo
                 log="pending", transfer_id="tr-3")
 OUTCOMES = (SourceOutcome(source=STANDESAMT, status="ok", count=1),
             SourceOutcome(source=SORGEREGISTER, status="late"),
-            SourceOutcome(source=BROKER, status="error", detail="Antwort abgelehnt"))
+            SourceOutcome(source=BROKER, status="error", detail="refused the cockpit's request",
+                          reason="refused"))
 
 
 @dataclass
@@ -181,6 +182,9 @@ async def test_overview_lists_the_merged_entries_and_names_who_did_not_answer(si
         assert name in shown, name
     assert "Sorgeregister Bremen: keine Antwort" in shown
     assert "Vermittlungsstelle Einmal: Fehler" in shown
+    # the reason in the page's language, never the desk's English words
+    assert "Die Stelle hat die Anfrage des Datenschutzcockpits abgelehnt." in shown
+    assert "refused the cockpit" not in shown
     assert "Quellen erneut abfragen" in shown and 'href="/sources"' in page.text
     # newest first, as the desk merged them
     table = shown[shown.index("Übermittlungen werden angezeigt"):]
