@@ -12,6 +12,7 @@ Both ways, by the cockpit's pseudonym of the citizen (never the IdNr):
 """
 
 import base64
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +37,8 @@ Unreported = tuple[str, datetime, str]
 _DELIVERED = "delivered"
 #: the feed's relations a source lists as well (a source knows no "child" relation)
 _LISTED = frozenset({"self", "concerned"})
+#: verified inclusions remembered (32 bytes and an int each)
+_MAX_VERIFIED = 100_000
 
 
 def _utc_now() -> datetime:
@@ -60,6 +63,10 @@ class LogCheck:
         self._grace = grace
         self._max_feed = max_feed
         self._clock = clock
+        #: log index -> leaf hash whose inclusion under a published, signed checkpoint was
+        #: verified: the tree only grows (witnesses and monitors hold it to that), so it stays
+        #: included in every later checkpoint. Facts about the log, not about a citizen.
+        self._included_at: OrderedDict[int, bytes] = OrderedDict()
 
     async def _published_root(self) -> tuple[int, bytes] | None:
         """(size, root) of the published checkpoint, its signature checked; None if none."""
@@ -127,6 +134,10 @@ class LogCheck:
 
     async def _included(self, index: int, leaf: bytes | None, size: int, root: bytes,
                         ) -> EntryCheck:
+        known = self._included_at.get(index)
+        if known is not None and (leaf is None or tlog.leaf_hash(leaf) == known):
+            self._included_at.move_to_end(index)
+            return "logged"
         proof = await self._log.inclusion(index, size)
         leaf_hash = (tlog.leaf_hash(leaf) if leaf is not None
                      else base64.b64decode(proof.leaf_hash))
@@ -136,6 +147,9 @@ class LogCheck:
         except tlog.ProofError:
             log.error("sources.log_inclusion_invalid", index=index, tree_size=size)
             return "missing"
+        self._included_at[index] = leaf_hash
+        if len(self._included_at) > _MAX_VERIFIED:
+            self._included_at.popitem(last=False)
         return "logged"
 
     async def unreported(self, citizen_ref: str, reported: set[str],

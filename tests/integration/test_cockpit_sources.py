@@ -525,3 +525,45 @@ class TestLogCrossCheck:
         stranger = self._run(live, checks.entry_checks(cockpit.service.pseudonym(OTHER_IDNR),
                                                        [claimed]))
         assert stranger == [("missing", None)]
+
+    def test_a_verified_inclusion_is_not_proven_again_but_another_leaf_is(self, flow: Any,
+                                                                          ) -> None:
+        """The tree only grows: an index once proven under a signed checkpoint stays proven
+        (no proof read on the next query). A different leaf at that index is proven again -
+        and fails."""
+        live, child, transfer_id = flow
+        self._query_until_logged(live, child["idnr"])
+        cockpit = live.component("cockpit")
+        proofs: list[tuple[int, int]] = []
+
+        class CountingLog:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(cockpit.log, name)
+
+            async def inclusion(self, index: int, size: int) -> Any:
+                proofs.append((index, size))
+                return await cockpit.log.inclusion(index, size)
+
+        checks = LogCheck(store=cockpit.store, log=CountingLog(),  # a wrapper of TransferLog
+                          pseudonym=cockpit.service.pseudonym)
+        entry = SourceEntry(id="c", occurred_at=datetime.now(UTC), source=BREMEN,
+                            transfer_id=transfer_id)
+        ref = cockpit.service.pseudonym(child["idnr"])
+        first = self._run(live, checks.entry_checks(ref, [entry]))
+        second = self._run(live, checks.entry_checks(ref, [entry]))
+        assert first == second and first[0][0] == "logged"
+        assert len(proofs) == 1
+        index = first[0][1]
+        assert index is not None
+        # another leaf at that index (a store rewritten under the cockpit): proven again, fails
+        real = cockpit.store.readable_entry
+
+        async def rewritten(citizen_ref: str, wanted: str, *, since: datetime) -> Any:
+            found = await real(citizen_ref, wanted, since=since)
+            return None if found is None else (found[0], b'{"rewritten":true}')
+
+        checks._store = type("Rewritten", (), {
+            "readable_entry": staticmethod(rewritten)})()
+        third = self._run(live, checks.entry_checks(ref, [entry]))
+        assert third == [("missing", index)]
+        assert len(proofs) == 2
