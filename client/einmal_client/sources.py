@@ -49,11 +49,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from joserfc import jwe
+from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 __all__ = [
+    "ANSWER_ALG",
     "ANSWER_TYP",
     "CONTENT_ANSWER",
     "CONTENT_REQUEST",
@@ -104,7 +105,6 @@ MAX_TOKEN_TTL_S: Final = 60
 #: the ``typ`` of a source's signed answer (the JWS inside the JWE)
 ANSWER_TYP: Final = "dsc-answer+jws"
 _JWE_ALGORITHMS = ("ECDH-ES", "A256GCM")
-_JWS = jwt.PyJWS()
 _JWE_HEADER = {"alg": "ECDH-ES", "enc": "A256GCM"}
 #: the tree's bounds: what a source may send, what a client accepts
 _MAX_DEPTH = 8
@@ -337,11 +337,22 @@ def seal_for_session(jwk: Mapping[str, Any], plaintext: bytes) -> str:
                                algorithms=_JWE_ALGORITHMS)
 
 
+class _SignedAnswers(jws.JWSRegistry):
+    """joserfc's JWS bounds, with room for an answer up to the envelope's bound."""
+
+    max_payload_length = _MAX_ANSWER_BYTES
+
+
+#: RFC 9864's fully-specified name of EdDSA over Ed25519 (joserfc warns on plain "EdDSA")
+ANSWER_ALG: Final = "Ed25519"
+_SIGNED = _SignedAnswers(algorithms=[ANSWER_ALG])
+
+
 def sign_answer(plain: bytes, private_key: Ed25519PrivateKey, kid: str) -> str:
-    """A source's signature over an answer's JSON: a JWS compact (EdDSA, ``typ``
-    ``dsc-answer+jws``, ``kid``)."""
-    return _JWS.encode(plain, private_key, algorithm="EdDSA",
-                       headers={"kid": kid, "typ": ANSWER_TYP})
+    """A source's signature over an answer's JSON: a JWS compact (``alg`` Ed25519, RFC 9864;
+    ``typ`` ``dsc-answer+jws``, ``kid``)."""
+    return jws.serialize_compact({"alg": ANSWER_ALG, "kid": kid, "typ": ANSWER_TYP}, plain,
+                                 OKPKey.import_key(private_key), registry=_SIGNED)
 
 
 def seal_answer(jwk: Mapping[str, Any], plain: bytes, *, private_key: Ed25519PrivateKey,
@@ -380,19 +391,21 @@ def source_public_keys(document: Mapping[str, Any]) -> dict[str, Ed25519PublicKe
 
 def verify_answer(unverified_jws: bytes, keys: Mapping[str, Ed25519PublicKey]) -> bytes:
     """The answer JSON inside a source's JWS; ``InvalidSourceAnswerError`` unless it is an
-    EdDSA JWS of type ``dsc-answer+jws`` that verifies with the key its ``kid`` names in
-    ``keys``."""
+    Ed25519 JWS (RFC 9864) of type ``dsc-answer+jws`` that verifies with the key its ``kid``
+    names in ``keys``. (joserfc, not PyJWT: PyJWT checks a payload's alphabet character by
+    character, 5 ms for a 60 KB answer; joserfc 0.7 ms.)"""
     try:
-        header = _JWS.get_unverified_header(unverified_jws)
+        header = jws.extract_compact(unverified_jws, registry=_SIGNED).headers()
         key = keys.get(str(header.get("kid")))
-        if header.get("typ") != ANSWER_TYP or header.get("alg") != "EdDSA" or key is None:
+        if header.get("typ") != ANSWER_TYP or header.get("alg") != ANSWER_ALG or key is None:
             msg = "not a source answer signed with a known key"
-            raise jwt.InvalidTokenError(msg)
-        payload: bytes = _JWS.decode(unverified_jws, key, algorithms=["EdDSA"])
-    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+            raise ValueError(msg)
+        verified = jws.deserialize_compact(unverified_jws, OKPKey.import_key(key),
+                                           registry=_SIGNED)
+    except (JoseError, ValueError, TypeError) as exc:
         msg = "the answer is not signed with the source's key (signed with another key?)"
         raise InvalidSourceAnswerError(msg) from exc
-    return payload
+    return verified.payload
 
 
 class _AnswerRegistry(jwe.JWERegistry):

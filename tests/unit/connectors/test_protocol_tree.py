@@ -276,13 +276,28 @@ class TestSignedAnswers:
         session = SessionKey()
         sealed = _seal(session.public_jwk, b'{"a":1}')
         signed = session.open(sealed)
-        assert jwt.get_unverified_header(signed) == {"alg": "EdDSA", "kid": SOURCE_KID,
+        assert jwt.get_unverified_header(signed) == {"alg": "Ed25519", "kid": SOURCE_KID,
                                                      "typ": "dsc-answer+jws"}
         assert verify_answer(signed, source_public_keys(SOURCE_JWKS)) == b'{"a":1}'
 
     def test_another_typ_is_refused(self) -> None:
         token = jwt.api_jws.PyJWS().encode(b"{}", SOURCE_KEY, algorithm="EdDSA",
                                            headers={"kid": SOURCE_KID, "typ": "JWT"})
+        with pytest.raises(InvalidSourceAnswerError):
+            verify_answer(token.encode(), source_public_keys(SOURCE_JWKS))
+
+    def test_a_long_answer_verifies(self) -> None:
+        """joserfc's default JWS bound (128 KB) would refuse a list of a few hundred entries:
+        answers are bounded by the envelope's 4 MiB instead."""
+        long = b'{"a":"' + b"x" * 2_000_000 + b'"}'
+        signed = sign_answer(long, SOURCE_KEY, SOURCE_KID).encode()
+        assert verify_answer(signed, source_public_keys(SOURCE_JWKS)) == long
+
+    def test_the_algorithm_must_be_ed25519(self) -> None:
+        """RFC 9864's fully-specified name only: the same signature under the polymorphic
+        "EdDSA" name is refused (no algorithm confusion, one spelling to check)."""
+        token = jwt.api_jws.PyJWS().encode(b"{}", SOURCE_KEY, algorithm="EdDSA",
+                                           headers={"kid": SOURCE_KID, "typ": "dsc-answer+jws"})
         with pytest.raises(InvalidSourceAnswerError):
             verify_answer(token.encode(), source_public_keys(SOURCE_JWKS))
 
