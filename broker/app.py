@@ -115,12 +115,13 @@ class BrokerComponent:
             answer_key=load_or_create_signing_key(keys_dir, ANSWER_KEY), keys_dir=keys_dir,
             # the cockpit's desk names its URL as the issuer of its tokens (as for registers)
             cockpit_issuer=settings.cockpit_base_url, clock=self.notary.clock)
-        self.router: Router = Router(path="/", route_handlers=[create_broker_router(
+        #: the API of online services and citizens (its dependencies: tokens, limits)
+        self.api: Router = create_broker_router(
             broker=self.service, service_tokens=service_tokens, citizens=citizens, limits=limits,
             # the first key signs; retired keys stay published so older proofs still verify
             jwks={"keys": [proof_key.public_jwk,
-                           *retired_public_jwks(keys_dir, "broker-proof")]}),
-            self.source.router()])
+                           *retired_public_jwks(keys_dir, "broker-proof")]})
+        self.router: Router = Router(path="/", route_handlers=[self.api, self.source.router()])
 
     @property
     def repository(self) -> BrokerStore:

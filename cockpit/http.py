@@ -304,6 +304,12 @@ _content_query = msgspec.json.Decoder(ContentQuery)
 _QUERY_MAX_BODY = 64 * 1024
 
 
+def _with_sources(relay: Relay | None) -> Relay:
+    if relay is None:
+        raise ProblemError("not-found", "This cockpit asks no sources.")
+    return relay
+
+
 def _decode_query(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
     try:
         return decoder.decode(body)
@@ -348,7 +354,9 @@ async def my_source_content(request: Request[Any, Any, Any], relay: NamedDepende
 
 def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
                           channel: ChannelAuth, transfer_log: TransferLog,
-                          auditors: AuditorAuth, relay: Relay) -> Router:
+                          auditors: AuditorAuth, relay: Relay | None = None) -> Router:
+    """The cockpit's API. ``relay``: the citizen API's source queries (None: a cockpit with no
+    sources, whose source-query routes answer 404)."""
     return Router(path="/", route_handlers=[
         ingest, my_transfers, my_receipt, my_sources, my_source_query, my_source_content,
         checkpoint, verifier_key, inclusion_proof,
@@ -357,7 +365,7 @@ def create_cockpit_router(*, cockpit: CockpitService, citizens: CitizenAuth,
         "transfer_log": Provide(lambda: transfer_log, use_cache=True, sync_to_thread=False),
         "auditors": Provide(lambda: auditors, use_cache=True, sync_to_thread=False),
         "cockpit": Provide(lambda: cockpit, use_cache=True, sync_to_thread=False),
-        "relay": Provide(lambda: relay, use_cache=True, sync_to_thread=False),
+        "relay": Provide(lambda: _with_sources(relay), use_cache=True, sync_to_thread=False),
         "channel": Provide(lambda: channel, use_cache=True, sync_to_thread=False),
         "citizen": Provide(citizens.dependency()),
     })

@@ -166,7 +166,7 @@ def test_access_token_key_rotation_accepts_old_tokens_for_their_lifetime(
                             headers={"authorization": f"Bearer {token}"}, timeout=20)
         assert answer.status_code == 200, answer.text
     # ... and once the retired key's last token could have expired, it is dropped
-    service_tokens = second.component("broker").router.dependencies["service_tokens"]
+    service_tokens = second.component("broker").api.dependencies["service_tokens"]
     verifier = service_tokens.dependency()
     assert verifier.not_after[old_kid] <= time.time() + ROLLOVER_S + 300
     verifier.not_after[old_kid] = time.time() - 1  # as if that time had come
