@@ -22,6 +22,7 @@ that run:
   (einmal/openapi.py: ``with_request_body``), so schemathesis generates real bodies.
 """
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -48,6 +49,8 @@ from schemathesis.specs.openapi.checks import (
 
 from einmal.settings import load_settings
 from einmal_client.audit import auditor_token
+from einmal_client.client import CitizenClient
+from einmal_client.sources import SessionKey
 from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, start_server
 from tests.e2e.conftest import Demo, bearer, in_days
 from tests.e2e.helpers import ELTERNGELD, NAMENSDIENST, UVO, birth_request
@@ -128,7 +131,9 @@ def _auth(live: LiveServer, demo: Demo) -> dict[str, dict[str, str]]:
             "POST /v1/transfer-records": channel,
             "GET /v1/proof-requests/{request_id}": service,
             "GET /v1/me/previews": citizen, "GET /v1/me/previews/{request_id}": citizen,
-            "POST /v1/me/previews/{request_id}": citizen}
+            "POST /v1/me/previews/{request_id}": citizen,
+            "GET /v1/me/sources": citizen, "POST /v1/me/source-queries": citizen,
+            "POST /v1/me/source-queries/content": citizen}
 
 
 @dataclass
@@ -244,7 +249,29 @@ def _happy_paths(demo: Demo, ready: Prepared) -> dict[str, list[HappyPath]]:
             lambda: _cosign_again(demo),
             {"body": f"old 0\n\n{ready.checkpoint}", "media_type": "text/plain"}],
         "GET /log/tile/{rest}": [{"path_parameters": {"rest": f"0/000.p/{size}"}}],
+        "GET /v1/me/sources": [{"query": {}}],
+        "POST /v1/me/source-queries": [{"body": {"session_key": SessionKey().public_jwk,
+                                                 "sources": [_standesamt(demo)]}}],
+        "POST /v1/me/source-queries/content": [lambda: _content_query(demo, ready)],
     }
+
+
+def _standesamt(demo: Demo) -> str:
+    return f"standesamt:{demo.citizen('elfe', 'child')['place_of_birth']}"
+
+
+def _content_query(demo: Demo, ready: Prepared) -> dict[str, Any]:
+    """The content query of the parent's entry at the Standesamt for the prepared transfer
+    (its id: from the source's list, opened with the parent's own key)."""
+    parent = demo.citizen("elfe", "parent")["idnr"]
+
+    async def entry_id() -> str:
+        async with CitizenClient(demo.base_url, demo.citizen_token(parent),
+                                 idnr=parent) as citizen:
+            [answer] = await citizen.source_query([_standesamt(demo)])
+        return next(e.id for e in answer.entries if e.transfer_id == ready.transfer_id)
+    return {"body": {"session_key": SessionKey().public_jwk, "source": _standesamt(demo),
+                     "entry_id": asyncio.run(entry_id())}}
 
 
 def _is_problem(response: schemathesis.Response) -> str | None:
