@@ -13,6 +13,7 @@ the reason, never a 500.
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from tests.e2e.oidc_support import (
     scripted_idp,
     start_cockpit,
 )
-from tests.e2e.web_support import Browser, link
+from tests.e2e.web_support import Browser, form, link
 from tests.unit.cockpit.web.fake_idp import IDNR, FakeIdp, private_key, public_jwk
 
 CALLBACK = "/elterngeld/consent-callback"
@@ -126,13 +127,21 @@ class TestLoginThroughTheMockProvider:
         assert hops == ["/oauth2/authorize", "/auth/callback"], hops
         assert [e["event"] for e in events if e["event"].startswith("web.login")] == \
             ["web.login"]
-        # the transfer about Anna's child reaches the cockpit asynchronously: wait for it
+        # the source model: the picker first; the query asks the sources with the session
+        assert "Abfrage starten" in page.text
+        picker = form(page.text, "/sources/query")
+        page = browser.post("/sources/query", data={
+            "csrf_token": picker.fields["csrf_token"], "action": "start",
+            "source": re.findall(r'name="source" value="([^"]+)"', page.text)})
+        assert page.status_code == 200 and page.url.path == "/"
+        assert "Datenübermittlung am" in page.text  # the register's and the broker's entries
+        # the log's view of the transfer, read from the cockpit API with the session's token;
+        # it reaches the cockpit asynchronously: wait for it
         deadline = time.monotonic() + 15
-        while f"/transfers/{site.legal_id}" not in page.text:
-            assert time.monotonic() < deadline, "the transfer never showed on the overview"
-            page = browser.get("/")
         detail = browser.get(f"/transfers/{site.legal_id}")
-        assert detail.status_code == 200
+        while detail.status_code != 200:
+            assert time.monotonic() < deadline, "the transfer never reached the log"
+            detail = browser.get(f"/transfers/{site.legal_id}")
         assert "Standesamt" in detail.text
 
     def test_the_mock_saw_the_client_authentication_it_registered(self, site: Site) -> None:
