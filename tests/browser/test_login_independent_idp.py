@@ -106,16 +106,16 @@ def test_login_at_the_mock_provider_then_pages_from_both_apis(page: Any,
     expect(page.get_by_text(f"Angemeldet mit IdNr {idnr[:2]}*******{idnr[-2:]}")).to_be_visible()
     expect(page.locator("h1")).to_contain_text("Einwilligungen")
     axe_check(page)
-    # the overview: the transfers come from the cockpit's API (delivered asynchronously)
-    transfer = page.locator(f'a[href="/transfers/{mock_site.transfer_id}"]')
-    deadline = time.monotonic() + 15
+    # the overview in the source model: the picker, then the sources' entries
     page.goto("/")
-    while transfer.count() == 0:
-        assert time.monotonic() < deadline, "the transfer never showed on the overview"
-        page.reload()
+    page.get_by_role("button", name="Abfrage starten").click()
+    page.wait_for_url(f"{mock_site.live.base_url}/")
+    expect(page.locator("main")).to_contain_text("Datenübermittlung am")
     axe_check(page)
-    transfer.first.click()
-    page.wait_for_url(f"{mock_site.live.base_url}/transfers/{mock_site.transfer_id}")
+    # the log's view of the transfer comes from the cockpit's API (delivered asynchronously)
+    deadline = time.monotonic() + 15
+    while page.goto(f"/transfers/{mock_site.transfer_id}").status != 200:
+        assert time.monotonic() < deadline, "the transfer never reached the log"
     expect(page.locator("main")).to_contain_text("Standesamt")
     page.get_by_role("button", name="Abmelden").click()
     page.wait_for_url(re.compile(r"/login\?logged_out=1"))
