@@ -10,7 +10,7 @@ import click
 
 from policies import PolicyError, check_directory, load_policies
 
-__all__ = ["check"]
+__all__ = ["check", "policies"]
 
 
 class _BadDirectoryError(click.ClickException):
@@ -40,3 +40,12 @@ def check(directory: Path) -> None:
     for problem in problems:
         click.echo(problem, err=True)
     raise SystemExit(1)
+
+
+@click.group()
+def policies() -> None:
+    """Policy documents: which online service may fetch what, why, on which basis."""
+
+
+policies.add_command(check)
+
