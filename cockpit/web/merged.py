@@ -39,13 +39,15 @@ def category_namer(known: Callable[[str], bool], t: Callable[..., str],
 
 def picker_groups(sources: Sequence[SourceInfo], chosen: Iterable[str],
                   ) -> list[tuple[str, list[tuple[SourceInfo, bool]]]]:
-    """The picker's fieldsets: the sources by ``group`` (in the desk's order), each with
-    whether it is ticked."""
+    """The picker's fieldsets: the sources by ``group`` (groups in the desk's order, the
+    sources of a group by name, so that one is found in a long list), each with whether it is
+    ticked."""
     ticked = set(chosen)
     groups: dict[str, list[tuple[SourceInfo, bool]]] = {}
     for source in sources:
         groups.setdefault(source.group, []).append((source, source.id in ticked))
-    return list(groups.items())
+    return [(group, sorted(members, key=lambda m: m[0].name.casefold()))
+            for group, members in groups.items()]
 
 
 def problems(result: QueryResult) -> list[SourceOutcome]:

@@ -93,6 +93,12 @@ def test_after_login_the_picker_offers_every_source_ticked(world: World) -> None
     assert {source for source, _ in offered} == {s.id for s in world.desk.sources}
     assert all(ticked for _, ticked in offered)
     assert "Abfrage starten" in visible_text(page.text)
+    # the long lists fold away (their boxes are sent all the same), the short ones show
+    standesaemter = sum(1 for s in world.desk.sources if s.group == "Standesämter")
+    assert f"{standesaemter} von {standesaemter} ausgewählt" in visible_text(page.text)
+    assert page.text.count("<details>") == sum(
+        1 for group in {s.group for s in world.desk.sources}
+        if sum(1 for s in world.desk.sources if s.group == group) > 5)
 
 
 def test_the_query_merges_the_sources_answers_into_the_overview(world: World) -> None:

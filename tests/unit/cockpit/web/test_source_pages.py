@@ -14,7 +14,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from cockpit.sources.model import SourceOutcome
+from cockpit.sources.model import SourceInfo, SourceOutcome
 from cockpit.web import merged
 from cockpit.web import sources as source_pages
 from cockpit.web.core import WebView
@@ -394,7 +394,14 @@ async def test_without_a_desk_the_source_pages_do_not_exist(tmp_path: Path) -> N
     await view.close()
 
 
-def test_picker_groups_keep_the_desks_order() -> None:
+def test_picker_groups_keep_the_desks_order_and_sort_their_sources_by_name() -> None:
+    named = [SourceInfo(id=f"standesamt:{n}", name=name, kind="register", group="Standesämter")
+             for n, name in enumerate(["Standesamt Köln", "Standesamt Bad Essen",
+                                       "standesamt Aurich"])]
+    [(group, members)] = merged.picker_groups(named, [])
+    assert group == "Standesämter"
+    assert [s.name for s, _ in members] == ["standesamt Aurich", "Standesamt Bad Essen",
+                                            "Standesamt Köln"]
     groups = merged.picker_groups(SOURCES, [BROKER.id])
     assert [g for g, _ in groups] == ["Standesämter", "Sorgeregister", "Vermittlungsstellen"]
     assert [(s.id, ticked) for _, members in groups for s, ticked in members] == [
