@@ -13,6 +13,7 @@ from cockpit.log.witnesses import WitnessPolicy, load_witness_policy
 from cockpit.relay import Relay
 from cockpit.service import CockpitService
 from cockpit.sources import DOCUMENTS_DIR, Desk, LogCheck, load_sources
+from cockpit.sources.clients import SourceClients
 from cockpit.sources.documents import SourceSpec, broker_host
 from cockpit.store import open_store
 from cockpit.tables import BUCKET, KV
@@ -95,12 +96,15 @@ class CockpitComponent:
                               issuer=settings.broker_base_url, audience=CHANNEL_AUDIENCE)
         specs, signer = _source_parts(settings)
         #: the web view's desk (answers held per session, in memory) and the citizen API's
-        #: relay (answers handed back unopened): both ask the same sources
-        self.sources = Desk(specs, signer=signer, deadline_s=settings.source_deadline_s,
+        #: relay (answers handed back unopened): both ask the sources with the same clients
+        self.source_clients = SourceClients(specs, signer=signer,
+                                            timeout_s=settings.source_timeout_s)
+        self.sources = Desk(specs, signer=signer, clients=self.source_clients,
+                            deadline_s=settings.source_deadline_s,
                             timeout_s=settings.source_timeout_s, checks=LogCheck(
                                 store=self.store, log=self.log,
                                 pseudonym=self.service.pseudonym, brokers=_log_brokers(settings)))
-        self.relay = Relay(specs, signer=signer, deadline_s=settings.source_deadline_s,
+        self.relay = Relay(self.source_clients, deadline_s=settings.source_deadline_s,
                            timeout_s=settings.source_timeout_s)
         api = create_cockpit_router(
             cockpit=self.service, citizens=citizens, channel=channel, transfer_log=self.log,
@@ -168,7 +172,7 @@ class CockpitComponent:
             await self.shared_state_sweeper.stop()
         await self.web.close()
         await self.sources.aclose()
-        await self.relay.aclose()
+        await self.source_clients.aclose()
         await self.log.stop()
         await dispose(self.engine)
         if self.read_engine is not None:

@@ -23,19 +23,17 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-import httpx
 import msgspec
 import structlog
 
-from cockpit.sources.documents import SourceSpec
+from cockpit.sources.clients import NoKeyError, SourceClients
+from cockpit.sources.desk import INVALID, NOT_SET_UP, REFUSED, UNAVAILABLE
 from einmal.problems import ProblemError
 from einmal_client.sources import (
     Envelope,
     InvalidSourceAnswerError,
-    SourceClient,
     SourceError,
     SourceRefusedError,
-    SourceTokenSigner,
     SourceUnavailableError,
     public_session_key,
 )
@@ -104,23 +102,11 @@ class Relay:
     ``deadline_s``: how long a query waits (a late source is named, its request dropped -
     the client may ask it again); ``timeout_s``: one content request's limit."""
 
-    def __init__(self, sources: Sequence[SourceSpec], *, signer: SourceTokenSigner,
-                 deadline_s: float, timeout_s: float) -> None:
-        self._specs = {s.id: s for s in sources}
-        self._signer = signer
+    def __init__(self, clients: SourceClients, *, deadline_s: float, timeout_s: float) -> None:
+        self._clients = clients
+        self._specs = clients.specs
         self._deadline = deadline_s
         self._timeout = timeout_s
-        self._clients: dict[str, SourceClient] = {}
-        #: one connection pool for every source (an own client each would build an own TLS
-        #: context per source: tens of ms each on the first query)
-        self._transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-
-    async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
-        await self._transport.aclose()
 
     def sources(self) -> SourceList:
         items = []
@@ -133,16 +119,6 @@ class Relay:
                                     group=spec.info.group, key=key))
         return SourceList(items=items)
 
-    def _client(self, source_id: str) -> SourceClient:
-        client = self._clients.get(source_id)
-        if client is None:
-            spec = self._specs[source_id]
-            client = SourceClient(url=spec.url, source_id=spec.id, signer=self._signer,
-                                  source_key=spec.public_key(), timeout_s=self._timeout,
-                                  transport=self._transport)
-            self._clients[source_id] = client
-        return client
-
     def _chosen(self, asked: Sequence[str] | None) -> list[str]:
         if asked is None:
             return list(self._specs)
@@ -154,20 +130,16 @@ class Relay:
     async def _list(self, source_id: str, idnr: str, jwk: Mapping[str, Any],
                     ) -> RelayedAnswer:
         try:
-            envelope = await self._client(source_id).relay_list(idnr, jwk)
-        except (OSError, ValueError):
-            return RelayedAnswer(source=source_id, status="error",
-                                 detail="cannot be asked yet: the cockpit lacks its key")
+            envelope = await self._clients.get(source_id).relay_list(idnr, jwk)
+        except NoKeyError:
+            return RelayedAnswer(source=source_id, status="error", detail=NOT_SET_UP)
         except SourceUnavailableError:
-            return RelayedAnswer(source=source_id, status="error",
-                                 detail="not reachable or no answer in time")
+            return RelayedAnswer(source=source_id, status="error", detail=UNAVAILABLE)
         except SourceRefusedError:
-            return RelayedAnswer(source=source_id, status="error",
-                                 detail="refused the cockpit's request")
+            return RelayedAnswer(source=source_id, status="error", detail=REFUSED)
         except SourceError as exc:  # InvalidSourceAnswerError: not an answer to this request
             log.warning("relay.invalid_answer", source=source_id, reason=str(exc)[:200])
-            return RelayedAnswer(source=source_id, status="error",
-                                 detail="answered something that is not an answer")
+            return RelayedAnswer(source=source_id, status="error", detail=INVALID)
         return RelayedAnswer(source=source_id, status="ok", envelope=envelope)
 
     async def query(self, idnr: str, query: SourceQuery) -> SourceQueryAnswer:
@@ -190,9 +162,9 @@ class Relay:
         _session_key(query.session_key)
         self._chosen([query.source])
         try:
-            envelope = await asyncio.wait_for(self._client(query.source).relay_content(
+            envelope = await asyncio.wait_for(self._clients.get(query.source).relay_content(
                 idnr, query.entry_id, query.session_key), self._timeout)
-        except (OSError, ValueError) as exc:
+        except NoKeyError as exc:
             raise ProblemError("source-unavailable",
                                f"{query.source} cannot be asked yet.") from exc
         except SourceRefusedError as exc:

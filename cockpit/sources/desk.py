@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import httpx
 import structlog
 
+from cockpit.sources.clients import NoKeyError, SourceClients
 from cockpit.sources.documents import SourceSpec
 from cockpit.sources.holding import Holding, Slot
 from cockpit.sources.logcheck import LogCheck
@@ -33,7 +34,6 @@ from einmal_client.sources import (
     ContentGroup,
     InvalidSourceAnswerError,
     SessionKey,
-    SourceClient,
     SourceEntry,
     SourceError,
     SourceRefusedError,
@@ -75,12 +75,14 @@ class Desk:
     the cockpit's request tokens; ``checks``: the log cross-check (None: every entry
     "not-applicable", nothing unreported); ``deadline_s``: how long ``query`` waits;
     ``timeout_s``: the hard limit of one request to a source (a late one included);
-    ``transport``: the HTTP transport all sources share (one connection pool)."""
+    ``transport``: the HTTP transport all sources share (one connection pool); ``clients``:
+    the sources' clients, shared (then ``signer`` and ``transport`` are theirs)."""
 
     def __init__(self, sources: Sequence[SourceSpec], *, signer: SourceTokenSigner,
                  checks: LogCheck | None = None, deadline_s: float = 1.5,
                  timeout_s: float = 10.0, max_sessions: int = 10_000,
                  transport: httpx.AsyncBaseTransport | None = None,
+                 clients: SourceClients | None = None,
                  clock: Callable[[], float] = time.time,
                  now: Callable[[], datetime] = _utc_now) -> None:
         if not 0 < deadline_s <= timeout_s:
@@ -93,11 +95,10 @@ class Desk:
         self._checks = checks
         self._now = now
         self._clock = clock
-        self._transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        self._signer = signer
-        #: made on first use: a source's key file may appear after the cockpit started
-        self._clients: dict[str, SourceClient] = {}
+        #: shared with the citizen API's relay when given (one pool); else the desk's own
+        self._owns_clients = clients is None
+        self._sources = clients or SourceClients(sources, signer=signer, timeout_s=timeout_s,
+                                                 transport=transport)
         self._holding = Holding(max_sessions=max_sessions, clock=clock)
 
     # -- the model's protocol ---------------------------------------------------------------
@@ -175,7 +176,7 @@ class Desk:
         merged = next((e for e in result.entries if e.key == key), None)
         if merged is None:
             raise KeyError(key)
-        client = self._client(merged.source.id)
+        client = self._sources.get(merged.source.id)
         try:
             answer = await asyncio.wait_for(
                 client.content(idnr, merged.entry.id, slot.answers.session_key), self._timeout)
@@ -187,34 +188,18 @@ class Desk:
         return answer.groups
 
     async def aclose(self) -> None:
-        """Forget every session, stop late requests, close the connections."""
+        """Forget every session, stop late requests, close the connections (its own)."""
         self._holding.clear()
-        for client in self._clients.values():
-            await client.aclose()
-        await self._transport.aclose()
+        if self._owns_clients:
+            await self._sources.aclose()
 
     # -- asking -----------------------------------------------------------------------------
-
-    def _client(self, source_id: str) -> SourceClient:
-        """The source's client; ``_NoKeyError`` while its key is missing or unusable."""
-        client = self._clients.get(source_id)
-        if client is None:
-            spec = self._specs[source_id]
-            try:
-                client = SourceClient(url=spec.url, source_id=spec.id, signer=self._signer,
-                                      source_key=spec.public_key(), timeout_s=self._timeout,
-                                      transport=self._transport)
-            except (OSError, ValueError) as exc:
-                msg = f"{source_id}: its key is missing or unusable ({type(exc).__name__})"
-                raise _NoKeyError(msg) from exc
-            self._clients[source_id] = client
-        return client
 
     async def _ask(self, source: SourceInfo, idnr: str, session_key: SessionKey) -> _Answer:
         """One source's list, or its outcome "error" with a reason (never raises)."""
         started = time.perf_counter()
         try:
-            client = self._client(source.id)
+            client = self._sources.get(source.id)
             answer = await asyncio.wait_for(client.list_entries(idnr, session_key),
                                             self._timeout)
             _check_entries(answer.entries)
@@ -224,7 +209,7 @@ class Desk:
             return self._failed(source, REFUSED, exc, started)
         except _TooMuchError as exc:
             return self._failed(source, TOO_MUCH, exc, started)
-        except _NoKeyError as exc:
+        except NoKeyError as exc:
             return self._failed(source, NOT_SET_UP, exc, started)
         except InvalidSourceAnswerError as exc:
             return self._failed(source, INVALID, exc, started)
@@ -290,10 +275,6 @@ class Desk:
             unreported = await self._checks.unreported(citizen_ref, reported, answered)
         return QueryResult(asked_at=asked_at, outcomes=tuple(outcomes), entries=tuple(merged),
                            unreported=unreported)
-
-
-class _NoKeyError(SourceError):
-    """The source's key (document or key file) is missing or unusable."""
 
 
 class _TooMuchError(SourceError):
