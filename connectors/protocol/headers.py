@@ -10,6 +10,7 @@ NOTE: a register can trust these only as far as it trusts the caller (the broker
 production): the headers state, they do not prove.
 """
 
+import functools
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
@@ -31,6 +32,13 @@ HEADERS: dict[str, str] = {
 _MAX_VALUE = 500
 
 
+@functools.lru_cache(maxsize=1024)
+def _encoded(value: str) -> str:
+    """A header value, percent-encoded (cached: a service's names, purposes and legal bases
+    repeat on every query it makes; percent-encoding them was 2.7 % of the broker's CPU)."""
+    return quote(value[:_MAX_VALUE], safe=":/.-_")
+
+
 def requester_headers(requester: Requester | None) -> dict[str, str]:
     """The headers that state ``requester`` (none for None)."""
     if requester is None:
@@ -39,7 +47,7 @@ def requester_headers(requester: Requester | None) -> dict[str, str]:
     for header, name in HEADERS.items():
         value = getattr(requester, name)
         if value:
-            headers[header] = quote(str(value)[:_MAX_VALUE], safe=":/.-_")
+            headers[header] = _encoded(str(value))
     return headers
 
 
