@@ -109,15 +109,10 @@ class Relay:
         self._timeout = timeout_s
 
     def sources(self) -> SourceList:
-        items = []
-        for spec in self._specs.values():
-            try:
-                key: dict[str, Any] | None = dict(spec.public_key())
-            except (OSError, ValueError):
-                key = None
-            items.append(SourceItem(id=spec.id, name=spec.info.name, kind=spec.info.kind,
-                                    group=spec.info.group, key=key))
-        return SourceList(items=items)
+        return SourceList(items=[
+            SourceItem(id=spec.id, name=spec.info.name, kind=spec.info.kind,
+                       group=spec.info.group, key=self._clients.public_key(spec.id))
+            for spec in self._specs.values()])
 
     def _chosen(self, asked: Sequence[str] | None) -> list[str]:
         if asked is None:

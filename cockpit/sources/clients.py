@@ -4,6 +4,7 @@ pool (a pool each would build a TLS context per source: tens of ms each on the f
 The web view's desk and the citizen API's relay share one."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -28,6 +29,19 @@ class SourceClients:
         self._transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self._clients: dict[str, SourceClient] = {}
+        self._keys: dict[str, dict[str, Any]] = {}
+
+    def public_key(self, source_id: str) -> dict[str, Any] | None:
+        """The source's public answer key, read once (None while it is missing or unusable:
+        asked again next time)."""
+        key = self._keys.get(source_id)
+        if key is None:
+            try:
+                key = dict(self.specs[source_id].public_key())
+            except (OSError, ValueError):
+                return None
+            self._keys[source_id] = key
+        return key
 
     def get(self, source_id: str) -> SourceClient:
         """The source's client; ``NoKeyError`` while its key is missing or unusable,
@@ -35,12 +49,16 @@ class SourceClients:
         client = self._clients.get(source_id)
         if client is None:
             spec = self.specs[source_id]
+            key = self.public_key(source_id)
+            if key is None:
+                msg = f"{source_id}: its key is missing or unusable"
+                raise NoKeyError(msg)
             try:
                 client = SourceClient(url=spec.url, source_id=spec.id, signer=self._signer,
-                                      source_key=spec.public_key(), timeout_s=self._timeout,
+                                      source_key=key, timeout_s=self._timeout,
                                       transport=self._transport)
-            except (OSError, ValueError) as exc:
-                msg = f"{source_id}: its key is missing or unusable ({type(exc).__name__})"
+            except ValueError as exc:
+                msg = f"{source_id}: its key is unusable ({exc})"
                 raise NoKeyError(msg) from exc
             self._clients[source_id] = client
         return client
