@@ -368,13 +368,13 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, workdir: Path,
-            seconds: float, name: str = "b") -> dict[str, Any]:
-    """py-spy (sampling, 100 Hz) on the server while the load generator saturates it."""
+def profile(servers: list[Server], base: dict[str, Any], args: argparse.Namespace,
+            workdir: Path, seconds: float, name: str = "b") -> dict[str, Any]:
+    """py-spy (sampling, 100 Hz) on every process of a variant at once while the load generator
+    saturates it: one profile per process (``profile-<variant>-<server>.txt``)."""
     pyspy = Path(PYTHON).parent / "py-spy"
     if not pyspy.exists():
         return {"error": "py-spy not installed (pip install -e '.[bench]')"}
-    raw = workdir / "profile.txt"
     load = subprocess.Popen([PYTHON, "-m", "bench.load", str(_spec_file(
         {**base, "mode": "closed", "concurrency": args.concurrency, "warmup_s": 1,
          "duration_s": seconds + 2}, workdir))], cwd=ROOT, env=server_env(),
@@ -383,19 +383,28 @@ def profile(server: Server, base: dict[str, Any], args: argparse.Namespace, work
     # --gil: only samples of the thread holding the GIL, i.e. Python work on the CPU (not
     # threads waiting in sqlite's fsync or in select).
     # --subprocesses: granian (and uvicorn with workers) serve from child processes
-    spy = subprocess.run([str(pyspy), "record", "-p", str(server.proc.pid), "-d", str(int(seconds)),
-                          "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking", "--gil",
-                          "--subprocesses"],
-                         capture_output=True, text=True, check=False)
+    spies = []
+    for server in servers:
+        raw = workdir / f"profile-{server.name}.txt"
+        spies.append((server, raw, subprocess.Popen(
+            [str(pyspy), "record", "-p", str(server.proc.pid), "-d", str(int(seconds)),
+             "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking", "--gil",
+             "--subprocesses"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    out: dict[str, Any] = {}
+    for server, raw, spy in spies:
+        text = spy.communicate()[0]
+        if spy.returncode != 0 or not raw.exists():
+            out[server.name] = {"error": text[-500:]}
+            continue
+        summary = summarise(raw.read_text())
+        keep = RESULTS / (f"profile-{name}.txt" if len(servers) == 1
+                          else f"profile-{name}-{server.name}.txt")
+        keep.write_text(raw.read_text())
+        summary["raw_file"] = str(keep.relative_to(ROOT))
+        out[server.name] = summary
     load.wait()
-    if spy.returncode != 0 or not raw.exists():
-        return {"error": (spy.stderr or spy.stdout)[-500:]}
-
-    summary = summarise(raw.read_text())
-    keep = RESULTS / f"profile-{name}.txt"
-    keep.write_text(raw.read_text())
-    summary["raw_file"] = str(keep.relative_to(ROOT))
-    return summary
+    return out
 
 
 def _spec_file(spec: dict[str, Any], workdir: Path) -> Path:
@@ -601,7 +610,7 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if variant in running:
                     r = running[variant]
                     results[variant]["profile"] = profile(
-                        r.server, r.spec(args), args, workdir, args.profile,
+                        r.servers, r.spec(args), args, workdir, args.profile,
                         name=variant.replace("@", "-"))
     finally:
         for r in running.values():
