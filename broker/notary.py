@@ -2,13 +2,14 @@
 the clock, keyed pseudonyms, transfer records and their report to the outbox and the metrics,
 the signed proof, and the sealed Idempotency-Key answer. Pure of storage and HTTP."""
 
+import base64
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -21,7 +22,6 @@ from einmal.keys import SigningKey
 
 __all__ = ["Notary", "TransferDraft"]
 
-_JWS = jwt.PyJWS()
 _CLAIMS_JSON = msgspec.json.Encoder()
 _ANSWER_JSON = msgspec.json.Encoder()
 
@@ -70,6 +70,8 @@ class Notary:
         self._on_committed = on_committed
         self.on_outcome = on_outcome
         self._service_refs: dict[str, tuple[PolicyDocument, ServiceRef]] = {}
+        #: the JWS's protected header, encoded once: it is the same for every proof
+        self._proof_header = _jws_header(proof_key.kid)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -129,12 +131,14 @@ class Notary:
                   "iat": int(record.occurred_at.timestamp()), "jti": record.id,
                   "proof_type": record.proof_type, "purpose": record.purpose,
                   "register": {"id": proof.issuer, "name": proof.issuer_name}, "data": data}
-        # The claims are encoded with msgspec (compact, UTF-8) and signed by PyJWT's JWS layer:
-        # jwt.encode's stdlib JSON encoding cost more than the Ed25519 signature itself
-        # (docs/benchmarks.md, 2026-11-29 second round). Same JWS, same verification.
-        return _JWS.encode(_CLAIMS_JSON.encode(claims), self._proof_key.private_key,
-                           algorithm="EdDSA",
-                           headers={"kid": self._proof_key.kid, "typ": "proof+jwt"})
+        # The claims are encoded with msgspec (compact, UTF-8): jwt.encode's stdlib JSON
+        # encoding cost more than the Ed25519 signature itself (docs/benchmarks.md,
+        # 2026-11-29 second round). The compact JWS (RFC 7515) is put together here, its header
+        # encoded once: byte for byte what PyJWT's PyJWS.encode makes of the same claims and
+        # key (Ed25519 signatures are deterministic; tests/unit/broker/test_notary.py pins it).
+        signing_input = self._proof_header + _b64url(_CLAIMS_JSON.encode(claims))
+        signature = self._proof_key.private_key.sign(signing_input)
+        return (signing_input + b"." + _b64url(signature)).decode("ascii")
 
     # -- Idempotency-Key answers --------------------------------------------------------------
     def seal_answer(self, client_id: str, key: str, answer: Mapping[str, str]) -> bytes:
@@ -147,3 +151,15 @@ class Notary:
         raw = self._answers.decrypt(sealed[:12], sealed[12:], f"{client_id}\n{key}".encode())
         answer: dict[str, str] = msgspec.json.decode(raw)
         return answer
+
+
+def _b64url(data: bytes) -> bytes:
+    """base64url without padding (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _jws_header(kid: str) -> bytes:
+    """The encoded protected header of a proof and the ``.`` after it: the JSON PyJWS writes
+    (compact, members sorted) for ``{"alg": "EdDSA", "kid": kid, "typ": "proof+jwt"}``."""
+    header = {"alg": "EdDSA", "kid": kid, "typ": "proof+jwt"}
+    return _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + b"."
