@@ -102,6 +102,7 @@ class TestBirthAnswerValidation:
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>',
         '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'
         .encode("utf-16"),
+        '<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-16-le"),  # no BOM: expat's guess
         birth_answer().replace(b"utf-8", b"latin-1"),
         b'<other xmlns="urn:einmal:xpersonenstand-sim:1"/>',
         birth_answer().replace(b"urn:einmal:xpersonenstand-sim:1", b"urn:other"),
@@ -113,7 +114,8 @@ class TestBirthAnswerValidation:
         birth_answer(parents=[{"idnr": "x", "vornamen": "A", "familienname": "B"}]),
         birth_answer(parents=[{"idnr": MOTHER, "vornamen": "A", "familienname": "B"}] * 3),
         birth_answer().replace(b"<ns0:ags>04011000</ns0:ags>", b"<ns0:ags>04012000</ns0:ags>"),
-    ], ids=["empty", "not-xml", "entities", "utf16-entities", "latin1", "other-root",
+    ], ids=["empty", "not-xml", "entities", "utf16-entities", "utf16-no-bom-entities", "latin1",
+            "other-root",
             "other-namespace", "sex", "date-format", "other-date", "other-person", "blank-name",
             "parent-idnr", "three-parents",
             "other-place"])
