@@ -11,12 +11,12 @@ production): the headers state, they do not prove.
 """
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote
 
 from einmal.domain.registers import Requester
 
-__all__ = ["HEADERS", "requester_from_headers", "requester_headers"]
+__all__ = ["HEADERS", "requester_from_asgi", "requester_from_headers", "requester_headers"]
 
 #: header -> Requester field
 HEADERS: dict[str, str] = {
@@ -29,6 +29,7 @@ HEADERS: dict[str, str] = {
     "x-einmal-intermediary": "intermediary",
     "x-einmal-transfer": "transfer_id",
 }
+_RAW_HEADERS: dict[bytes, str] = {header.encode(): name for header, name in HEADERS.items()}
 _MAX_VALUE = 500
 
 
@@ -51,20 +52,27 @@ def requester_headers(requester: Requester | None) -> dict[str, str]:
     return headers
 
 
-def requester_from_headers(headers: Mapping[str, str]) -> Requester | None:
-    """The requester a query states; None without ``X-Einmal-Service``. Values are cut to 500
-    characters and must decode as UTF-8 (else left out)."""
-    values: dict[str, str] = {}
-    for header, name in HEADERS.items():
-        raw = headers.get(header)
-        if not raw:
-            continue
-        try:
-            text = unquote(raw[:3 * _MAX_VALUE], errors="strict")[:_MAX_VALUE]
-        except UnicodeDecodeError:
-            continue
-        if text.isprintable():
-            values[name] = text
+def _decoded(raw: str) -> str | None:
+    """A header value, decoded (cut to 500 characters); None unless it is UTF-8 and printable.
+    A value with no percent sign is itself (a transfer id, a consent id: new on every query);
+    one with is decoded once (a service's names, purposes and legal bases repeat on every
+    query it makes)."""
+    if "%" not in raw:
+        text = raw[:_MAX_VALUE]
+        return text if text.isprintable() else None
+    return _unquoted(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unquoted(raw: str) -> str | None:
+    try:
+        text = unquote(raw[:3 * _MAX_VALUE], errors="strict")[:_MAX_VALUE]
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+def _requester(values: dict[str, str]) -> Requester | None:
     if "service_id" not in values:
         return None
     return Requester(service_id=values["service_id"],
@@ -74,3 +82,29 @@ def requester_from_headers(headers: Mapping[str, str]) -> Requester | None:
                      consent_id=values.get("consent_id"),
                      intermediary=values.get("intermediary", ""),
                      transfer_id=values.get("transfer_id"))
+
+
+def requester_from_headers(headers: Mapping[str, str]) -> Requester | None:
+    """The requester a query states; None without ``X-Einmal-Service``. Values are cut to 500
+    characters and must decode as UTF-8 (else left out)."""
+    values: dict[str, str] = {}
+    for header, name in HEADERS.items():
+        raw = headers.get(header)
+        if raw and (text := _decoded(raw)) is not None:
+            values[name] = text
+    return _requester(values)
+
+
+def requester_from_asgi(headers: Iterable[tuple[bytes, bytes]]) -> Requester | None:
+    """``requester_from_headers`` of an ASGI scope's raw headers (Latin-1; of a header sent
+    twice, the first), without building a header mapping of the whole request."""
+    found: dict[str, bytes] = {}
+    for header, raw in headers:
+        name = _RAW_HEADERS.get(header.lower())
+        if name is not None and name not in found:
+            found[name] = raw
+    values: dict[str, str] = {}
+    for name, raw in found.items():
+        if raw and (text := _decoded(raw.decode("latin-1"))) is not None:
+            values[name] = text
+    return _requester(values)

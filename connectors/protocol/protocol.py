@@ -36,14 +36,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors.protocol.store import (
-    MemoryProtocolStore,
     ProtocolRow,
     ProtocolStore,
-    SqlProtocolStore,
     StoredEntry,
+    open_protocol_store,
 )
 from einmal.domain.registers import Requester
-from einmal.ids import uuid4
+from einmal.ids import uuid4, uuid7
 from einmal.keys import SigningKey, load_or_create_secret, load_or_create_signing_key
 from einmal.source_interface import COCKPIT_SOURCES_KEY, CockpitKeys, SourceReadError
 from einmal.store import StoreError, create_engine
@@ -134,8 +133,7 @@ class RegisterProtocol:
         url = self.config.database_url
         if engine is None and url is not None:
             engine = create_engine(url)
-        self.store: ProtocolStore = (MemoryProtocolStore() if engine is None
-                                     else SqlProtocolStore(engine))
+        self.store: ProtocolStore = open_protocol_store(engine)
         self._sweeper = BackgroundWorker("register-protocol-sweeper", self._sweep_step,
                                          interval_s=self.config.sweep_interval_s,
                                          retry_on=(StoreError,))
@@ -190,7 +188,11 @@ class RegisterProtocol:
         IdNrs of others named in what was sent. Returns the entry id once durable (raises
         StoreError if not: the register must then not answer)."""
         now = self.clock()
-        entry_id = uuid4()
+        # NOTE: time-ordered ids (UUIDv7, 74 random bits): a new entry and its subject rows go
+        # at the end of the primary-key indexes instead of onto a random page each - fewer
+        # pages per durable commit as the protocol grows. The time in the id is the entry's
+        # ``occurred_at``, which is stored and listed beside it anyway.
+        entry_id = uuid7(now.timestamp())
         meta = _Meta(source_name=source_name, requester=requester,
                      data_categories=tuple(data_categories))
         subjects = {self.pseudonym(register, subject): "self"}

@@ -13,9 +13,17 @@ store: every row names its ``register``.
 
 The schema is created on first use (``prepare``); the sealing happens in
 ``connectors.protocol.protocol``: this module stores bytes.
+
+Three backends, chosen once (``open_protocol_store``): ``MemoryProtocolStore``;
+``SqlProtocolStore`` (SQLAlchemy: PostgreSQL, SQLite in memory); ``SqliteProtocolStore``, a
+SQLite file: the same, but its two writes per query - the entry with its subjects (the group
+commit) and the request token id - go in plain SQL on the engine's ``SqliteWriter``
+(einmal/store.py, decision 0024), whose SQL mirrors the SQLAlchemy statements; reads, the
+sweep and the schema stay on SQLAlchemy.
 """
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,10 +45,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from einmal.store import DuplicateKeyError, GroupCommit, dispose, transaction
+from einmal.store import (
+    DuplicateKeyError,
+    GroupCommit,
+    SqliteWriter,
+    dispose,
+    insert_rows,
+    sqlite_time,
+    sqlite_writer,
+    transaction,
+)
 
 __all__ = ["MemoryProtocolStore", "ProtocolRow", "ProtocolStore", "SqlProtocolStore",
-           "StoredEntry"]
+           "SqliteProtocolStore", "StoredEntry", "open_protocol_store"]
 
 METADATA = MetaData()
 
@@ -206,7 +223,8 @@ class SqlProtocolStore:
 
     async def add(self, row: ProtocolRow) -> None:
         """Write ``row``; returns once it is durable (raises StoreError if it is not)."""
-        await self.prepare()
+        if not self._prepared:
+            await self.prepare()
         await self._commits.submit(row)
 
     def _query(self, register: str, subject_ref: str, since: datetime, now: datetime,
@@ -278,3 +296,62 @@ class SqlProtocolStore:
     async def aclose(self) -> None:
         await self._commits.aclose()
         await dispose(self.engine)
+
+
+# = SqlProtocolStore._write, use_token_id (the same tables, the same rows)
+_INSERT_ENTRY = ("INSERT INTO register_protocol "
+                 "(id, register, occurred_at, retention_until, meta, content)")
+_INSERT_SUBJECT = ("INSERT INTO register_protocol_subject "
+                   "(entry_id, subject_ref, register, relation)")
+_INSERT_JTI = ("INSERT INTO register_source_jti (jti, expires_at) VALUES (?, ?) "
+               "ON CONFLICT (jti) DO NOTHING")
+
+
+class SqliteProtocolStore(SqlProtocolStore):
+    """``SqlProtocolStore`` on a SQLite file, its writes on the engine's ``SqliteWriter``:
+    per batch of entries one transaction of two multi-row inserts, the times as
+    ``sqlite_time`` (read back by SQLAlchemy like its own), one hand-over to the writer
+    thread for the commit (``synchronous=FULL``: durable when ``add`` returns)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        found = sqlite_writer(engine)
+        if found is None:
+            msg = "SqliteProtocolStore needs a SQLite file (not in memory, not another database)"
+            raise ValueError(msg)
+        super().__init__(engine)
+        self._writer: SqliteWriter = found
+
+    async def _write(self, rows: Sequence[ProtocolRow]) -> list[None]:
+        # the parameters are made here on the event loop: the transaction only runs SQL
+        entries = [(r.id, r.register, sqlite_time(r.occurred_at),
+                    sqlite_time(r.retention_until), r.meta, r.content) for r in rows]
+        subjects = [(r.id, ref, r.register, relation)
+                    for r in rows for ref, relation in r.subjects]
+        await self._writer.run(lambda conn: _insert_entries(conn, entries, subjects))
+        return [None] * len(rows)
+
+    async def use_token_id(self, jti: str, *, expires_at: datetime) -> bool:
+        """Note a request token's id; False if it was seen before (a replay)."""
+        if not self._prepared:
+            await self.prepare()
+        params = (jti, sqlite_time(expires_at))
+        inserted = await self._writer.run(
+            lambda conn: conn.execute(_INSERT_JTI, params).rowcount)
+        return inserted == 1
+
+
+def _insert_entries(conn: sqlite3.Connection, entries: list[tuple[Any, ...]],
+                    subjects: list[tuple[Any, ...]]) -> None:
+    insert_rows(conn, _INSERT_ENTRY, entries)
+    insert_rows(conn, _INSERT_SUBJECT, subjects)
+
+
+def open_protocol_store(engine: AsyncEngine | None) -> ProtocolStore:
+    """The backend, chosen once at start-up: no engine, this process's memory; a SQLite file
+    gets the writer's fast path (``SqliteProtocolStore``); anything else SQLAlchemy
+    (PostgreSQL; SQLite in memory)."""
+    if engine is None:
+        return MemoryProtocolStore()
+    if sqlite_writer(engine) is not None:
+        return SqliteProtocolStore(engine)
+    return SqlProtocolStore(engine)

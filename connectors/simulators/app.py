@@ -11,14 +11,20 @@ Every register handler first applies its knobs: ``latency_ms`` of added delay, t
 probability ``failure_rate`` (seeded, so a run is repeatable). Every answered query is logged
 in the registers' protocol (connectors/protocol: one store, a ``register`` column) before the
 answer leaves; a register that cannot log it answers 503 instead.
+
+The population does not change while the registers run: what an answer holds about a person
+(its content tree for the protocol, the JSON answer) is made once per distinct query and kept
+(bounded, ``_ANSWERS``); what is new on every query - the protocol entry, the XML message's id
+and time - is made on every query.
 """
 
 import asyncio
+import functools
 import random
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, get, post, put
@@ -31,9 +37,9 @@ from connectors.protocol import (
     ProtocolConfig,
     RegisterProtocol,
     Source,
-    requester_from_headers,
     source_handlers,
 )
+from connectors.protocol.headers import requester_from_asgi
 from connectors.simulators.population import Child, Family, Population, generate_population
 from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.problems import ProblemError, problem_response
@@ -139,17 +145,31 @@ _BASIS = {"marriage_at_birth": "Ehe bei Geburt", "declaration": "Sorgeerklärung
 _EMPLOYMENT = {"employee": "Beschäftigung", "part_time": "Teilzeit", "minijob": "Minijob"}
 _UNLOGGED = Response(content=b'{"status":"unavailable","detail":"protocol unavailable"}',
                      status_code=503, media_type="application/json")
+#: the data categories a protocol entry names, per proof
+_CATEGORIES = {proof: tuple(sorted(fields)) for proof, fields in PROOF_FIELDS.items()}
+#: distinct answers kept per register kind (people x dates x periods asked)
+_ANSWERS = 4096
+
+
+class _Answer(NamedTuple):
+    """What a register answers about one person, made once per distinct query: the protocol
+    entry's content, the others it names (IdNrs), and the JSON answer (the XML one is made
+    per query: a message has its own id and time)."""
+
+    content: tuple[ContentGroup, ...]
+    concerned: tuple[str, ...]
+    body: bytes = b""
 
 
 async def _logged(protocol: RegisterProtocol, request: Request[Any, Any, Any], *,
-                  register: str, name: str, subject: str, concerned: tuple[str, ...],
-                  proof: ProofType, content: tuple[ContentGroup, ...]) -> bool:
+                  register: str, name: str, subject: str, answer: _Answer,
+                  proof: ProofType) -> bool:
     """Log the answer about to be sent (§ 9 IDNrG); False if it could not be logged."""
     try:
         await protocol.record(register=register, source_name=name, subject=subject,
-                              concerned=concerned, content=content,
-                              requester=requester_from_headers(request.headers),
-                              data_categories=sorted(PROOF_FIELDS[proof]))
+                              concerned=answer.concerned, content=answer.content,
+                              requester=requester_from_asgi(request.scope["headers"]),
+                              data_categories=_CATEGORIES[proof])
     except StoreError:
         return False
     return True
@@ -179,6 +199,24 @@ class _Sorgeregister:
 
 def _standesamt_handler(population: Population, knobs: Knobs,
                         protocol: RegisterProtocol) -> Any:
+    @functools.lru_cache(maxsize=_ANSWERS)
+    def birth(ags: str, idnr: str) -> _Answer:
+        family, child = population.children[idnr]
+        municipality = MUNICIPALITIES[ags]
+        return _Answer(content_groups({
+            "Geburtseintrag": {"Registernummer": child.register_number,
+                               "Standesamt": f"Standesamt {municipality.name}"},
+            "Lebensdaten": {"Identifikationsnummer": child.idnr, "Vornamen": child.given_names,
+                            "Familienname": child.family_name,
+                            "Geschlecht": _SEX.get(child.sex, child.sex),
+                            "Geburtsdatum": child.birth_date,
+                            "Geburtsort": f"{municipality.name} ({ags})"},
+            "Eltern": {"Elternteil": [{"Identifikationsnummer": p.idnr,
+                                       "Vornamen": p.given_names,
+                                       "Familienname": p.family_name}
+                                      for p in family.parents]}}),
+            tuple(p.idnr for p in family.parents))
+
     @post("/standesamt/{ags:str}/geburt", include_in_schema=False, status_code=200)
     async def standesamt(ags: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
         author = f"standesamt:{ags}"
@@ -208,22 +246,9 @@ def _standesamt_handler(population: Population, knobs: Knobs,
             return _xml(messages.build_error(author=author, code="nicht-gefunden",
                                              text="Kein Geburtseintrag gefunden."), 404)
         family, child = found
-        place = f"{municipality.name} ({ags})"
-        content = content_groups({
-            "Geburtseintrag": {"Registernummer": child.register_number,
-                               "Standesamt": f"Standesamt {municipality.name}"},
-            "Lebensdaten": {"Identifikationsnummer": child.idnr, "Vornamen": child.given_names,
-                            "Familienname": child.family_name,
-                            "Geschlecht": _SEX.get(child.sex, child.sex),
-                            "Geburtsdatum": child.birth_date, "Geburtsort": place},
-            "Eltern": {"Elternteil": [{"Identifikationsnummer": p.idnr,
-                                       "Vornamen": p.given_names,
-                                       "Familienname": p.family_name}
-                                      for p in family.parents]}})
         if not await _logged(protocol, request, register=author,
                              name=f"Standesamt {municipality.name}", subject=idnr,
-                             concerned=tuple(p.idnr for p in family.parents),
-                             proof=ProofType.BIRTH, content=content):
+                             answer=birth(ags, idnr), proof=ProofType.BIRTH):
             return _UNLOGGED
         return _xml(messages.build_answer(
             author=author, register_number=child.register_number,
@@ -239,6 +264,24 @@ def _standesamt_handler(population: Population, knobs: Knobs,
 
 def _sorge_handler(register: _Sorgeregister, knobs: Knobs, settings: SimulatorSettings,
                    protocol: RegisterProtocol) -> Any:
+    @functools.lru_cache(maxsize=_ANSWERS)
+    def custody(land: str, idnr: str, when: date) -> _Answer:
+        family, child = register.records[idnr]
+        record = _custody_as_of(family, child, when)
+        content = content_groups({
+            "Sorgerecht": {"Stichtag": when, "Sorge": _CUSTODY[record["custody"]],
+                           "Grundlage": _BASIS.get(record["basis"], record["basis"]),
+                           "Seit": record["since"],
+                           "Register": f"Sorgeregister {LAND_NAMES[land]}"},
+            "Kind": {"Identifikationsnummer": idnr},
+            "Sorgeberechtigte": {"Person": [
+                {"Identifikationsnummer": h["idnr"], "Vornamen": h["given_names"],
+                 "Familienname": h["family_name"], "Rolle": h["role"]}
+                for h in record["holders"]]}})
+        return _Answer(content, tuple(h["idnr"] for h in record["holders"]),
+                       msgspec.json.encode({"status": "found", "land": land, "idnr": idnr,
+                                            "as_of": when.isoformat(), **record}))
+
     @get("/sorge/{land:str}/records/{idnr:str}", include_in_schema=False)
     async def sorgeregister(land: FromPath[str], idnr: FromPath[str],
                             request: Request[Any, Any, Any],
@@ -257,30 +300,31 @@ def _sorge_handler(register: _Sorgeregister, knobs: Knobs, settings: SimulatorSe
             return _json({"status": "not_found"}, 404)
         if holder != land:  # this Land's index of the other Länder's holdings
             return _json({"status": "held_elsewhere", "land": holder})
-        family, child = register.records[idnr]
-        record = _custody_as_of(family, child, when)
-        content = content_groups({
-            "Sorgerecht": {"Stichtag": when, "Sorge": _CUSTODY[record["custody"]],
-                           "Grundlage": _BASIS.get(record["basis"], record["basis"]),
-                           "Seit": record["since"],
-                           "Register": f"Sorgeregister {LAND_NAMES[land]}"},
-            "Kind": {"Identifikationsnummer": idnr},
-            "Sorgeberechtigte": {"Person": [
-                {"Identifikationsnummer": h["idnr"], "Vornamen": h["given_names"],
-                 "Familienname": h["family_name"], "Rolle": h["role"]}
-                for h in record["holders"]]}})
+        answer = custody(land, idnr, when)
         if not await _logged(protocol, request, register=f"sorgeregister:{land}",
                              name=f"Sorgeregister {LAND_NAMES[land]}", subject=idnr,
-                             concerned=tuple(h["idnr"] for h in record["holders"]),
-                             proof=ProofType.CUSTODY, content=content):
+                             answer=answer, proof=ProofType.CUSTODY):
             return _UNLOGGED
-        return _json({"status": "found", "land": land, "idnr": idnr, "as_of": when.isoformat(),
-                      **record})
+        return Response(content=answer.body, media_type="application/json")
 
     return sorgeregister
 
 
 def _income_handler(population: Population, knobs: Knobs, protocol: RegisterProtocol) -> Any:
+    @functools.lru_cache(maxsize=_ANSWERS)
+    def months_of(idnr: str, first: str, last: str) -> _Answer:
+        parent = population.parents[idnr][1]
+        months = [{"month": month, "gross_eur": eur, "employment": kind}
+                  for month, (eur, kind) in sorted(parent.income.items())
+                  if first <= month <= last]
+        content = content_groups({
+            "Zeitraum": {"Identifikationsnummer": idnr, "Von": first, "Bis": last},
+            "Monatsverdienste": {"Monat": [
+                {"Monat": m["month"], "Bruttoentgelt (EUR)": m["gross_eur"],
+                 "Art": _EMPLOYMENT.get(m["employment"], m["employment"])} for m in months]}})
+        return _Answer(content, (), msgspec.json.encode(
+            {"status": "found", "idnr": idnr, "months": months}))
+
     @get("/income/persons/{idnr:str}/months", include_in_schema=False)
     async def income(idnr: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
         if (failure := await knobs.apply("income")) is not None:
@@ -297,18 +341,11 @@ def _income_handler(population: Population, knobs: Knobs, protocol: RegisterProt
             return _json({"status": "not_held",
                           "detail": "not held by this register: Einkommen Selbständiger führt "
                                     "dieses Register nicht."}, 404)
-        months = [{"month": month, "gross_eur": eur, "employment": kind}
-                  for month, (eur, kind) in sorted(parent.income.items()) if first <= month <= last]
-        content = content_groups({
-            "Zeitraum": {"Identifikationsnummer": idnr, "Von": first, "Bis": last},
-            "Monatsverdienste": {"Monat": [
-                {"Monat": m["month"], "Bruttoentgelt (EUR)": m["gross_eur"],
-                 "Art": _EMPLOYMENT.get(m["employment"], m["employment"])} for m in months]}})
+        answer = months_of(idnr, first, last)
         if not await _logged(protocol, request, register=INCOME_REGISTER, name=_INCOME_NAME,
-                             subject=idnr, concerned=(), proof=ProofType.INCOME,
-                             content=content):
+                             subject=idnr, answer=answer, proof=ProofType.INCOME):
             return _UNLOGGED
-        return _json({"status": "found", "idnr": idnr, "months": months})
+        return Response(content=answer.body, media_type="application/json")
 
     return income
 

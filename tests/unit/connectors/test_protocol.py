@@ -2,8 +2,10 @@
 two-year retention with an injected clock, and the requester's headers."""
 
 import asyncio
+import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,16 @@ from connectors.protocol import (
     requester_from_headers,
     requester_headers,
 )
-from connectors.protocol.store import ENTRIES, METADATA, MemoryProtocolStore
+from connectors.protocol.headers import requester_from_asgi
+from connectors.protocol.store import (
+    ENTRIES,
+    METADATA,
+    MemoryProtocolStore,
+    ProtocolRow,
+    SqliteProtocolStore,
+    SqlProtocolStore,
+    open_protocol_store,
+)
 from connectors.simulators.app import SimulatorSettings, create_registers_app
 from connectors.simulators.population import Population, generate_population
 from einmal.domain.registers import Requester
@@ -26,7 +37,10 @@ from einmal.store import StoreError, create_engine, dispose, transaction
 from einmal_client.sources import content_groups
 from tests.conftest import TEST_DATABASE_URL
 
-BACKENDS = ["memory", "sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
+#: "sqlite": a SQLite file, the writes on its SqliteWriter; "sqlite-alchemy": the same file
+#: through SQLAlchemy only (the path PostgreSQL takes)
+BACKENDS = ["memory", "sqlite", "sqlite-alchemy",
+            *(["postgresql"] if TEST_DATABASE_URL else [])]
 MIA, ANNA, CLARA = "84953625010", "81709656328", "67965208344"
 BREMEN = "standesamt:04011000"
 T0 = datetime(2026, 10, 20, 9, 30, tzinfo=UTC)
@@ -57,7 +71,8 @@ async def fx_make(request: pytest.FixtureRequest, tmp_path: Path,
     PostgreSQL: EINMAL_TEST_DATABASE_URL, the protocol's tables dropped first)."""
     made: list[RegisterProtocol] = []
     postgresql = (TEST_DATABASE_URL or "").replace("postgresql://", "postgresql+asyncpg://", 1)
-    urls = {"memory": None, "sqlite": f"sqlite+aiosqlite:///{tmp_path / 'protocol.sqlite'}",
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'protocol.sqlite'}"
+    urls = {"memory": None, "sqlite": sqlite, "sqlite-alchemy": sqlite,
             "postgresql": postgresql}
     if request.param == "postgresql":
         engine = create_engine(postgresql)
@@ -69,6 +84,8 @@ async def fx_make(request: pytest.FixtureRequest, tmp_path: Path,
         url = urls[request.param]
         protocol = RegisterProtocol(ProtocolConfig(database_url=url, keys_dir=tmp_path / "keys"),
                                     clock=clock)
+        if request.param == "sqlite-alchemy":
+            protocol.store = SqlProtocolStore(protocol.store.engine)  # type: ignore[attr-defined]  # a SQL backend
         made.append(protocol)
         return protocol
 
@@ -148,6 +165,15 @@ class TestLookup:
         protocol = make(clock)
         ids = await asyncio.gather(*(_record(protocol) for _ in range(20)))
         assert {e.id for e in await protocol.entries(BREMEN, MIA)} == set(ids)
+
+    async def test_entry_ids_are_time_ordered_uuids(self, make, clock) -> None:
+        protocol = make(clock)
+        first = await _record(protocol)
+        clock.now = T0 + timedelta(milliseconds=5)
+        second = await _record(protocol)
+        assert first < second
+        assert uuid.UUID(first).version == uuid.UUID(second).version == 7
+        assert uuid.UUID(first).int >> 80 == int(T0.timestamp() * 1000)
 
 
 class TestSealing:
@@ -229,6 +255,68 @@ class TestRetention:
         assert await store.use_token_id("s|a", expires_at=until + timedelta(seconds=60))
 
 
+def _db_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(path) as db:
+        return {table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608 - constant table names
+                for table in ("register_protocol", "register_protocol_subject",
+                              "register_source_jti")}
+
+
+class TestSqliteWriterPath:
+    """On a SQLite file the protocol's writes go in plain SQL on the engine's SqliteWriter
+    (decision 0024); they must leave the rows SQLAlchemy's statements leave."""
+
+    async def test_the_backend_is_chosen_by_the_database(self, tmp_path) -> None:
+        file = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.sqlite'}")
+        in_memory = create_engine("sqlite+aiosqlite://")
+        try:
+            assert isinstance(open_protocol_store(None), MemoryProtocolStore)
+            assert type(open_protocol_store(file)) is SqliteProtocolStore
+            assert type(open_protocol_store(in_memory)) is SqlProtocolStore
+            with pytest.raises(ValueError, match="SQLite file"):
+                SqliteProtocolStore(in_memory)
+        finally:
+            await dispose(file)
+            await dispose(in_memory)
+
+    async def test_both_paths_write_the_same_rows(self, tmp_path) -> None:
+        rows = [ProtocolRow(id=f"entry-{i}", register=BREMEN,
+                            occurred_at=T0 + timedelta(microseconds=i),
+                            retention_until=plus_years(T0, 2), meta=b"m\0" * i,
+                            content=b"c" * (i + 1),
+                            subjects=(("ref-self", "self"), (f"ref-{i}", "concerned")))
+                for i in range(3)]
+        naive = ProtocolRow(id="entry-naive", register=BREMEN, occurred_at=T0.replace(tzinfo=None),
+                            retention_until=plus_years(T0, 2).astimezone(
+                                timezone(timedelta(hours=2))),
+                            meta=b"", content=b"", subjects=())
+        for name, kind in (("alchemy", SqlProtocolStore), ("writer", SqliteProtocolStore)):
+            store = kind(create_engine(f"sqlite+aiosqlite:///{tmp_path / name}.sqlite"))
+            try:
+                await asyncio.gather(*(store.add(row) for row in [*rows, naive]))
+                assert await store.use_token_id("s|a", expires_at=T0)
+                assert not await store.use_token_id("s|a", expires_at=T0)
+                [entry] = await store.entries(BREMEN, "ref-1", since=T0, now=T0)
+                assert (entry.occurred_at, entry.relation, entry.meta) == (
+                    T0 + timedelta(microseconds=1), "concerned", b"m\0")
+            finally:
+                await store.aclose()
+        assert _db_rows(tmp_path / "alchemy.sqlite") == _db_rows(tmp_path / "writer.sqlite")
+
+    async def test_a_write_that_fails_is_a_store_error(self, tmp_path) -> None:
+        store = SqliteProtocolStore(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.sqlite'}"))
+        row = ProtocolRow(id="entry-1", register=BREMEN, occurred_at=T0,
+                          retention_until=plus_years(T0, 2), meta=b"", content=b"",
+                          subjects=(("ref", "self"),))
+        try:
+            await store.add(row)
+            with pytest.raises(StoreError):
+                await store.add(row)  # the same id again
+            assert await store.count() == 1
+        finally:
+            await store.aclose()
+
+
 class TestRequesterHeaders:
     def test_a_requester_travels_through_headers(self) -> None:
         headers = requester_headers(ASKER)
@@ -255,6 +343,28 @@ class TestRequesterHeaders:
     def test_values_are_bounded(self) -> None:
         found = requester_from_headers({"x-einmal-service": "s" * 5000})
         assert found is not None and len(found.service_id) == 500
+
+    @pytest.mark.parametrize("headers", [
+        requester_headers(ASKER),
+        {"x-einmal-service": "s", "x-einmal-authority": "%ff", "x-einmal-purpose": "a%0Ab",
+         "x-einmal-legal-basis": "a\tb", "x-einmal-consent": ""},
+        {"x-einmal-service": "s" * 5000, "x-einmal-authority": "%C3%BC" * 600},
+        {"x-einmal-purpose": "x"},
+        {},
+    ])
+    def test_the_asgi_headers_state_the_same_requester(self, headers) -> None:
+        raw = [(b"host", b"registers"),
+               *((k.encode(), v.encode("latin-1")) for k, v in headers.items())]
+        assert requester_from_asgi(raw) == requester_from_headers(headers)
+
+    def test_of_asgi_headers_sent_twice_the_first_counts_in_any_case(self) -> None:
+        raw = [(b"X-Einmal-Service", b"first"), (b"x-einmal-service", b"second"),
+               (b"x-einmal-authority", b"Jugendamt%20L%C3%BCneburg"),
+               (b"x-einmal-purpose", b""), (b"x-einmal-purpose", b"late")]
+        found = requester_from_asgi(raw)
+        assert found is not None
+        assert (found.service_id, found.authority, found.purpose) == (
+            "first", "Jugendamt Lüneburg", "")
 
 
 class TestMemoryStore:

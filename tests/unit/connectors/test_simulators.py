@@ -9,6 +9,8 @@ from litestar.testing import AsyncTestClient
 
 from connectors import xpersonenstand as messages
 from connectors.directory import MUNICIPALITIES
+from connectors.income import REGISTER as INCOME_REGISTER
+from connectors.protocol import RegisterProtocol
 from connectors.simulators.app import SimulatorSettings, create_registers_app
 from connectors.simulators.population import Population, generate_population
 
@@ -248,3 +250,38 @@ class TestKnobs:
     async def test_bad_knobs(self, client, body) -> None:
         response = await client.put("/registers/_knobs", json=body)
         assert response.status_code == 400
+
+
+class TestRepeatedQueries:
+    """What an answer holds about a person is made once per distinct query and kept; every
+    query is still logged, and an XML answer is still a message of its own."""
+
+    async def test_every_query_is_logged_and_answered_alike(self, population) -> None:
+        protocol = RegisterProtocol()
+        app = create_registers_app(SimulatorSettings(families=FAMILIES), population, protocol)
+        child = _demo_child(population, "elfe")
+        anna = population.family("elfe").parents[0]
+        async with AsyncTestClient(app) as client:
+            custody = [await client.get(f"/registers/sorge/HB/records/{child.idnr}",
+                                        params={"as_of": day}, headers={"x-einmal-service": s})
+                       for day, s in (("2026-11-28", "one"), ("2026-11-28", "two"),
+                                      ("2026-01-01", "three"))]
+            income = [await client.get(f"/registers/income/persons/{anna.idnr}/months",
+                                       params={"from": "2025-10", "to": "2026-09"})
+                      for _ in range(2)]
+            births = [await client.post(f"/registers/standesamt/{child.place_of_birth}/geburt",
+                                        content=_request(child.idnr, child.birth_date))
+                      for _ in range(2)]
+        assert custody[0].content == custody[1].content != custody[2].content
+        assert custody[0].headers["content-type"] == "application/json"
+        assert custody[2].json()["custody"] == "none"
+        assert income[0].content == income[1].content
+        ids = [messages.parse_xml(b.content).findtext(f".//{messages.tag('nachrichtenID')}")
+               for b in births]
+        assert ids[0] != ids[1]
+        logged = await protocol.entries("sorgeregister:HB", child.idnr)
+        assert sorted(e.recipient.service_id for e in logged if e.recipient) == [
+            "one", "three", "two"]
+        assert len(await protocol.entries(f"standesamt:{child.place_of_birth}",
+                                          child.idnr)) == 2
+        assert len(await protocol.entries(INCOME_REGISTER, anna.idnr)) == 2
