@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,7 +65,24 @@ class _Call:
             self.answer += message.get("body", b"")
 
 
+async def _watchdog(seconds: float) -> None:
+    """A run that hangs says where: every task's stack, then the process ends."""
+    await asyncio.sleep(seconds)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(2)
+
+
 async def _main(args: argparse.Namespace, app: Any) -> dict[str, Any]:
+    watchdog = asyncio.create_task(_watchdog(args.timeout))
+    try:
+        return await _measure(args, app)
+    finally:
+        watchdog.cancel()
+
+
+async def _measure(args: argparse.Namespace, app: Any) -> dict[str, Any]:
     child = _child()
     async with app.lifespan():
         broker = _broker_of(app)
@@ -72,6 +90,8 @@ async def _main(args: argparse.Namespace, app: Any) -> dict[str, Any]:
         # is measured: outbox read, opening the records, the batch body, the marks)
         broker.delivery._http = httpx.AsyncClient(
             transport=httpx.MockTransport(lambda _request: httpx.Response(200)))
+        if args.no_commit:
+            broker.store.commit_transfer = _committed  # the request path alone, no SQLite
         token = broker.service._access_tokens.issue(SERVICE)
         body = json.dumps({"proof_type": "birth", "subject": child["idnr"],
                            "purpose": PURPOSE,
@@ -127,6 +147,10 @@ async def _main(args: argparse.Namespace, app: Any) -> dict[str, Any]:
                 "answer_bytes": len(first.answer)}
 
 
+async def _committed(*_args: Any) -> bool:
+    return True
+
+
 def _broker_of(app: Any) -> Any:
     """The broker component behind the app (its on_startup closure holds the components)."""
     for hook in app.on_startup:
@@ -148,6 +172,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--idempotency", action="store_true",
                         help="send a fresh Idempotency-Key with every request")
+    parser.add_argument("--no-commit", action="store_true",
+                        help="the store commits nothing (measures the request path alone: "
+                             "steadier figures for A/B of the handler, not of the store)")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds after which a hanging run prints its tasks and ends")
     args = parser.parse_args()
     # as bench.run's servers: the service's bucket still runs, its limit does not cap the run
     os.environ["EINMAL_RATE_LIMIT_SERVICE_PER_S"] = "1000000"

@@ -24,6 +24,7 @@ from litestar.params import FromPath
 
 from broker.http_common import (
     BrokerLimits,
+    JsonAnswer,
     decode_body,
     json_response,
     proof_answer,
@@ -90,7 +91,7 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
       | problems(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504),
       operation_class=with_request_body(inline_schema(ProofRequestIn)))
 async def proof_request(request: Request[Any, Any, Any],
-                        proof_path: NamedDependency[ProofPath]) -> Response[bytes]:
+                        proof_path: NamedDependency[ProofPath]) -> JsonAnswer:
     broker, limits = proof_path.broker, proof_path.limits
     claims = proof_path.service_tokens.verify(bearer_token(request))
     await limits.service.take(claims["sub"])

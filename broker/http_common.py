@@ -9,13 +9,14 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
+from litestar.types import Receive, Scope, Send
 
 from broker.previews import PREVIEW_REQUIRED
 from einmal.problems import ProblemError, problem_response
 from einmal.ratelimit import Limiter
 
-__all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "decode_body", "json_response", "proof_answer",
-           "store_unavailable"]
+__all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "JsonAnswer", "decode_body", "json_response",
+           "proof_answer", "store_unavailable"]
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -23,48 +24,60 @@ _json = msgspec.json.Encoder()
 MAX_JSON_DEPTH = 16
 
 
-def _first_problem(value: Any) -> str | None:
-    """Duplicate member names or nesting deeper than MAX_JSON_DEPTH in a document parsed with
-    ``object_pairs_hook=list`` (objects as lists of pairs): one walk, no recursion."""
+class _DuplicateMemberError(Exception):
+    """A JSON object names a member twice (raised by ``_members`` while parsing)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as the C decoder hands it over (its pairs, in order), refused if it names
+    a member twice."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMemberError(name)
+            seen.add(name)
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Nesting deeper than MAX_JSON_DEPTH in a parsed document: one walk, no recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if type(item) is _Pairs or type(item) is list:
+        if type(item) is dict or type(item) is list:
             if level > MAX_JSON_DEPTH:
-                return f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
-            if type(item) is _Pairs:
-                names = [name for name, _ in item]
-                if len(set(names)) != len(names):
-                    seen: set[str] = set()
-                    for name in names:
-                        if name in seen:
-                            return f"The body names the member {name[:64]!r} more than once."
-                        seen.add(name)
-                stack.extend((child, level + 1) for _, child in item)
-            else:
-                stack.extend((child, level + 1) for child in item)
-    return None
-
-
-class _Pairs(list[Any]):
-    """A JSON object as the C decoder hands it over: its (name, value) pairs, in order."""
-
-    __slots__ = ()
+                return True
+            stack.extend((child, level + 1)
+                         for child in (item.values() if type(item) is dict else item))
+    return False
 
 
 def _precheck(raw: bytes) -> None:
     """Refuse what a strict decoder would silently accept or choke on: duplicate member
     names (msgspec keeps the last one; another parser in the chain might keep the first)
-    and deep nesting (a RecursionError would be a 500). Malformed JSON is left to msgspec."""
+    and deep nesting (a RecursionError would be a 500). Malformed JSON is left to msgspec.
+
+    Duplicates are caught while the C decoder parses (``_members``, once per object); the
+    nesting is walked only if the body holds more than MAX_JSON_DEPTH brackets and braces
+    (it cannot be nested deeper than that, strings included)."""
     try:
-        parsed = json.loads(raw, object_pairs_hook=_Pairs)
+        parsed = json.loads(raw, object_pairs_hook=_members)
     except RecursionError as exc:
         raise ProblemError("invalid-request", "The body is nested too deeply.") from exc
+    except _DuplicateMemberError as exc:
+        raise ProblemError("invalid-request", f"The body names the member {exc.name[:64]!r} "
+                           "more than once.") from exc
     except ValueError:  # not JSON / not UTF-8: msgspec says why, with a 400
         return
-    problem = _first_problem(parsed)
-    if problem is not None:
-        raise ProblemError("invalid-request", problem)
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(parsed):
+        raise ProblemError("invalid-request",
+                           f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
 
 
 def decode_body(raw: bytes, type_: type[Any]) -> Any:
@@ -93,15 +106,37 @@ def json_response(content: Any, status: int = 200) -> Response[bytes]:
                     media_type="application/json", headers={"cache-control": "no-store"})
 
 
-def proof_answer(answer: dict[str, Any]) -> Response[bytes]:
+class JsonAnswer:
+    """A JSON answer with ``cache-control: no-store`` as a bare ASGI app: a handler annotated
+    to return it is handed on by Litestar as it is, where a ``Response`` is turned into an
+    ``ASGIResponse`` and its headers built one by one on every request (~12 CPU-us; bench
+    figures in the commit). The same status, headers (in the same order) and body as
+    ``json_response``; the middleware adds ``x-request-id`` as to any answer."""
+
+    __slots__ = ("_body", "_headers", "_status")
+
+    def __init__(self, body: bytes, *, status: int = 200, location: str | None = None) -> None:
+        headers = [(b"cache-control", b"no-store")]
+        if location is not None:
+            headers.append((b"location", location.encode("latin-1")))
+        headers += ((b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)))
+        self._body = body
+        self._headers = headers
+        self._status = status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self._status,
+                    "headers": self._headers})
+        await send({"type": "http.response.body", "body": self._body, "more_body": False})
+
+
+def proof_answer(answer: dict[str, Any]) -> JsonAnswer:
     """200 with the signed proof, or 202 + Location while the citizen's preview is pending."""
-    headers = {"cache-control": "no-store"}
-    status = 200
     if answer.get("status") == PREVIEW_REQUIRED:
-        status = 202
-        headers["location"] = f"/v1/proof-requests/{answer['request_id']}"
-    return Response(content=_json.encode(answer), status_code=status,
-                    media_type="application/json", headers=headers)
+        return JsonAnswer(_json.encode(answer), status=202,
+                          location=f"/v1/proof-requests/{answer['request_id']}")
+    return JsonAnswer(_json.encode(answer))
 
 
 def store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from broker.http_common import BrokerLimits, decode_body, json_response, proof_answer
+from broker.http_common import BrokerLimits, JsonAnswer, decode_body, json_response, proof_answer
 from broker.schemas import PreviewDetail, PreviewList, PreviewRequired, ProofAnswer
 from broker.service import BrokerService
 from einmal.citizen import Citizen
@@ -41,7 +41,7 @@ def _request_id(value: str, what: str) -> str:
 async def proof_request_status(request_id: FromPath[str], request: Request[Any, Any, Any],
                                broker: NamedDependency[BrokerService],
                                service_tokens: NamedDependency[TokenVerifier],
-                               limits: NamedDependency[BrokerLimits]) -> Response[bytes]:
+                               limits: NamedDependency[BrokerLimits]) -> JsonAnswer:
     claims = service_tokens.verify(bearer_token(request))
     await limits.service.take(claims["sub"])
     return proof_answer(await broker.previews.status(
