@@ -26,8 +26,10 @@ from broker.http_common import (
     BrokerLimits,
     JsonAnswer,
     decode_body,
+    header_values,
     json_response,
     proof_answer,
+    read_body,
     store_unavailable,
 )
 from broker.http_previews import PREVIEW_HANDLERS
@@ -38,7 +40,7 @@ from einmal.domain.contract import PURPOSE_PATTERN
 from einmal.openapi import Jwks, inline_schema, json_body, problems, with_request_body
 from einmal.problems import ProblemError
 from einmal.store import StoreError
-from einmal.tokens import TokenVerifier, bearer_token
+from einmal.tokens import TokenVerifier, bearer_of
 
 __all__ = ["BrokerLimits", "create_broker_router"]
 
@@ -47,6 +49,9 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _PURPOSE = re.compile(PURPOSE_PATTERN)
 _CONSENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _CORRELATION_ID = _IDEMPOTENCY_KEY
+#: the request headers the proof request reads (broker/http_common.py: header_values)
+_PROOF_HEADERS = frozenset({b"authorization", b"content-length", b"x-correlation-id",
+                            b"idempotency-key"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +98,10 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
 async def proof_request(request: Request[Any, Any, Any],
                         proof_path: NamedDependency[ProofPath]) -> JsonAnswer:
     broker, limits = proof_path.broker, proof_path.limits
-    claims = proof_path.service_tokens.verify(bearer_token(request))
+    headers = header_values(request.scope, _PROOF_HEADERS)
+    claims = proof_path.service_tokens.verify(bearer_of(headers.get(b"authorization", "")))
     await limits.service.take(claims["sub"])
-    raw = await request.body()
+    raw = await read_body(request, headers.get(b"content-length"))
     body = decode_body(raw, ProofRequestIn)
     # Bounded, printable identifiers only: these strings are written into the transfer record
     # and the citizen's log even when the request is refused.
@@ -104,11 +110,11 @@ async def proof_request(request: Request[Any, Any, Any],
                            "and '-' (e.g. 'elterngeld-antrag').")
     if body.consent_id is not None and not _CONSENT_ID.fullmatch(body.consent_id):
         raise ProblemError("invalid-request", "consent_id: not a consent id.")
-    correlation = request.headers.get("x-correlation-id")
+    correlation = headers.get(b"x-correlation-id")
     if correlation is not None and not _CORRELATION_ID.fullmatch(correlation):
         raise ProblemError("invalid-request",
                            "X-Correlation-Id: 1-255 printable ASCII characters.")
-    key = request.headers.get("idempotency-key")
+    key = headers.get(b"idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ProblemError("invalid-request", "Idempotency-Key: 1-255 printable ASCII characters.")
     return proof_answer(await broker.request_proof(

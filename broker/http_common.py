@@ -3,20 +3,25 @@ bodies, JSON answers, the proof answer (200, or 202 while a preview is pending),
 answer to a store failure, and the rate limits."""
 
 import json
+import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import structlog
 from litestar import Request, Response
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from broker.previews import PREVIEW_REQUIRED
 from einmal.problems import ProblemError, problem_response
 from einmal.ratelimit import Limiter
 
-__all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "JsonAnswer", "decode_body", "json_response",
-           "proof_answer", "store_unavailable"]
+__all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "JsonAnswer", "decode_body", "header_values",
+           "json_response", "proof_answer", "read_body", "store_unavailable"]
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -45,6 +50,10 @@ def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
+#: made once: ``json.loads(..., object_pairs_hook=...)`` builds a decoder on every call
+_STRICT = json.JSONDecoder(object_pairs_hook=_members)
+
+
 def _too_deep(value: Any) -> bool:
     """Nesting deeper than MAX_JSON_DEPTH in a parsed document: one walk, no recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -67,13 +76,14 @@ def _precheck(raw: bytes) -> None:
     nesting is walked only if the body holds more than MAX_JSON_DEPTH brackets and braces
     (it cannot be nested deeper than that, strings included)."""
     try:
-        parsed = json.loads(raw, object_pairs_hook=_members)
+        parsed = _STRICT.decode(raw.decode())
     except RecursionError as exc:
         raise ProblemError("invalid-request", "The body is nested too deeply.") from exc
     except _DuplicateMemberError as exc:
         raise ProblemError("invalid-request", f"The body names the member {exc.name[:64]!r} "
                            "more than once.") from exc
-    except ValueError:  # not JSON / not UTF-8: msgspec says why, with a 400
+    except ValueError:  # not JSON / not UTF-8 (msgspec reads UTF-8 only): msgspec says why,
+        # with a 400
         return
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(parsed):
         raise ProblemError("invalid-request",
@@ -91,6 +101,55 @@ def decode_body(raw: bytes, type_: type[Any]) -> Any:
     except msgspec.DecodeError as exc:
         raise ProblemError("invalid-request", f"The body is not valid JSON: {exc}.",
                            status=400) from exc
+
+
+def header_values(scope: Scope, names: Collection[bytes]) -> dict[bytes, str]:
+    """The request headers named (lower-case) as ``request.headers.get`` reads them - any
+    case, the first of repeated ones, latin-1 - in one pass over the ASGI scope, without
+    building Litestar's ``Headers`` (a multidict of every header) for a few values."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        lower = name.lower()
+        if lower in names and lower not in found:
+            found[lower] = value.decode("latin-1")
+    return found
+
+
+async def read_body(request: Request[Any, Any, Any], content_length: str | None) -> bytes:
+    """``await request.body()`` read straight from ASGI ``receive``: the same limit (the
+    route's ``request_max_body_size``; an announced ``content_length`` above it is refused
+    before anything is read) and the same errors (413, 400 for a Content-Length that is no
+    number, 500 when the client is gone), without the ``Headers`` and the async generator
+    Litestar builds for it. The body is kept in the scope's state, where ``request.body()``
+    finds it."""
+    limit = request.route_handler.resolve_request_max_body_size() or math.inf
+    if content_length is not None:
+        try:
+            announced = int(content_length)
+        except ValueError:
+            msg = f"Invalid content-length: {content_length!r}"
+            raise ClientException(msg) from None
+        if announced > limit:
+            raise RequestEntityTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await request.receive()
+        if event["type"] == "http.request":
+            chunk = event.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise RequestEntityTooLarge
+                chunks.append(chunk)
+            if not event.get("more_body", False):
+                break
+        elif event["type"] == "http.disconnect":
+            msg = "client disconnected prematurely"
+            raise InternalServerException(msg)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    ScopeState.from_scope(request.scope).body = body
+    return body
 
 
 @dataclass(frozen=True, slots=True)

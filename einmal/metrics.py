@@ -31,9 +31,15 @@ class Metrics:
                                  "integrated into the log", registry=self.registry)
         self.refreshers: list[Callable[[Metrics], Awaitable[None]]] = []
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._outcomes: dict[tuple[str, str], Any] = {}
 
     def proof_outcome(self, proof_type: str, outcome: str) -> None:
-        self.proofs.labels(proof_type, outcome).inc()
+        # as in observe: the child counter once per (proof type, outcome), a bounded set
+        counter = self._outcomes.get((proof_type, outcome))
+        if counter is None:
+            counter = self._outcomes[proof_type, outcome] = self.proofs.labels(proof_type,
+                                                                                outcome)
+        counter.inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         # labels() costs a lock and a tuple build per call; the children are cached per key

@@ -17,7 +17,7 @@ from litestar import Request
 from einmal.keys import SigningKey
 from einmal.problems import ProblemError
 
-__all__ = ["TokenIssuer", "TokenVerifier", "bearer_token"]
+__all__ = ["TokenIssuer", "TokenVerifier", "bearer_of", "bearer_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,11 @@ class TokenVerifier:
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
-    header = request.headers.get("authorization", "")
+    return bearer_of(request.headers.get("authorization", ""))
+
+
+def bearer_of(header: str) -> str:
+    """The token of an ``Authorization: Bearer ...`` header value; 401 if it is none."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError("unauthenticated", "A bearer token is required.",
