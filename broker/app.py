@@ -71,7 +71,7 @@ class BrokerComponent:
             store=self.store, cockpit_url=settings.cockpit_base_url,
             channel=TokenIssuer(key=channel_key, issuer=issuer, audience=CHANNEL_AUDIENCE,
                                 ttl_s=60),
-            http=self._http, interval_s=settings.delivery_interval_s)
+            interval_s=settings.delivery_interval_s)
         self.notary = Notary(
             proof_key=proof_key, issuer=issuer,
             pseudonym_key=pseudonym_key,
