@@ -12,7 +12,8 @@ fresh temporary data dir and ``--demo``; the load generator (``bench.load``) is 
       broker+cockpit with ``--registers-url``)
   cs  as c, but broker and cockpit each in a process of its own (all three apart: production)
   cpgN  as c on PostgreSQL, broker+cockpit with ``--workers N`` (e.g. cpg1, cpg2; needs
-      ``--postgres``; a database ``einmal_bench_cpgN`` is created afresh beside the URL's)
+      ``--postgres``; a database ``<name>_einmal_bench_cpgN`` is created afresh beside the
+      URL's ``<name>``, so runs on different databases do not drop each other's)
 
 A variant may name its HTTP server: ``a@uvicorn``, ``c@granian`` (``--server`` otherwise):
 uvicorn (uvloop + httptools: the shipped default), granian, uvicorn-h11 (asyncio + h11, the
@@ -317,7 +318,8 @@ def start_variant(spec: str, workdir: Path, args: argparse.Namespace,
         if not args.postgres:
             registers.stop()
             raise SystemExit("cpgN needs --postgres URL")
-        extra = ["--database-url", fresh_database(args.postgres, f"einmal_bench_{tag}"),
+        beside = args.postgres.rpartition("/")[2].split("?")[0]  # the URL's database
+        extra = ["--database-url", fresh_database(args.postgres, f"{beside}_einmal_bench_{tag}"),
                  "--workers", str(workers)]
     env = {"EINMAL_SHARED_STATE": args.pg_shared_state} if variant == "cpg" else {}
     server = Server("einmal-broker-cockpit", [

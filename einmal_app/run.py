@@ -11,7 +11,10 @@
   environment as ``EINMAL_SERVE_OPTIONS``) and runs its own background workers: the outbox
   delivery on PostgreSQL locks its batch ``FOR UPDATE SKIP LOCKED`` (several deliverers are
   allowed), the log's sequencer locks the log's state row (one integrates at a time), web
-  sessions and rate limits live in the database (einmal/shared_state.py).
+  sessions and rate limits live in the database (einmal/shared_state.py; a worker takes a busy
+  bucket's tokens in small batches, so a service's requests do not queue on its row). Each
+  worker has its own connection pools (einmal/store.py: create_engine, up to ``POOL_SIZE``
+  connections per component and worker, kept, idle ones pinged).
   On SQLite one process is the rule: its writes go through one in-process writer
   (einmal/store.py: SqliteWriter, a per-process lock), so ``workers > 1`` is refused there -
   also for a process with the register simulators, whose query protocol is a SQLite file.
