@@ -4,27 +4,30 @@
 tests/integration/test_broker_store.py, requires the same rows and answers of both).
 
 The hot transactions: the group commit (consent uses, Idempotency-Key answers, the records),
-the outbox read (one aggregate row) and the delivery marks. A record is sealed on the event loop
-before its transaction (one AES-GCM encryption and the protocol entry) and opened after the
-outbox read; the delivery mark destroys it (broker/protocol.py).
+the Idempotency-Key claims (a group commit of their own: concurrent claims share one
+transaction), the outbox read (one aggregate row) and the delivery marks. A record is sealed
+on the event loop before its transaction (one AES-GCM encryption and the protocol entry) and
+opened after the outbox read; the delivery mark destroys it (broker/protocol.py).
 """
 
 import itertools
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.protocol import OutboxSeal
-from broker.store.alchemy import SqlAlchemyBrokerStore, open_record
-from broker.store.base import PendingTransfer
-from einmal.store import SqliteWriter, insert_rows, sqlite_time, sqlite_writer
+from broker.store.alchemy import GROUP_COMMIT_MAX, SqlAlchemyBrokerStore, open_record
+from broker.store.base import ClaimState, PendingTransfer
+from einmal.store import GroupCommit, SqliteWriter, insert_rows, sqlite_time, sqlite_writer
 
 __all__ = ["Pending", "SqliteBrokerStore", "read_pending"]
 
-# = alchemy.py: _usable, SqlAlchemyBrokerStore._answer, commit_transfers
+# = alchemy.py: _usable, SqlAlchemyBrokerStore._answer, commit_transfers, claim_idempotency,
+# release_idempotency
 _USE_CONSENT = (
     "UPDATE broker_consent SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL "
     "AND valid_until > ? AND (max_uses IS NULL OR uses < max_uses)")
@@ -32,6 +35,13 @@ _ANSWER = ("UPDATE broker_idempotency SET state = 'done', response = ? "
            "WHERE client_id = ? AND key = ?")
 _INSERT_TRANSFER = "INSERT INTO broker_transfer (id, created_at, record, protocol, attempts)"
 _INSERT_SUBJECT = "INSERT INTO broker_protocol_subject (ref, transfer_id, relation)"
+_FORGET_KEYS = "DELETE FROM broker_idempotency WHERE expires_at < ?"
+_CLAIMED = ("SELECT request_hash, state, response FROM broker_idempotency "
+            "WHERE client_id = ? AND key = ?")
+_CLAIM = ("INSERT INTO broker_idempotency (client_id, key, request_hash, state, expires_at) "
+          "VALUES (?, ?, ?, 'in_flight', ?)")
+_RELEASE = ("DELETE FROM broker_idempotency WHERE client_id = ? AND key = ? "
+            "AND state = 'in_flight'")
 _MARK_DELIVERED = ("UPDATE broker_transfer SET delivered_at = ?, record = NULL "
                    "WHERE seq IN (SELECT value FROM json_each(?))")
 _PENDING = ("SELECT seq, id, record FROM broker_transfer WHERE delivered_at IS NULL "
@@ -48,6 +58,17 @@ _Row = tuple[str, str, bytes, bytes]
 _Subject = tuple[str, str, str]
 #: (seq, transfer id, sealed record) as the outbox read finds them
 Pending = tuple[int, str, bytes]
+Claim = tuple[ClaimState, bytes | None]
+
+
+class _Claim(NamedTuple):
+    """An Idempotency-Key claim as its transaction takes it (times as ``sqlite_time``)."""
+
+    client_id: str
+    key: str
+    request_hash: str
+    now: str
+    expires_at: str
 
 
 class SqliteBrokerStore(SqlAlchemyBrokerStore):
@@ -60,6 +81,24 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
             raise ValueError(msg)
         super().__init__(engine, seal)  # SQLite: the group commit, calling commit_transfers
         self._writer: SqliteWriter = found
+        #: claims waiting meanwhile go into one transaction (one thread hand-off, one fsync)
+        self._claims: GroupCommit[_Claim, Claim] = GroupCommit(
+            self._claim_batch, max_batch=GROUP_COMMIT_MAX, name="einmal-claims")
+
+    async def aclose(self) -> None:
+        await self._claims.aclose()
+        await super().aclose()
+
+    async def claim_idempotency(self, client_id: str, key: str, request_hash: str,
+                                now: datetime, expires_at: datetime) -> Claim:
+        return await self._claims.submit(_Claim(client_id, key, request_hash,
+                                                sqlite_time(now), sqlite_time(expires_at)))
+
+    async def _claim_batch(self, claims: Sequence[_Claim]) -> list[Claim]:
+        return await self._writer.run(lambda conn: _claim(conn, claims))
+
+    async def release_idempotency(self, client_id: str, key: str) -> None:
+        await self._writer.run(lambda conn: conn.execute(_RELEASE, (client_id, key)))
 
     async def commit_transfers(self, items: Sequence[PendingTransfer]) -> list[bool]:
         # the records are encoded and sealed here on the event loop: the transaction only
@@ -109,6 +148,30 @@ def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer]
     if rows:
         insert_rows(conn, _INSERT_TRANSFER, [(*row, 0) for row in rows])
         insert_rows(conn, _INSERT_SUBJECT, refs)
+    return results
+
+
+def _claim(conn: sqlite3.Connection, claims: Sequence[_Claim]) -> list[Claim]:
+    """The claims in order, each as ``claim_idempotency`` alone would take it: the keys that
+    expired before its time forgotten, then its key claimed, or what stands in its way. The
+    transaction holds SQLite's write lock (BEGIN IMMEDIATE): no one claims in between."""
+    results: list[Claim] = []
+    forgotten = ""
+    for claim in claims:
+        if claim.now != forgotten:
+            conn.execute(_FORGET_KEYS, (claim.now,))
+            forgotten = claim.now
+        row = conn.execute(_CLAIMED, (claim.client_id, claim.key)).fetchone()
+        if row is None:
+            conn.execute(_CLAIM, (claim.client_id, claim.key, claim.request_hash,
+                                  claim.expires_at))
+            results.append(("claimed", None))
+        elif row[0] != claim.request_hash:
+            results.append(("mismatch", None))
+        elif row[1] == "done":
+            results.append(("done", bytes(row[2])))
+        else:
+            results.append(("in_flight", None))
     return results
 
 
