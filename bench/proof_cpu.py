@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +31,21 @@ import msgspec
 import uvloop
 
 from bench.servers import einmal_memory_app
+from broker.service import ConsentIn
 from connectors.simulators.population import generate_population
+from einmal.domain.proofs import ProofType
 from einmal.settings import load_settings
 
 SERVICE = "standesamt-namensdienst-bremen"
 PURPOSE = "namensbestimmung"
 
 
-def _child() -> dict[str, Any]:
+def _citizen(role: str) -> dict[str, Any]:
     settings = load_settings({}, demo=True)
     population = generate_population(seed=settings.simulator_seed,
                                      families=settings.simulator_families)
     return next(msgspec.to_builtins(c) for c in population.demo_citizens()
-                if c.family == "elfe" and c.role == "child")
+                if c.family == "elfe" and c.role == role)
 
 
 class _Call:
@@ -83,7 +86,7 @@ async def _main(args: argparse.Namespace, app: Any) -> dict[str, Any]:
 
 
 async def _measure(args: argparse.Namespace, app: Any) -> dict[str, Any]:
-    child = _child()
+    child = _citizen("child")
     async with app.lifespan():
         broker = _broker_of(app)
         # the cockpit: a transport that accepts every batch (the broker's side of delivery
@@ -92,9 +95,16 @@ async def _measure(args: argparse.Namespace, app: Any) -> dict[str, Any]:
             transport=httpx.MockTransport(lambda _request: httpx.Response(200)))
         if args.no_commit:
             broker.store.commit_transfer = _committed  # the request path alone, no SQLite
-        token = broker.service._access_tokens.issue(SERVICE)
+        service, purpose, consent_id = SERVICE, PURPOSE, None
+        if args.consent:  # the Familienkasse's birth proof needs the parent's consent
+            service, purpose = "familienkasse", "kindergeld-antrag"
+            consent = await broker.service.grant_consent(_citizen("parent")["idnr"], ConsentIn(
+                service_id=service, proof_types=[ProofType.BIRTH], purpose=purpose,
+                valid_until=datetime.now(UTC) + timedelta(days=30), subject=child["idnr"]))
+            consent_id = consent.id
+        token = broker.service._access_tokens.issue(service)
         body = json.dumps({"proof_type": "birth", "subject": child["idnr"],
-                           "purpose": PURPOSE,
+                           "purpose": purpose, "consent_id": consent_id,
                            "parameters": {"place_of_birth": child["place_of_birth"],
                                           "birth_date": child["birth_date"]}},
                           separators=(",", ":")).encode()
@@ -172,6 +182,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--idempotency", action="store_true",
                         help="send a fresh Idempotency-Key with every request")
+    parser.add_argument("--consent", action="store_true",
+                        help="a proof that needs the citizen's consent (the Familienkasse's)")
     parser.add_argument("--no-commit", action="store_true",
                         help="the store commits nothing (measures the request path alone: "
                              "steadier figures for A/B of the handler, not of the store)")
