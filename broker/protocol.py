@@ -20,7 +20,6 @@ Decision 0031.
 """
 
 import hashlib
-import hmac
 import os
 from datetime import datetime
 
@@ -35,6 +34,9 @@ __all__ = ["PROTOCOL_VERSION", "ConcernedRef", "OutboxSeal", "ProtocolEntry", "P
 
 PROTOCOL_VERSION = 1
 _NONCE = 12
+_SHA256_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 _encode = msgspec.json.Encoder().encode
 
 
@@ -50,12 +52,21 @@ class Pseudonyms:
         if len(key) < 32:
             msg = "the pseudonym key must be at least 32 bytes"
             raise ValueError(msg)
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        # HMAC (RFC 2104) from its two keyed hash states, made once: a call copies them (C
+        # objects) - 0.6 us, where copying an hmac.HMAC (a Python object around them) took
+        # 1.1 us; a consent's proof request takes about seven. Pinned to hmac.new by a test.
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
 
     def __call__(self, idnr: str) -> str:
-        mac = self._mac.copy()  # the key schedule once, not per call
-        mac.update(idnr.encode())
-        return mac.hexdigest()
+        inner = self._inner.copy()
+        inner.update(idnr.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 class ConcernedRef(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,6 +1,9 @@
-"""The notary's signed proof: the same bytes PyJWT makes, verifiable as before."""
+"""The notary's signed proof: the same bytes PyJWT makes, verifiable as before; the keyed
+pseudonyms: HMAC-SHA256."""
 
 import base64
+import hashlib
+import hmac
 import json
 
 import jwt
@@ -8,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.notary import Notary, TransferDraft
+from broker.protocol import Pseudonyms
 from einmal.domain.transfer import Outcome, ServiceRef
 from einmal.keys import SigningKey
 from tests.unit.broker.conftest import BIRTH, CHILD, ISSUER, SERVICE
@@ -61,3 +65,16 @@ class TestSign:
         with pytest.raises(jwt.InvalidSignatureError):
             jwt.decode(token, Ed25519PrivateKey.generate().public_key(),
                        algorithms=["EdDSA"], audience=SERVICE)
+
+
+class TestPseudonyms:
+    @pytest.mark.parametrize("key", [b"k" * 32, bytes(range(64)), b"long" * 40],
+                             ids=["32 bytes", "one block", "longer than a block"])
+    def test_a_pseudonym_is_the_hmac_sha256_of_the_idnr(self, key: bytes) -> None:
+        pseudonyms = Pseudonyms(key)
+        for idnr in ("86095742719", "", "ä" * 100):
+            assert pseudonyms(idnr) == hmac.new(key, idnr.encode(), hashlib.sha256).hexdigest()
+
+    def test_a_short_key_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="32 bytes"):
+            Pseudonyms(b"k" * 31)
