@@ -1,7 +1,8 @@
 """Shared fixtures: settings for a throw-away data dir, and a real server over real HTTP.
 
 The suite runs on SQLite by default and on PostgreSQL when EINMAL_TEST_DATABASE_URL is set
-(.ci/run does both).
+(.ci/run does both), in pytest-xdist workers under `make test`: each worker has its own
+PostgreSQL database and its own share of the free ports.
 """
 
 import asyncio
@@ -15,7 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,7 +34,42 @@ from einmal.store import create_engine
 from einmal_app.server import build_components, create_app
 from policies import DOCUMENTS_DIR
 
-TEST_DATABASE_URL = os.environ.get("EINMAL_TEST_DATABASE_URL") or None
+#: Under pytest-xdist (`make test` runs the suite in worker processes): this process's worker,
+#: "gw0", "gw1", ... (None when the suite runs in one process, as with `-n 0`).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER") or None
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) if WORKER else 1
+_WORKER_INDEX = int(WORKER.removeprefix("gw")) if WORKER else 0
+
+
+def _worker_database(url: str | None) -> str | None:
+    """The worker's own PostgreSQL database beside the given one (``test`` -> ``test_gw0``),
+    created if missing: each server start drops Einmal's tables (``reset_database``), so two
+    workers must never share one. None, SQLite and a single process keep the URL as it is."""
+    if not url or not WORKER or not url.startswith("postgres"):
+        return url
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "postgres"
+    if name.endswith(f"_{WORKER}"):  # already the worker's (a pytest started by a test)
+        return url
+    own = f"{name}_{WORKER}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(url.replace("+asyncpg", "", 1))
+        try:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", own):
+                await admin.execute(f'CREATE DATABASE "{own}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    return urlunsplit(parts._replace(path=f"/{own}"))
+
+
+TEST_DATABASE_URL = _worker_database(os.environ.get("EINMAL_TEST_DATABASE_URL") or None)
+if TEST_DATABASE_URL:  # what the tests' own processes (einmal serve, witnesses) are given
+    os.environ["EINMAL_TEST_DATABASE_URL"] = TEST_DATABASE_URL
 
 # Every event is produced (so capture_logs sees them all) but written nowhere.
 _DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the test session
@@ -40,9 +78,17 @@ configure_logging(level="debug", cache=False, stream=_DEVNULL)
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that is free now (the caller's server binds it a moment later).
+
+    Under pytest-xdist each worker takes only its share of the ports, so two workers never pick
+    the same one in that moment: (port // 2) % workers, as Linux hands out odd ports first for
+    bind(0) (port % 2 would leave one of two workers none)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if (port // 2) % _WORKERS == _WORKER_INDEX:
+            return port
 
 
 def reset_database(url: str) -> None:
@@ -152,6 +198,21 @@ def fx_start_live_server(
 def fx_live_server(start_live_server: Callable[..., LiveServer]) -> LiveServer:
     """A fresh demo server (broker + cockpit + registers) on a free port."""
     return start_live_server()
+
+
+def serve_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A demo server as ``live_server`` starts it, for a fixture of a wider scope: a class or
+    module whose tests leave nothing another of them could see shares one (a start costs half a
+    second of CPU). On PostgreSQL no other server of the worker may start while it runs (a start
+    empties the database)."""
+    settings = load_settings({}, data_dir=tmp_path_factory.mktemp("einmal"), demo=True,
+                             simulator_families=60, delivery_interval_s=0.2,
+                             database_url=TEST_DATABASE_URL, port=free_port())
+    live = start_server(settings)
+    try:
+        yield live
+    finally:
+        live.stop()
 
 
 @pytest.fixture(name="production_policies")

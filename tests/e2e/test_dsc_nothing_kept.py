@@ -80,9 +80,12 @@ def _value_needles(child: dict[str, Any]) -> list[Needle]:
 @pytest.fixture(name="session_run", scope="module")
 def fx_session_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_dir: Path = tmp_path_factory.mktemp("dsc-nothing-kept")
+    # Every source must answer in time here (the entries' content is fetched): the deadline is
+    # the sources' timeout, not 1.5 s, which a loaded machine running the suite in parallel
+    # workers can miss (a late source is tested in test_web_sources.py).
     settings = load_settings({}, data_dir=data_dir, demo=True, simulator_families=60,
                              delivery_interval_s=0.1, database_url=TEST_DATABASE_URL,
-                             port=free_port())
+                             port=free_port(), source_deadline_s=10.0)
     live = start_server(settings)
     stopped = False
     try:

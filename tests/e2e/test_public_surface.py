@@ -1,13 +1,22 @@
 """The public surface outside the business API: OpenAPI viewers, unknown paths (F6) and the
 operator endpoints (F5)."""
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.conftest import LiveServer, serve_demo
 from tests.e2e.conftest import bearer
 from tests.e2e.helpers import problem
 
 
 class TestErrorsOutsideTheApi:
+    @pytest.fixture(name="live_server", scope="class")
+    @classmethod
+    def fx_live_server(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+        """One demo server for the class: its tests only read."""
+        yield from serve_demo(tmp_path_factory)
+
     @pytest.mark.parametrize("path", ["/schema/no-such-viewer", "/schema/a/b", "/schema/x.json",
                                       "/schema/x.yaml", "/no/such/path", "/v1/nothing"])
     def test_unknown_paths_are_problem_json(self, demo, path) -> None:
@@ -36,6 +45,12 @@ class TestErrorsOutsideTheApi:
 
 
 class TestThePublishedSchemaIsTrue:
+    @pytest.fixture(name="live_server", scope="class")
+    @classmethod
+    def fx_live_server(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+        """One demo server for the class: its tests only read."""
+        yield from serve_demo(tmp_path_factory)
+
     def test_every_error_response_is_problem_json(self, demo) -> None:
         schema = demo.http.get("/schema/openapi.json").json()
         errors = {(method, path, status): set(response.get("content", {}))

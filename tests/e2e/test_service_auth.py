@@ -2,14 +2,22 @@
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from einmal.keys import private_jwk
+from tests.conftest import LiveServer, serve_demo
 from tests.e2e.helpers import ELTERNGELD
 from tests.e2e.helpers import problem as _problem
+
+
+@pytest.fixture(name="live_server", scope="module")
+def fx_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One demo server for the module: each test brings its own assertions (own jti)."""
+    yield from serve_demo(tmp_path_factory)
 
 
 class TestTokenEndpointRefuses:

@@ -7,7 +7,6 @@ server, and the cockpit's migration 0003."""
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from einmal.store import create_engine, dispose
 from einmal_client import tlog
 from einmal_client.cosignature import verify_cosignatures
 from einmal_client.receipt import verify_receipt
-from tests.conftest import TEST_DATABASE_URL, LiveServer, reset_database
+from tests.conftest import TEST_DATABASE_URL, LiveServer, free_port, reset_database
 from tests.e2e.conftest import Demo
 from tests.e2e.helpers import NAMENSDIENST, birth_request
 from tests.unit.witness.signed_log import SignedLog
@@ -58,12 +57,6 @@ CHILD = "86095742719"
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _einmal(*args: str) -> list[str]:
     return [sys.executable, "-m", "einmal_app", *args]
 
@@ -73,7 +66,7 @@ class Witness:
 
     def __init__(self, data_dir: Path, name: str, log_keys: list[str]) -> None:
         self.data_dir, self.name, self.log_keys = data_dir, name, log_keys
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         # its key and name, made as `einmal witness key` makes them (the process finds them)
         self.vkey = load_or_create_identity(data_dir, name).vkey
@@ -256,7 +249,7 @@ class TestWitnessProcesses:
             self, tmp_path: Path, witnesses: list[Witness]) -> None:
         up, down = witnesses
         up.start()
-        down.port = _free_port()  # never started
+        down.port = free_port()  # never started
         async with _cockpit(tmp_path, [up.endpoint, down.endpoint], 1) as cockpit:
             await cockpit.add(4)
             assert await cockpit.log.cosign()

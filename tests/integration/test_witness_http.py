@@ -4,7 +4,6 @@ a restart; of two submissions from the same old size exactly one is cosigned."""
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import pytest
 
 from einmal_client.cosignature import append_signatures, verify_cosignatures
 from einmal_client.tlog import verify_note
+from tests.conftest import free_port
 from tests.unit.witness.signed_log import SignedLog
 
 NAME = "witness.example/supervisor"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _einmal(*args: str) -> list[str]:
@@ -45,7 +39,7 @@ class WitnessProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         args = ["witness", "serve", "--data-dir", str(self.data_dir), "--name", NAME,
                 "--port", str(self.port), "--log-format", "json"]
         for key in self.log_keys:
@@ -164,7 +158,7 @@ class TestWitnessProcess:
 
     def test_an_unusable_log_key_stops_the_start_with_one_line(self, tmp_path: Path) -> None:
         done = subprocess.run(_einmal("witness", "serve", "--data-dir", str(tmp_path / "w"),
-                                      "--log-key", "not-a-key", "--port", str(_free_port())),
+                                      "--log-key", "not-a-key", "--port", str(free_port())),
                               cwd=REPO, capture_output=True, timeout=60, check=False)
         assert done.returncode == 1
         assert done.stderr.decode().startswith("Error: cannot start: log key")
