@@ -5,25 +5,27 @@ tests/integration/test_broker_store.py, requires the same rows and answers of bo
 
 The hot transactions: the group commit (consent uses, Idempotency-Key answers, the records),
 the Idempotency-Key claims (a group commit of their own: concurrent claims share one
-transaction), the outbox read (one aggregate row) and the delivery marks. A record is sealed
-on the event loop before its transaction (one AES-GCM encryption and the protocol entry) and
-opened after the outbox read; the delivery mark destroys it (broker/protocol.py).
+transaction) and the delivery marks. A record is sealed on the event loop before its
+transaction (one AES-GCM encryption and the protocol entry) and opened after the outbox read
+(one aggregate row); the delivery mark destroys it (broker/protocol.py).
 
-The one hot read, a consent by id (every proof that needs the citizen's consent), is one
-SELECT on a read-only ``sqlite3`` connection of the store's own, on the event loop: in WAL
-mode a reader neither waits for the writer nor blocks it, and the primary-key lookup touches a
-few cached pages (the writer's statements run on the loop for the same reason, decision 0024).
-Through SQLAlchemy's async adapter it was a read transaction of four thread hand-offs, ~1 ms
-of CPU. Should SQLite ever answer BUSY (a reader waits for nothing: ``busy_timeout=0``), the
-lookup takes that path instead. Whether the consent is still usable when the proof is
-released is decided by the group commit's conditional UPDATE, as before.
+The hot reads - a consent by id (every proof that needs the citizen's consent) and the
+outbox read - are one SELECT each on a read-only ``sqlite3`` connection of the store's own, on
+the event loop: in WAL mode a reader neither waits for the writer nor blocks it, and the
+statement touches a few cached pages (the writer's statements run on the loop for the same
+reason, decision 0024). Through SQLAlchemy's async adapter the consent was a read transaction
+of four thread hand-offs, ~1 ms of CPU; on the writer the outbox read was a transaction of its
+own (lock, BEGIN IMMEDIATE, a COMMIT handed to the thread). Should SQLite ever answer BUSY (a
+reader waits for nothing: ``busy_timeout=0``), the read runs on the writer instead. Whether
+the consent is still usable when the proof is released is decided by the group commit's
+conditional UPDATE, as before.
 """
 
 import itertools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,6 +73,7 @@ _PENDING = ("SELECT seq, id, record FROM broker_transfer WHERE delivered_at IS N
 _PENDING_ONE_ROW = (  # constant SQL (S608 below): the limit is a bound parameter
     "SELECT json_group_array(seq), group_concat(id, ','), "  # noqa: S608 - constant SQL, no input
     f"group_concat(hex(record), ',') FROM ({_PENDING})")
+T = TypeVar("T")
 #: (id, created_at, sealed record, protocol entry)
 _Row = tuple[str, str, bytes, bytes]
 #: (pseudonym, transfer id, relation)
@@ -114,7 +117,7 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
         if reader is not None:
             reader.close()
 
-    def _read(self) -> sqlite3.Connection:
+    def _reader_connection(self) -> sqlite3.Connection:
         if self._reader is None:
             reader = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA busy_timeout=0")  # never wait on the event loop
@@ -122,20 +125,30 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
             self._reader = reader
         return self._reader
 
-    async def consent(self, consent_id: str) -> StoredConsent | None:
+    async def _read(self, read: Callable[[sqlite3.Connection], T],
+                    busy: Callable[[], Awaitable[T]]) -> T:
+        """``read`` on the reader connection (module docstring); ``busy()`` if SQLite answers
+        BUSY; any other driver error is a ``StoreError``."""
         try:
-            # fetchall: the statement runs to its end, so no read transaction stays open
-            # (an open reader would hold back the WAL's checkpoints)
-            rows = self._read().execute(_CONSENT, (consent_id,)).fetchall()
+            return read(self._reader_connection())
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                return await super().consent(consent_id)
-            msg = f"store failed: {type(exc).__name__}"
-            raise StoreError(msg) from exc
+                return await busy()
+            raise _read_failed(exc) from exc
         except sqlite3.Error as exc:
-            msg = f"store failed: {type(exc).__name__}"
-            raise StoreError(msg) from exc
+            raise _read_failed(exc) from exc
+
+    async def consent(self, consent_id: str) -> StoredConsent | None:
+        # fetchall: the statement runs to its end, so no read transaction stays open (an open
+        # reader would hold back the WAL's checkpoints)
+        rows = await self._read(
+            lambda conn: conn.execute(_CONSENT, (consent_id,)).fetchall(),
+            lambda: self._consent_rows(consent_id))
         return _consent(rows[0]) if rows else None
+
+    async def _consent_rows(self, consent_id: str) -> list[tuple[Any, ...]]:
+        return await self._writer.run(
+            lambda conn: conn.execute(_CONSENT, (consent_id,)).fetchall())
 
     async def claim_idempotency(self, client_id: str, key: str, request_hash: str,
                                 now: datetime, expires_at: datetime) -> Claim:
@@ -164,7 +177,10 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
             lambda conn: _commit_transfers(conn, items, rows, subjects))
 
     async def pending_transfers(self, limit: int) -> list[tuple[int, bytes]]:
-        rows = await self._writer.run(lambda conn: read_pending(conn, limit))
+        # only this process delivers (on SQLite one broker serves): committed rows are all
+        # there is to read, and a reader needs no transaction of the writer's
+        rows = await self._read(lambda conn: read_pending(conn, limit),
+                                lambda: self._writer.run(lambda conn: read_pending(conn, limit)))
         return [(seq, open_record(self._seal, transfer_id, sealed))
                 for seq, transfer_id, sealed in rows]
 
@@ -197,6 +213,10 @@ def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer]
         insert_rows(conn, _INSERT_TRANSFER, [(*row, 0) for row in rows])
         insert_rows(conn, _INSERT_SUBJECT, refs)
     return results
+
+
+def _read_failed(exc: sqlite3.Error) -> StoreError:
+    return StoreError(f"store failed: {type(exc).__name__}")
 
 
 def _time(value: str) -> datetime:

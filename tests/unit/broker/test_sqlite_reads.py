@@ -1,5 +1,5 @@
-"""The SQLite backend reads a consent on a reader connection of its own: the same consent as
-the SQLAlchemy backend reads, what was committed last, and no read left open."""
+"""The SQLite backend reads a consent and the outbox on a reader connection of its own: the
+same as the SQLAlchemy backend reads, what was committed last, and no read left open."""
 
 import sqlite3
 from collections.abc import AsyncIterator
@@ -13,6 +13,7 @@ from broker.protocol import OutboxSeal, Pseudonyms
 from broker.store import SqliteBrokerStore
 from broker.store.alchemy import SqlAlchemyBrokerStore
 from broker.store.base import StoredConsent
+from einmal.domain.transfer import Outcome, ServiceRef, TransferRecord
 from einmal.store import StoreError, create_engine, dispose
 
 T0 = datetime(2026, 12, 5, 12, 0, 0, 123456, tzinfo=UTC)
@@ -50,11 +51,11 @@ class TestConsent:
         def broken() -> Any:
             raise sqlite3.DatabaseError("file is not a database")
 
-        monkeypatch.setattr(store, "_read", broken)
+        monkeypatch.setattr(store, "_reader_connection", broken)
         with pytest.raises(StoreError):
             await store.consent("c-1")
 
-    async def test_a_busy_reader_reads_through_sqlalchemy(
+    async def test_a_busy_reader_reads_on_the_writer(
             self, stores: tuple[SqliteBrokerStore, Any], monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         store, _ = stores
@@ -65,7 +66,7 @@ class TestConsent:
             exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
             raise exc
 
-        monkeypatch.setattr(store, "_read", busy)
+        monkeypatch.setattr(store, "_reader_connection", busy)
         assert await store.consent("c-1") == _consent()
 
     async def test_reads_what_the_sqlalchemy_backend_reads(
@@ -93,7 +94,14 @@ class TestConsent:
                                        tmp_path: Path) -> None:
         store, _ = stores
         await store.add_consent(_consent())
+        record = TransferRecord(id="t-1", occurred_at=T0, outcome=Outcome.REFUSED,
+                                proof_type="birth", purpose="p", subject="86095742719",
+                                service=ServiceRef(id="s", name="S", authority="A", land="HB"))
+        await store.commit_transfer(record)
         assert await store.consent("c-1") is not None
+        assert [seq for seq, _ in await store.pending_transfers(10)] == [1]
+        assert await SqlAlchemyBrokerStore.pending_transfers(store, 10) == \
+            await store.pending_transfers(10)
         other = sqlite3.connect(tmp_path / "broker.db", isolation_level=None)
         try:  # a checkpoint that truncates the WAL is held back by any open read
             busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
