@@ -5,6 +5,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,14 +55,14 @@ async def _together(store: BrokerStore) -> list[object]:
         store.claim_idempotency("svc", "answered", "h", T0, T0 + DAY)))
 
 
-async def test_claims_that_come_together_are_answered_as_one_by_one(open_store) -> None:  # type: ignore[no-untyped-def]
+async def test_claims_that_come_together_are_answered_as_one_by_one(open_store: Any) -> None:
     batched = await _together(await open_store(SqliteBrokerStore))
     alone = await _together(await open_store(SqlAlchemyBrokerStore))
     assert batched == alone == [("claimed", None), ("in_flight", None), ("mismatch", None),
                                 ("claimed", None), ("claimed", None), ("done", b"first answer")]
 
 
-async def test_a_released_claim_can_be_claimed_again(open_store) -> None:  # type: ignore[no-untyped-def]
+async def test_a_released_claim_can_be_claimed_again(open_store: Any) -> None:
     store = await open_store(SqliteBrokerStore)
     assert await store.claim_idempotency("svc", "k", "h", T0, T0 + DAY) == ("claimed", None)
     await store.release_idempotency("svc", "k")

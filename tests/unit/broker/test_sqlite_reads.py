@@ -84,7 +84,9 @@ class TestConsent:
             self, stores: tuple[SqliteBrokerStore, Any]) -> None:
         store, _ = stores
         await store.add_consent(_consent())
-        assert (await store.consent("c-1")).revoked_at is None  # type: ignore[union-attr]
+        found = await store.consent("c-1")
+        assert found is not None
+        assert found.revoked_at is None
         await store.revoke_consent("c-1", "citizen", T0 + timedelta(minutes=5))
         revoked = await store.consent("c-1")
         assert revoked is not None
