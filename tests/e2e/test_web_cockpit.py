@@ -92,9 +92,12 @@ def fx_central(world: World) -> Iterator[None]:
 def pdf_text(pdf: bytes) -> str:
     """The text drawn on a PDF's pages (fpdf2 writes Latin-1 strings in deflated streams)."""
     chunks = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+    # The end-of-line before ``endstream`` is left to zlib (a decompressor stops at the end of
+    # its stream): matching it here ate a compressed stream's last byte when that was a CR, and
+    # a page went missing from the text now and then.
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S):
         try:
-            chunks.append(zlib.decompress(stream).decode("latin-1"))
+            chunks.append(zlib.decompressobj().decompress(stream).decode("latin-1"))
         except zlib.error:
             continue
     return "".join(re.findall(r"\((.*?)\) ?Tj", "".join(chunks)))
