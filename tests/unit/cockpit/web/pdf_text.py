@@ -9,7 +9,9 @@ import zlib
 __all__ = ["pdf_text"]
 
 _OBJECT = re.compile(rb"(\d+) 0 obj\s*(.*?)endobj", re.S)
-_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
+# the end-of-line before endstream is left to zlib (it stops at its stream's end): matching it
+# here would eat a deflated stream's last byte when that is a CR
+_STREAM = re.compile(rb"stream\r?\n(.*?)endstream", re.S)
 _TOKEN = re.compile(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) ?Tj", re.S)
 _ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"(": b"(",
             b")": b")", b"\\": b"\\"}
@@ -22,10 +24,10 @@ def _stream(body: bytes) -> bytes:
     raw = found.group(1)
     if b"/FlateDecode" in body[:found.start()]:
         try:
-            return zlib.decompress(raw)
+            return zlib.decompressobj().decompress(raw)
         except zlib.error:
             return b""
-    return raw
+    return raw.removesuffix(b"\n").removesuffix(b"\r")
 
 
 def _unescape(text: bytes) -> bytes:
