@@ -26,7 +26,6 @@ from broker.http_common import (
     BrokerLimits,
     JsonAnswer,
     decode_body,
-    header_values,
     json_response,
     proof_answer,
     read_body,
@@ -35,6 +34,7 @@ from broker.http_common import (
 from broker.http_previews import PREVIEW_HANDLERS
 from broker.schemas import AccessToken, ConsentList, PreviewRequired, ProofAnswer
 from broker.service import BrokerService, ConsentIn, ConsentOut, ProofRequestIn
+from einmal.asgi import header_values
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.contract import PURPOSE_PATTERN
 from einmal.openapi import Jwks, inline_schema, json_body, problems, with_request_body
@@ -49,7 +49,7 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _PURPOSE = re.compile(PURPOSE_PATTERN)
 _CONSENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _CORRELATION_ID = _IDEMPOTENCY_KEY
-#: the request headers the proof request reads (broker/http_common.py: header_values)
+#: the request headers the proof request reads (einmal/asgi.py: header_values)
 _PROOF_HEADERS = frozenset({b"authorization", b"content-length", b"x-correlation-id",
                             b"idempotency-key"})
 
@@ -98,7 +98,7 @@ async def token(request: Request[Any, Any, Any], broker: NamedDependency[BrokerS
 async def proof_request(request: Request[Any, Any, Any],
                         proof_path: NamedDependency[ProofPath]) -> JsonAnswer:
     broker, limits = proof_path.broker, proof_path.limits
-    headers = header_values(request.scope, _PROOF_HEADERS)
+    headers = header_values(request.scope["headers"], _PROOF_HEADERS)
     claims = proof_path.service_tokens.verify(bearer_of(headers.get(b"authorization", "")))
     await limits.service.take(claims["sub"])
     raw = await read_body(request, headers.get(b"content-length"))

@@ -4,7 +4,6 @@ answer to a store failure, and the rate limits."""
 
 import json
 import math
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,8 @@ from broker.previews import PREVIEW_REQUIRED
 from einmal.problems import ProblemError, problem_response
 from einmal.ratelimit import Limiter
 
-__all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "JsonAnswer", "decode_body", "header_values",
-           "json_response", "proof_answer", "read_body", "store_unavailable"]
+__all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "JsonAnswer", "decode_body", "json_response",
+           "proof_answer", "read_body", "store_unavailable"]
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -101,18 +100,6 @@ def decode_body(raw: bytes, type_: type[Any]) -> Any:
     except msgspec.DecodeError as exc:
         raise ProblemError("invalid-request", f"The body is not valid JSON: {exc}.",
                            status=400) from exc
-
-
-def header_values(scope: Scope, names: Collection[bytes]) -> dict[bytes, str]:
-    """The request headers named (lower-case) as ``request.headers.get`` reads them - any
-    case, the first of repeated ones, latin-1 - in one pass over the ASGI scope, without
-    building Litestar's ``Headers`` (a multidict of every header) for a few values."""
-    found: dict[bytes, str] = {}
-    for name, value in scope["headers"]:
-        lower = name.lower()
-        if lower in names and lower not in found:
-            found[lower] = value.decode("latin-1")
-    return found
 
 
 async def read_body(request: Request[Any, Any, Any], content_length: str | None) -> bytes:

@@ -36,7 +36,7 @@ from einmal.keys import private_dir
 
 __all__ = ["PING_IDLE_S", "POOL_SIZE", "DuplicateKeyError", "GroupCommit", "SqliteWriter",
            "StoreError", "create_engine", "dispose", "insert_rows", "private_sqlite_file",
-           "sqlite_time", "sqlite_writer", "transaction", "writer"]
+           "sqlite_time", "sqlite_writer", "store_error", "transaction", "writer"]
 
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 _WRITERS: "weakref.WeakKeyDictionary[Any, SqliteWriter]" = weakref.WeakKeyDictionary()
@@ -216,7 +216,7 @@ async def transaction(engine: AsyncEngine, *, write: bool = True,
         msg = f"duplicate key: {type(exc.orig).__name__}"
         raise DuplicateKeyError(msg) from exc
     except (SQLAlchemyError, OSError) as exc:
-        raise _store_error(exc) from exc
+        raise store_error(exc) from exc
 
 
 def _write_lock(engine: AsyncEngine) -> asyncio.Lock:
@@ -329,7 +329,7 @@ class SqliteWriter:
             commit = asyncio.get_running_loop().run_in_executor(self._pool, self._commit, conn)
         except (sqlite3.Error, OSError) as exc:
             lock.release()
-            raise _store_error(exc) from exc
+            raise store_error(exc) from exc
         except BaseException:
             lock.release()
             raise
@@ -347,7 +347,7 @@ class SqliteWriter:
         try:
             await asyncio.shield(commit)
         except (sqlite3.Error, OSError) as exc:
-            raise _store_error(exc) from exc
+            raise store_error(exc) from exc
         return result
 
     @staticmethod
@@ -370,7 +370,9 @@ class SqliteWriter:
         self._pool.shutdown(wait=True)
 
 
-def _store_error(exc: BaseException) -> StoreError:
+def store_error(exc: BaseException) -> StoreError:
+    """The ``StoreError`` for a driver's error (chain it: ``raise store_error(exc) from exc``):
+    a unique-key violation is a ``DuplicateKeyError``."""
     if isinstance(exc, sqlite3.IntegrityError):
         return DuplicateKeyError(f"duplicate key: {type(exc).__name__}")
     if isinstance(exc, OSError):

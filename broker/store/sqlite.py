@@ -36,10 +36,10 @@ from broker.store.base import ClaimState, PendingTransfer, StoredConsent
 from einmal.store import (
     GroupCommit,
     SqliteWriter,
-    StoreError,
     insert_rows,
     sqlite_time,
     sqlite_writer,
+    store_error,
 )
 
 __all__ = ["Pending", "SqliteBrokerStore", "read_pending"]
@@ -134,9 +134,9 @@ class SqliteBrokerStore(SqlAlchemyBrokerStore):
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
                 return await busy()
-            raise _read_failed(exc) from exc
+            raise store_error(exc) from exc
         except sqlite3.Error as exc:
-            raise _read_failed(exc) from exc
+            raise store_error(exc) from exc
 
     async def consent(self, consent_id: str) -> StoredConsent | None:
         # fetchall: the statement runs to its end, so no read transaction stays open (an open
@@ -213,10 +213,6 @@ def _commit_transfers(conn: sqlite3.Connection, items: Sequence[PendingTransfer]
         insert_rows(conn, _INSERT_TRANSFER, [(*row, 0) for row in rows])
         insert_rows(conn, _INSERT_SUBJECT, refs)
     return results
-
-
-def _read_failed(exc: sqlite3.Error) -> StoreError:
-    return StoreError(f"store failed: {type(exc).__name__}")
 
 
 def _time(value: str) -> datetime:

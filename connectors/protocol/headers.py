@@ -14,6 +14,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote
 
+from einmal.asgi import header_values
 from einmal.domain.registers import Requester
 
 __all__ = ["HEADERS", "requester_from_asgi", "requester_from_headers", "requester_headers"]
@@ -98,13 +99,8 @@ def requester_from_headers(headers: Mapping[str, str]) -> Requester | None:
 def requester_from_asgi(headers: Iterable[tuple[bytes, bytes]]) -> Requester | None:
     """``requester_from_headers`` of an ASGI scope's raw headers (Latin-1; of a header sent
     twice, the first), without building a header mapping of the whole request."""
-    found: dict[str, bytes] = {}
-    for header, raw in headers:
-        name = _RAW_HEADERS.get(header.lower())
-        if name is not None and name not in found:
-            found[name] = raw
     values: dict[str, str] = {}
-    for name, raw in found.items():
-        if raw and (text := _decoded(raw.decode("latin-1"))) is not None:
-            values[name] = text
+    for header, raw in header_values(headers, _RAW_HEADERS).items():
+        if raw and (text := _decoded(raw)) is not None:
+            values[_RAW_HEADERS[header]] = text
     return _requester(values)

@@ -44,7 +44,6 @@ from connectors.protocol import ANSWER_KEY as REGISTER_ANSWER_KEY
 from einmal.demo_keys import demo_private_jwk
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.keys import SigningKey, load_or_create_signing_key
-from einmal.settings import load_settings
 from einmal.source_interface import COCKPIT_SOURCES_KEY
 from einmal.store import create_engine, dispose
 from einmal_client.sources import (
@@ -60,7 +59,7 @@ from tests.conftest import (
     LiveServer,
     free_port,
     reset_database,
-    start_server,
+    serve_demo,
 )
 from tests.e2e.conftest import assertion
 from tests.e2e.helpers import NAMENSDIENST
@@ -362,14 +361,7 @@ def fx_second_broker(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(name="second_demo", scope="module")
 def fx_second_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The demo server beside the second broker (its registers answer both brokers)."""
-    settings = load_settings({}, data_dir=tmp_path_factory.mktemp("demo"), demo=True,
-                             simulator_families=60, delivery_interval_s=0.2,
-                             database_url=TEST_DATABASE_URL, port=free_port())
-    live = start_server(settings)
-    try:
-        yield live
-    finally:
-        live.stop()
+    yield from serve_demo(tmp_path_factory)
 
 
 @pytest.fixture(name="released", scope="module")

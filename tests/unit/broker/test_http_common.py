@@ -8,8 +8,9 @@ import pytest
 from litestar import Litestar, Request, post
 from litestar.testing import AsyncTestClient
 
-from broker.http_common import JsonAnswer, header_values, json_response, proof_answer, read_body
+from broker.http_common import JsonAnswer, json_response, proof_answer, read_body
 from broker.previews import PREVIEW_REQUIRED
+from einmal.asgi import header_values
 from einmal.problems import exception_handlers
 
 LIMIT = 64
@@ -17,7 +18,7 @@ LIMIT = 64
 
 @post("/body", status_code=200, request_max_body_size=LIMIT)
 async def _body(request: Request[Any, Any, Any]) -> JsonAnswer:
-    headers = header_values(request.scope, {b"content-length"})
+    headers = header_values(request.scope["headers"], {b"content-length"})
     raw = await read_body(request, headers.get(b"content-length"))
     again = await request.body()  # kept for anyone reading it later
     return JsonAnswer(json.dumps({"body": raw.decode(), "same": again == raw}).encode())
@@ -82,7 +83,8 @@ class TestHeaderValues:
     def test_reads_as_litestar_headers_do(self) -> None:
         scope: Any = {"headers": [(b"Authorization", b"Bearer a"), (b"authorization", b"b"),
                                   (b"x-correlation-id", b"caf\xe9"), (b"other", b"x")]}
-        assert header_values(scope, {b"authorization", b"x-correlation-id", b"absent"}) == {
+        wanted = {b"authorization", b"x-correlation-id", b"absent"}
+        assert header_values(scope["headers"], wanted) == {
             b"authorization": "Bearer a", b"x-correlation-id": "café"}
 
 
