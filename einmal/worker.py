@@ -2,8 +2,9 @@
 (``notify``) or every ``interval_s``, with optional coalescing and exponential backoff.
 
 Used by the broker's outbox delivery and preview sweeper and the cockpit's sequencer. A step
-returns normally (success: backoff resets) or raises one of ``retry_on`` (logged, then backoff
-doubles from ``min_backoff_s`` up to ``max_backoff_s``); any other exception is a bug: it is
+returns normally (success: backoff resets) or raises one of ``retry_on`` (logged, then the step
+is retried after a backoff that doubles from ``min_backoff_s`` up to ``max_backoff_s`` and that
+``notify`` does not cut short); any other exception is a bug: it is
 logged as ``worker.crashed`` with its traceback and ends the task (``running`` turns false, which
 readiness checks can report), never silently.
 """
@@ -58,10 +59,16 @@ class BackgroundWorker:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval + self.backoff_s)
-                if self._coalesce:
-                    await asyncio.sleep(self._coalesce)
+            if self.backoff_s:
+                # after a failure the backoff is served in full: a notify (under load, one per
+                # request) must not turn the backoff into a retry every few milliseconds against
+                # a peer that is down; what was notified meanwhile is done by the retry
+                await asyncio.sleep(self.backoff_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                    if self._coalesce:
+                        await asyncio.sleep(self._coalesce)
             self._wake.clear()
             try:
                 await self._step()
@@ -69,7 +76,7 @@ class BackgroundWorker:
                 self.backoff_s = min(self._max_backoff, max(self._min_backoff,
                                                              self.backoff_s * 2))
                 log.warning("worker.step_failed", worker=self.name, error=type(exc).__name__,
-                            retry_in_s=round(self.backoff_s + self._interval, 2))
+                            retry_in_s=round(self.backoff_s, 2))
             except Exception:
                 log.exception("worker.crashed", worker=self.name)
                 raise

@@ -90,3 +90,26 @@ async def test_interval_zero_keeps_calling(interval: float) -> None:
     await _until(lambda: count[0] >= 3)
     await worker.stop()
     assert count[0] >= 3
+
+
+async def test_a_notify_during_the_backoff_does_not_cut_it_short() -> None:
+    """Under load every request notifies the delivery worker; with its peer down that must not
+    turn a 0.3 s backoff into a retry per notify."""
+    loop = asyncio.get_running_loop()
+    calls: list[float] = []
+
+    async def step() -> None:
+        calls.append(loop.time())
+        raise Flaky
+
+    worker = BackgroundWorker("t", step, interval_s=3600, retry_on=(Flaky,),
+                              min_backoff_s=0.3, max_backoff_s=0.3)
+    worker.start()
+    worker.notify()
+    await _until(lambda: len(calls) >= 1)
+    for _ in range(30):  # a burst of notifies during the backoff
+        worker.notify()
+        await asyncio.sleep(0.005)
+    await _until(lambda: len(calls) >= 2)
+    await worker.stop()
+    assert calls[1] - calls[0] >= 0.29
