@@ -172,10 +172,14 @@ class SqlAlchemyCockpitStore:
 
     # -- the log -----------------------------------------------------------------------------
     async def initialise_log(self, *, empty_note: str, now: datetime) -> None:
+        # Insert-or-nothing, not check-then-insert: two processes starting together on a fresh
+        # database (workers, or a cockpit beside `einmal` commands) both saw no state and the
+        # second failed on the key. The first one's empty checkpoint stands.
         async with transaction(self._engine) as conn:
-            if (await conn.execute(select(LOG_STATE.c.id))).first() is None:
-                await conn.execute(insert(LOG_STATE).values(id=1, tree_size=0, updated_at=now))
-                await conn.execute(insert(CHECKPOINT).values(
+            created = await conn.execute(_insert_ignore(conn, LOG_STATE).values(
+                id=1, tree_size=0, updated_at=now))
+            if created.rowcount:
+                await conn.execute(_insert_ignore(conn, CHECKPOINT).values(
                     tree_size=0, root=tlog.EMPTY_ROOT, note=empty_note, created_at=now))
 
     async def integrate(self, *, batch: int, sign: Sign, now: datetime) -> tuple[int, int]:

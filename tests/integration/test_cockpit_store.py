@@ -4,6 +4,7 @@ errors. ``sqlite`` (the writer's fast path) and ``sqlalchemy`` run on a SQLite f
 SQLAlchemy store also runs on PostgreSQL when EINMAL_TEST_DATABASE_URL is set.
 """
 
+import asyncio
 import base64
 import sqlite3
 import uuid
@@ -38,7 +39,7 @@ from cockpit.tables import (
 from cockpit.vault import CitizenVault, VaultError
 from einmal.domain.transfer import Concerned, Outcome, RegisterRef, ServiceRef, TransferRecord
 from einmal.keys import SigningKey
-from einmal.store import StoreError, sqlite_time
+from einmal.store import StoreError, create_engine, dispose, sqlite_time
 from einmal_client import tlog
 from tests.integration.cockpit_stores import BACKENDS, open_backend
 
@@ -343,6 +344,34 @@ class TestLog:
         assert await cockpit.log.checkpoint() == (
             0, CheckpointSigner(key=LOG_KEY, origin=ORIGIN).sign(0, tlog.EMPTY_ROOT))
         assert await cockpit.log.status() == (0, 0)
+
+    @pytest.mark.parametrize("backend", BACKENDS)
+    async def test_processes_starting_together_on_a_fresh_store_initialise_it_once(
+            self, backend: str, tmp_path: Path) -> None:
+        """Several processes (workers, `einmal` commands) start on one fresh database at once:
+        each sees no log state; all must start, and one empty checkpoint stands."""
+        async with open_backend(backend, tmp_path) as (store, engine):
+            url = engine.url.render_as_string(hide_password=False)
+            others = [create_engine(url) for _ in range(3)]
+            try:
+                stores = [store, *(type(store)(other) for other in others)]
+                for each in [engine, *others]:  # connected before the race, not during it
+                    async with each.connect() as conn:
+                        await conn.execute(select(1))
+                for _ in range(5):
+                    async with engine.begin() as conn:
+                        await conn.execute(delete(CHECKPOINT))
+                        await conn.execute(delete(LOG_STATE))
+                    await asyncio.gather(*(s.initialise_log(empty_note=f"note {i}", now=T0)
+                                           for i, s in enumerate(stores)))
+                await store.initialise_log(empty_note="later", now=T0)
+            finally:
+                for other in others:
+                    await dispose(other)
+            assert await _count(engine, LOG_STATE) == 1
+            async with engine.connect() as conn:
+                notes = (await conn.execute(select(CHECKPOINT.c.note))).scalars().all()
+            assert len(notes) == 1 and notes[0].startswith("note ")
 
     async def test_integration_numbers_entries_in_seq_order_across_a_gap(
             self, cockpit: Cockpit) -> None:
