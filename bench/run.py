@@ -353,12 +353,14 @@ class Running:
             self.stop()
             raise
         self.pids = [s.proc.pid for s in self.servers]
+        #: the closed loop's connections for everything after the rounds: the variant's peak
+        self.concurrency = args.levels[0]
 
     def spec(self, args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.server.port,
                 "request": self.request.decode("latin-1"), "server_pids": self.pids,
                 "warmup_s": args.warmup, "duration_s": args.duration, "mode": "closed",
-                "concurrency": args.concurrency, **overrides}
+                "concurrency": self.concurrency, **overrides}
 
     def stop(self) -> None:
         for s in reversed(self.servers):
@@ -378,7 +380,7 @@ def profile(servers: list[Server], base: dict[str, Any], args: argparse.Namespac
     if not pyspy.exists():
         return {"error": "py-spy not installed (pip install -e '.[bench]')"}
     load = subprocess.Popen([PYTHON, "-m", "bench.load", str(_spec_file(
-        {**base, "mode": "closed", "concurrency": args.concurrency, "warmup_s": 1,
+        {**base, "mode": "closed", "warmup_s": 1,
          "duration_s": seconds + 2}, workdir))], cwd=ROOT, env=server_env(),
         stdout=subprocess.DEVNULL)
     time.sleep(1.5)
@@ -460,7 +462,11 @@ def main() -> None:
                         help="CPU-time-per-request measurements per variant (0 = off)")
     parser.add_argument("--cpu-seconds", type=float, default=3.0,
                         help="closed-loop seconds per CPU-time measurement")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", default="16,64",
+                        help="closed-loop connections, one level or several (default 16,64): "
+                             "every round runs each level; a variant's peak is its best level's "
+                             "median, and its half-peak rate, CPU time and profile use that "
+                             "level")
     parser.add_argument("--warmup", type=float)
     parser.add_argument("--duration", type=float)
     parser.add_argument("--entries", type=int, help="log entries seeded for the citizen query")
@@ -485,6 +491,12 @@ def main() -> None:
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     args.duration = args.duration if args.duration is not None else (5 if args.quick else 20)
     args.repeats = args.repeats or 3
+    try:
+        args.levels = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--concurrency: numbers separated by commas, not {args.concurrency!r}")
+    if not args.levels or min(args.levels) < 1:
+        parser.error("--concurrency: at least one level, each >= 1")
     args.entries = args.entries or (50_000 if args.quick else 1_000_000)
     if args.profile is None:
         args.profile = 0 if args.quick else 15
@@ -499,12 +511,13 @@ def main() -> None:
                       "1 worker unless cpgN; no access log; EINMAL_LOG_LEVEL=warning; fresh "
                       "temp data dir, --demo, SQLite unless cpgN",
             "load_generator": "bench.load: raw asyncio streams, HTTP/1.1 keep-alive, own process",
-            "concurrency": args.concurrency, "warmup_s": args.warmup,
+            "concurrency": args.levels, "warmup_s": args.warmup,
             "duration_s": args.duration, "quick": args.quick,
         },
     }
     print(f"machine: {report['machine']}", flush=True)
-    print(f"load generator: closed loop, {args.concurrency} keep-alive connections, warm-up "
+    print(f"load generator: closed loop, {args.concurrency} keep-alive connections (a "
+          f"variant's peak: its best level), warm-up "
           f"{args.warmup} s, measured {args.duration} s; open loop at half peak: same "
           f"connection cap, latency from the scheduled send time", flush=True)
     with tempfile.TemporaryDirectory(prefix="einmal-bench-") as tmp:
@@ -538,7 +551,8 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             print(f"[{variant}] starting ...", flush=True)
             running[variant] = Running(variant, workdir, echo_request, args)
             results[variant] = {"variant": variant, "what": VARIANTS[kinds[variant]],
-                                "server_pids": running[variant].pids, "closed_runs": []}
+                                "server_pids": running[variant].pids,
+                                "closed_runs_by_concurrency": {n: [] for n in args.levels}}
         if echoes and proofs:
             # The echo gets the very bytes the broker gets (its real access token, ~450
             # characters, not a stand-in of another length), only the Host port differs.
@@ -549,16 +563,27 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     f"host: 127.0.0.1:{running[echo].server.port}".encode())
         for round_no in range(args.repeats):
             for variant in variants:
-                print(f"[{variant}] closed loop, {args.concurrency} connections, round "
-                      f"{round_no + 1}/{args.repeats} ...", flush=True)
-                # deferred work of the previous run (outbox, cockpit ingest, sequencing)
-                # must not eat into this one
-                cpu.wait_idle(running[variant].pids)
-                r = run_load(running[variant].spec(args), workdir)
-                results[variant]["closed_runs"].append(r)
-                _print(variant, r)
+                for level in args.levels:
+                    print(f"[{variant}] closed loop, {level} connections, round "
+                          f"{round_no + 1}/{args.repeats} ...", flush=True)
+                    # deferred work of the previous run (outbox, cockpit ingest, sequencing)
+                    # must not eat into this one
+                    cpu.wait_idle(running[variant].pids)
+                    r = run_load(running[variant].spec(args, concurrency=level), workdir)
+                    results[variant]["closed_runs_by_concurrency"][level].append(r)
+                    _print(variant, r)
         for variant in variants:
-            runs = results[variant]["closed_runs"]
+            # The peak: the level with the best median. A pipeline of processes that each wait
+            # for a durable commit is bound by latency at few connections (docs/benchmarks.md,
+            # issue 14, second session), so one level would under-state its peak.
+            by_level = results[variant]["closed_runs_by_concurrency"]
+            medians = {n: statistics.median(r["rps"] for r in runs)
+                       for n, runs in by_level.items()}
+            peak = max(medians, key=lambda n: medians[n])
+            running[variant].concurrency = peak
+            results[variant]["concurrency"] = peak
+            results[variant]["rps_median_by_concurrency"] = medians
+            runs = results[variant]["closed_runs"] = by_level[peak]
             results[variant]["closed"] = _median_run(runs)
             rps = [r["rps"] for r in runs]
             results[variant]["rps_runs"] = rps
@@ -670,7 +695,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"({report['machine']['cpu']}), Python {report['machine']['python']}", ""]
     http = report.get("http")
     if http:
-        lines += [("| variant | req/s (median; rounds) | p50 ms | p99 ms | errors "
+        lines += [("| variant | peak req/s at connections (rounds) [median by connections] "
+                   "| p50 ms | p99 ms | errors "
                    "| half-peak rate | p50 ms | p99 ms | CPU-us/req (min-max) | by process |"),
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for variant, r in http.items():
@@ -683,8 +709,12 @@ def markdown(report: dict[str, Any]) -> str:
             cpu_text = (f"{cpu_['median_us']} ({cpu_['min_us']}-{cpu_['max_us']}) | "
                         + ", ".join(f"{k} {v}" for k, v in cpu_["by_server_median"].items())
                         if cpu_ else "- | -")
-            lines.append(f"| {variant} | {r['rps_median']:,.0f} "
-                         f"({', '.join(f'{x:,.0f}' for x in r['rps_runs'])}) | {c['p50_ms']} "
+            levels = r.get("rps_median_by_concurrency", {})
+            by_level = (" [" + ", ".join(f"{n}: {x:,.0f}" for n, x in levels.items()) + "]"
+                        if len(levels) > 1 else "")
+            lines.append(f"| {variant} | {r['rps_median']:,.0f} at {c['settings']['concurrency']}"
+                         f" ({', '.join(f'{x:,.0f}' for x in r['rps_runs'])}){by_level} "
+                         f"| {c['p50_ms']} "
                          f"| {c['p99_ms']} | {c['errors']} | {half} | {cpu_text} |")
         lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in http["ratios"].items()
                                               if "per round" not in k),
