@@ -21,8 +21,8 @@
 
 The parent checks the settings and prepares the stores (schemas, keys) once before any worker
 starts, so N workers never race to create them; with several workers it also creates the
-transfer log's first state (``before_workers``): the cockpit creates it on its first start
-with a check-then-insert, which two workers starting together on a fresh database raced on.
+transfer log's first state (``before_workers``), so the workers find it made (the store's
+insert-or-nothing also makes processes starting together on a fresh database harmless).
 """
 
 import ctypes
@@ -95,7 +95,7 @@ def check_workers(settings: Settings, workers: int) -> list[str]:
 async def before_workers(components: list[Any]) -> None:
     """In the parent, once, before several workers start (own event loop): the transfer log's
     first state and signed empty checkpoint, which each worker's cockpit would otherwise try to
-    create at the same moment (a unique-key race on a fresh database)."""
+    create at the same moment (harmless since the store inserts it or nothing; one is quieter)."""
     for component in components:
         transfer_log = getattr(component, "log", None)
         if transfer_log is None or not hasattr(transfer_log, "initialise"):
