@@ -28,13 +28,12 @@ from broker.http_common import (
     decode_body,
     json_response,
     proof_answer,
-    read_body,
     store_unavailable,
 )
 from broker.http_previews import PREVIEW_HANDLERS
 from broker.schemas import AccessToken, ConsentList, PreviewRequired, ProofAnswer
 from broker.service import BrokerService, ConsentIn, ConsentOut, ProofRequestIn
-from einmal.asgi import header_values
+from einmal.asgi import header_values, read_body
 from einmal.citizen import Citizen, CitizenAuth
 from einmal.domain.contract import PURPOSE_PATTERN
 from einmal.openapi import Jwks, inline_schema, json_body, problems, with_request_body

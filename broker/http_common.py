@@ -3,24 +3,20 @@ bodies, JSON answers, the proof answer (200, or 202 while a preview is pending),
 answer to a store failure, and the rate limits."""
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import ClientException, InternalServerException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
-from litestar.utils.scope.state import ScopeState
 
 from broker.previews import PREVIEW_REQUIRED
 from einmal.problems import ProblemError, problem_response
 from einmal.ratelimit import Limiter
 
 __all__ = ["MAX_JSON_DEPTH", "BrokerLimits", "JsonAnswer", "decode_body", "json_response",
-           "proof_answer", "read_body", "store_unavailable"]
+           "proof_answer", "store_unavailable"]
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -100,43 +96,6 @@ def decode_body(raw: bytes, type_: type[Any]) -> Any:
     except msgspec.DecodeError as exc:
         raise ProblemError("invalid-request", f"The body is not valid JSON: {exc}.",
                            status=400) from exc
-
-
-async def read_body(request: Request[Any, Any, Any], content_length: str | None) -> bytes:
-    """``await request.body()`` read straight from ASGI ``receive``: the same limit (the
-    route's ``request_max_body_size``; an announced ``content_length`` above it is refused
-    before anything is read) and the same errors (413, 400 for a Content-Length that is no
-    number, 500 when the client is gone), without the ``Headers`` and the async generator
-    Litestar builds for it. The body is kept in the scope's state, where ``request.body()``
-    finds it."""
-    limit = request.route_handler.resolve_request_max_body_size() or math.inf
-    if content_length is not None:
-        try:
-            announced = int(content_length)
-        except ValueError:
-            msg = f"Invalid content-length: {content_length!r}"
-            raise ClientException(msg) from None
-        if announced > limit:
-            raise RequestEntityTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        event = await request.receive()
-        if event["type"] == "http.request":
-            chunk = event.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise RequestEntityTooLarge
-                chunks.append(chunk)
-            if not event.get("more_body", False):
-                break
-        elif event["type"] == "http.disconnect":
-            msg = "client disconnected prematurely"
-            raise InternalServerException(msg)
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    ScopeState.from_scope(request.scope).body = body
-    return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from connectors.protocol import (
 )
 from connectors.protocol.headers import requester_from_asgi
 from connectors.simulators.population import Child, Family, Population, generate_population
+from einmal.asgi import header_values, read_body
 from einmal.domain.proofs import PROOF_FIELDS, ProofType
 from einmal.problems import ProblemError, problem_response
 from einmal.store import StoreError
@@ -149,6 +150,7 @@ _UNLOGGED = Response(content=b'{"status":"unavailable","detail":"protocol unavai
 _CATEGORIES = {proof: tuple(sorted(fields)) for proof, fields in PROOF_FIELDS.items()}
 #: distinct answers kept per register kind (people x dates x periods asked)
 _ANSWERS = 4096
+_CONTENT_LENGTH = frozenset({b"content-length"})
 
 
 class _Answer(NamedTuple):
@@ -159,6 +161,13 @@ class _Answer(NamedTuple):
     content: tuple[ContentGroup, ...]
     concerned: tuple[str, ...]
     body: bytes = b""
+
+
+async def _body(request: Request[Any, Any, Any]) -> bytes:
+    """``await request.body()`` - the same limit and errors (413, 400) - read straight from
+    ASGI (einmal/asgi.py), without the ``Headers`` and the stream Litestar builds for it."""
+    return await read_body(request, header_values(request.scope["headers"],
+                                                  _CONTENT_LENGTH).get(b"content-length"))
 
 
 async def _logged(protocol: RegisterProtocol, request: Request[Any, Any, Any], *,
@@ -227,7 +236,7 @@ def _standesamt_handler(population: Population, knobs: Knobs,
             return _xml(messages.build_error(author=author, code="unbekannt",
                                              text="Kein Standesamt unter diesem Schlüssel."), 404)
         try:
-            root = messages.parse_xml(await request.body())
+            root = messages.parse_xml(await _body(request))
             search = root.find(messages.tag("suche"))
             if root.tag != messages.tag(messages.REQUEST) or search is None:
                 raise ValueError("not a 138010 request")
@@ -358,7 +367,7 @@ def _knob_handlers(knobs: Knobs) -> list[Any]:
     @put("/_knobs", include_in_schema=False)
     async def set_knobs(request: Request[Any, Any, Any]) -> Response[bytes]:
         try:
-            change = msgspec.json.decode(await request.body(), type=KnobsIn)
+            change = msgspec.json.decode(await _body(request), type=KnobsIn)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return _json({"status": "invalid_request", "detail": str(exc)}, 400)
         knobs.change(change)

@@ -8,9 +8,9 @@ import pytest
 from litestar import Litestar, Request, post
 from litestar.testing import AsyncTestClient
 
-from broker.http_common import JsonAnswer, json_response, proof_answer, read_body
+from broker.http_common import JsonAnswer, json_response, proof_answer
 from broker.previews import PREVIEW_REQUIRED
-from einmal.asgi import header_values
+from einmal.asgi import header_values, read_body
 from einmal.problems import exception_handlers
 
 LIMIT = 64
