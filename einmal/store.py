@@ -479,7 +479,9 @@ class GroupCommit(Generic[T, R]):
     """Concurrent writes committed together: every item waiting when a transaction starts goes
     into it (up to ``max_batch``) - one transaction and one fsync for all of them instead of one
     each. Made for SQLite, which has one writer at a time (the durable commit was the proof
-    path's bottleneck: docs/benchmarks.md, decision 0022).
+    path's bottleneck: docs/benchmarks.md, decision 0022); on PostgreSQL it saves each
+    transaction's round trips (decision 0042) - there ``commit`` must take its row locks in one
+    order, as batches of several processes meet.
 
     ``commit(items)`` writes one batch in one transaction and returns one result per item, in
     order; if it raises, every item of that batch gets the exception. No item waits for a

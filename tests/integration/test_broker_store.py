@@ -265,6 +265,42 @@ class TestGroupCommit:
         consent = await store.consent("c1")
         assert consent is not None and consent.uses == 0  # rolled back with the batch
 
+    @pytest.mark.parametrize("kind", DATABASES)
+    async def test_two_processes_batches_on_the_same_consents_do_not_deadlock(
+            self, kind: str, tmp_path: Path) -> None:
+        """Two processes (two engines) commit batches touching the same consents in opposite
+        orders at once: with the row locks taken as the batch lists them, PostgreSQL found a
+        deadlock and failed a batch (503s); taken in one order, both wait and go through."""
+        store, engine = await _open(kind, tmp_path)
+        assert engine is not None
+        other_engine = create_engine(engine.url.render_as_string(hide_password=False))
+        other = (SqliteBrokerStore(other_engine, SEAL) if kind == "sqlite"
+                 else SqlAlchemyBrokerStore(other_engine, SEAL))
+        try:
+            names = [f"c{n}" for n in range(8)]
+            for name in names:
+                await store.add_consent(_consent(name))
+            for each in (engine, other_engine):  # connected before the race, not during it
+                async with each.connect() as conn:
+                    await conn.execute(select(1))
+            n = 0
+            for _ in range(4):
+                forward = [PendingTransfer(_record(n + i + 1), _use(name))
+                           for i, name in enumerate(names)]
+                backward = [PendingTransfer(_record(n + 100 + i + 1), _use(name))
+                            for i, name in enumerate(reversed(names))]
+                n += 1000
+                assert await asyncio.gather(store.commit_transfers(forward),
+                                            other.commit_transfers(backward)) == [
+                    [True] * len(names), [True] * len(names)]
+            consent = await store.consent("c0")
+            assert consent is not None and consent.uses == 8
+        finally:
+            await other.aclose()
+            await store.aclose()
+            await dispose(other_engine)
+            await dispose(engine)
+
     async def test_concurrent_commits_never_use_a_consent_more_often_than_allowed(
             self, store: BrokerStore) -> None:
         await store.add_consent(_consent(max_uses=3))
