@@ -199,7 +199,12 @@ VARIANTS = {
     "c": "proof request, registers in a separate process over HTTP",
     "cs": "as c, with broker and cockpit in processes of their own",
     "cpg": "as c on PostgreSQL, broker+cockpit with N worker processes",
+    "f": "floor of c/cs: JSON in, one XPersonenstand query to a register process, JSON out; "
+         "no checks, no signing, no records (bench/servers.py: floor)",
+    "f2": "floor of b2: as f, the register answered by the same process over loopback HTTP",
 }
+#: variants whose answer is the request echoed, not a proof
+ECHOES = {"a", "f", "f2"}
 
 
 def split_variant(spec: str, default_server: str) -> tuple[str, str, int]:
@@ -261,6 +266,26 @@ def start_variant(spec: str, workdir: Path, args: argparse.Namespace,
         server = Server("echo", [*bench, "echo", "--port", str(port), "--server", server_kind],
                         port, workdir / f"server-{tag}.log")
         return [server], server
+    if variant == "f2":
+        server = Server("floor", [*bench, "floor", "--port", str(port), "--server", server_kind],
+                        port, workdir / f"server-{tag}.log")
+        return [server], server
+    if variant == "f":
+        reg_port = free_port()
+        register = Server("floor-register", [*bench, "floor-register", "--port", str(reg_port),
+                                             "--server", server_kind],
+                          reg_port, workdir / f"server-{tag}-register.log")
+        _chain(register)
+        server = Server("floor", [
+            *bench, "floor", "--port", str(port), "--server", server_kind, "--register-url",
+            f"{register.base_url}/registers/standesamt/04011000/geburt"],
+            port, workdir / f"server-{tag}.log")
+        try:
+            _chain(server)
+        except BaseException:
+            register.stop()
+            raise
+        return [register, server], server
     if variant == "b":
         server = Server("einmal-memory", [*bench, "einmal-memory", "--port", str(port),
                                           "--data-dir", str(data), "--server", server_kind],
@@ -340,7 +365,7 @@ class Running:
         try:
             for s in self.servers:
                 s.wait_ready()
-            if kind == "a":
+            if kind in ECHOES:
                 self.request = echo_request.replace(
                     b"host: 127.0.0.1:0", f"host: 127.0.0.1:{self.server.port}".encode())
             else:
@@ -348,7 +373,7 @@ class Running:
                 demo = self.servers[-1].base_url if kind in {"bs", "cs"} else None
                 self.request, _ = proof_request_bytes(self.server.base_url, self.server.port,
                                                       demo)
-            sanity_check(self.server.base_url, self.request, expect_proof=kind != "a")
+            sanity_check(self.server.base_url, self.request, expect_proof=kind not in ECHOES)
         except BaseException:
             self.stop()
             raise
@@ -553,11 +578,13 @@ def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             results[variant] = {"variant": variant, "what": VARIANTS[kinds[variant]],
                                 "server_pids": running[variant].pids,
                                 "closed_runs_by_concurrency": {n: [] for n in args.levels}}
-        if echoes and proofs:
-            # The echo gets the very bytes the broker gets (its real access token, ~450
-            # characters, not a stand-in of another length), only the Host port differs.
-            first = running[proofs[0]]
-            for echo in echoes:
+        brokers = [v for v in proofs if kinds[v] not in ECHOES]
+        if brokers:
+            # The echo (and the floor) gets the very bytes the broker gets (its real access
+            # token, ~450 characters, not a stand-in of another length), only the Host port
+            # differs.
+            first = running[brokers[0]]
+            for echo in (v for v in variants if kinds[v] in ECHOES):
                 running[echo].request = first.request.replace(
                     f"host: 127.0.0.1:{first.server.port}".encode(),
                     f"host: 127.0.0.1:{running[echo].server.port}".encode())
@@ -687,6 +714,12 @@ def targets(results: dict[str, Any], echoes: list[str], kinds: dict[str, str],
                 out[f"{variant} {broker} CPU <= 3x echo"] = [round(times, 2), times <= 3]
         if kind == "b2":
             out[f"{variant}/{ceiling} >= 0.20"] = [round(ratio, 3), ratio >= 0.20]
+        if kind in {"f", "f2"}:
+            # not a target: the most any broker on this stack could reach (decision 0043)
+            out[f"{variant}/{ceiling} (floor)"] = round(ratio, 3)
+            if "cpu" in v and "cpu" in a:
+                relay = v["cpu"]["by_server_median"]["floor"] / a["cpu"]["median_us"]
+                out[f"{variant} floor process CPU x echo"] = round(relay, 2)
     return out
 
 

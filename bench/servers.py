@@ -1,6 +1,14 @@
 """Benchmark server processes, started by ``bench.run`` as subprocesses.
 
 * ``echo``: a raw Litestar msgspec JSON echo endpoint - the ceiling any Python handler reaches.
+* ``floor``: the HTTP plumbing of a proof request and nothing else - the proof request's JSON
+  in, one XPersonenstand query of the real size out through the broker's ``RegisterClient``, the
+  JSON back; ``floor-register`` answers that query with a fixed XPersonenstand answer of the
+  real size (built once). What any Python broker on this stack pays before it checks, fetches,
+  signs or records anything: the ceiling of the proof variants with an HTTP register.
+  ``floor --register-url`` names a register elsewhere (variant ``f``); without it the same
+  process also serves the register and calls itself over loopback (``f2``, the shape of
+  ``einmal serve --demo``).
 * ``einmal-memory``: the default ``einmal serve --demo`` composition (or, with
   ``--components broker --cockpit-url URL``, the broker alone), except that the broker's
   birth connector is replaced by an in-memory one (no HTTP) that returns the ``ProofData`` a real
@@ -28,8 +36,10 @@ import uvicorn
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.log import LogLevels
 from granian.server import Server as Granian
-from litestar import Litestar, get, post
+from litestar import Litestar, Response, get, post
 
+from connectors import xpersonenstand as messages
+from connectors._http import RegisterClient
 from connectors.factory import build_connectors
 from connectors.simulators.app import SimulatorSettings, create_registers_router
 from connectors.simulators.population import generate_population
@@ -71,6 +81,62 @@ def echo_app() -> Any:
 
     return Litestar(route_handlers=[echo, echo_proof, ready], logging_config=None, debug=False,
                     openapi_config=None)
+
+
+#: the floor's query and answer: XPersonenstand messages of the size the Standesamt exchanges
+FLOOR_QUERY = messages.build_request(idnr="12345678901", birth_date="2025-01-01",
+                                     family_name=None, reader="standesamt:04011000")
+FLOOR_ANSWER = messages.build_answer(
+    author="standesamt:04011000", register_number="G 1234/2025",
+    child={"idnr": "12345678901", "vornamen": "Mia Sophie", "familienname": "Beispiel",
+           "geschlecht": "w", "geburtsdatum": "2025-01-01"},
+    place_name="Bremen", ags="04011000",
+    parents=[{"idnr": "98765432109", "vornamen": "Anna", "familienname": "Beispiel"},
+             {"idnr": "98765432108", "vornamen": "Jonas", "familienname": "Beispiel"}])
+
+
+def _floor_register() -> Any:
+    @post("/registers/standesamt/04011000/geburt", status_code=200)
+    async def register(body: bytes) -> Response[bytes]:
+        return Response(content=FLOOR_ANSWER, media_type="application/xml")
+
+    return register
+
+
+def floor_app(port: int, register_url: str | None) -> Any:
+    """See the module's docstring: ``floor``."""
+    handlers: list[Any] = [_ready]
+    if register_url is None:
+        handlers.append(_floor_register())
+        register_url = f"http://127.0.0.1:{port}/registers/standesamt/04011000/geburt"
+    client = RegisterClient(timeout_s=5.0, retries=2)
+    headers = {"content-type": "application/xml", "accept": "application/xml"}
+    url: str = register_url
+
+    @post("/v1/proof-requests", status_code=200)
+    async def relay(data: EchoIn) -> EchoIn:
+        answer = await client.request("POST", url, register="standesamt", content=FLOOR_QUERY,
+                                      headers=headers)
+        if answer.status_code != 200:  # a benchmark that measured failures would mislead
+            msg = f"the floor's register answered {answer.status_code}"
+            raise RuntimeError(msg)
+        return data
+
+    async def close() -> None:
+        await client.aclose()
+
+    return Litestar(route_handlers=[relay, *handlers], logging_config=None, debug=False,
+                    openapi_config=None, on_shutdown=[close])
+
+
+def floor_register_app() -> Any:
+    return Litestar(route_handlers=[_floor_register(), _ready], logging_config=None,
+                    debug=False, openapi_config=None)
+
+
+@get("/health/ready")
+async def _ready() -> dict[str, str]:
+    return {"status": "ok"}
 
 
 class InMemoryBirthConnector:
@@ -140,6 +206,10 @@ def einmal_memory_app(port: int, data_dir: Path, components_: str | None = None,
 def build(args: dict[str, Any]) -> Any:
     if args["kind"] == "echo":
         return echo_app()
+    if args["kind"] == "floor":
+        return floor_app(args["port"], args["register_url"])
+    if args["kind"] == "floor-register":
+        return floor_register_app()
     return einmal_memory_app(args["port"], Path(args["data_dir"]), args["components"],
                              args["cockpit_url"])
 
@@ -153,15 +223,17 @@ def worker_app() -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["echo", "einmal-memory"])
+    parser.add_argument("kind", choices=["echo", "floor", "floor-register", "einmal-memory"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--components", help="e.g. broker (default: the demo composition)")
     parser.add_argument("--cockpit-url", help="the cockpit's base URL when it runs elsewhere")
+    parser.add_argument("--register-url", help="floor: the floor-register's query URL "
+                        "(default: this process answers the queries itself)")
     parser.add_argument("--server", choices=SERVERS, default="uvicorn")
     args = parser.parse_args()
     spec = {"kind": args.kind, "port": args.port, "components": args.components,
-            "cockpit_url": args.cockpit_url,
+            "cockpit_url": args.cockpit_url, "register_url": args.register_url,
             "data_dir": str(args.data_dir) if args.data_dir else None}
     if args.server == "granian":
         os.environ[_ARGS_ENV] = json.dumps(spec)
