@@ -27,27 +27,26 @@ BODY = {"proof_type": "birth", "subject": "12345678901", "purpose": "namensbesti
 @contextmanager
 def _serve(*argv: str) -> Iterator[str]:
     port = free_port()
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.servers", *argv, "--port", str(port)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.servers", *argv, "--port",
+                                 str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
-    def ready() -> bool:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"bench.servers {argv[0]} ended: {log.read().decode()[-2000:]}")
+        def ready() -> bool:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"bench.servers {argv[0]} ended: {log.read().decode()[-2000:]}")
+            try:
+                return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
         try:
-            return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, timeout=30, what=f"bench.servers {argv[0]} ready")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
+            wait_until(ready, timeout=30, what=f"bench.servers {argv[0]} ready")
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
 
 
 def test_the_floor_exchanges_a_real_standesamt_query_and_answer() -> None:
