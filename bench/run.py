@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench import cpu
 from bench.profile import summarise
 from bench.query import run_queries
-from bench.servers import SERVERS
+from bench.servers import FLOOR_PATH, SERVERS
 from einmal.keys import _unb64u
 from einmal_app.run import DEFAULT_SERVER
 
@@ -278,7 +278,7 @@ def start_variant(spec: str, workdir: Path, args: argparse.Namespace,
         _chain(register)
         server = Server("floor", [
             *bench, "floor", "--port", str(port), "--server", server_kind, "--register-url",
-            f"{register.base_url}/registers/standesamt/04011000/geburt"],
+            f"{register.base_url}{FLOOR_PATH}"],
             port, workdir / f"server-{tag}.log")
         try:
             _chain(server)

@@ -83,6 +83,8 @@ def echo_app() -> Any:
                     openapi_config=None)
 
 
+#: where the floor's register answers (the real Standesamt route of Bremen)
+FLOOR_PATH = "/registers/standesamt/04011000/geburt"
 #: the floor's query and answer: XPersonenstand messages of the size the Standesamt exchanges
 FLOOR_QUERY = messages.build_request(idnr="12345678901", birth_date="2025-01-01",
                                      family_name=None, reader="standesamt:04011000")
@@ -96,7 +98,7 @@ FLOOR_ANSWER = messages.build_answer(
 
 
 def _floor_register() -> Any:
-    @post("/registers/standesamt/04011000/geburt", status_code=200)
+    @post(FLOOR_PATH, status_code=200)
     async def register(body: bytes) -> Response[bytes]:
         return Response(content=FLOOR_ANSWER, media_type="application/xml")
 
@@ -108,10 +110,10 @@ def floor_app(port: int, register_url: str | None) -> Any:
     handlers: list[Any] = [_ready]
     if register_url is None:
         handlers.append(_floor_register())
-        register_url = f"http://127.0.0.1:{port}/registers/standesamt/04011000/geburt"
+        register_url = f"http://127.0.0.1:{port}{FLOOR_PATH}"
     client = RegisterClient(timeout_s=5.0, retries=2)
     headers = {"content-type": "application/xml", "accept": "application/xml"}
-    url: str = register_url
+    url = register_url
 
     @post("/v1/proof-requests", status_code=200)
     async def relay(data: EchoIn) -> EchoIn:
